@@ -1,0 +1,349 @@
+"""The inbound listener: route, check, verify, extract, commit, answer.
+
+The checks run in the order of interfaces.md section 1, each with its own status
+and JSON error. A 2xx leaves only after the outbox writer's commit returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from hookgate import verify
+from hookgate.config import Config, SourceConfig
+from hookgate.store import NewMessage, Store, StoreError
+
+log = structlog.get_logger("hookgate.ingress")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Credentials and hop-by-hop headers are neither stored nor forwarded.
+_UNSTORED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-gitlab-token",
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "expect",
+    }
+)
+_RETRY_AFTER_SECONDS = "5"
+_READ_CHUNK = 65536
+
+
+class Rejected(Exception):
+    """A request that gets an error answer; ``code`` is the JSON error code."""
+
+    def __init__(self, status: int, code: str, detail: str, **headers: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+
+
+class _NotJSON(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """Where a value lives: ``json:<dotted.path>``, ``header:<Name>`` or ``const:<value>``."""
+
+    kind: str
+    argument: str
+    path: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Expression:
+        kind, _, argument = text.partition(":")
+        return cls(kind, argument, tuple(argument.split(".")) if kind == "json" else ())
+
+    def extract(self, headers: Mapping[str, str], document: Any) -> str | None:
+        if self.kind == "const":
+            return self.argument
+        if self.kind == "header":
+            return headers.get(self.argument)
+        node = document
+        for part in self.path:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        if isinstance(node, str):
+            return node
+        if isinstance(node, bool) or not isinstance(node, int | float):
+            return None
+        return str(node)
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """Candidate expressions for one value; ``required`` when the source set it explicitly."""
+
+    candidates: tuple[Expression, ...]
+    required: bool
+    name: str
+
+    @classmethod
+    def build(cls, name: str, explicit: str | None, defaults: Sequence[str]) -> Extraction:
+        if explicit is not None:
+            return cls((Expression.parse(explicit),), True, name)
+        return cls(tuple(Expression.parse(d) for d in defaults), False, name)
+
+    @property
+    def needs_json(self) -> bool:
+        return any(c.kind == "json" for c in self.candidates)
+
+    def extract(self, headers: Mapping[str, str], document: Any) -> str | None:
+        for candidate in self.candidates:
+            value = candidate.extract(headers, document)
+            if value is not None:
+                return value
+        if self.required:
+            raise Rejected(400, f"missing_{self.name}", f"no {self.name} found in the request")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationFilter:
+    name: str
+    events: tuple[str, ...] | None
+
+    def matches(self, event_type: str | None) -> bool:
+        if self.events is None:
+            return True
+        return event_type is not None and any(
+            fnmatch.fnmatchcase(event_type, pattern) for pattern in self.events
+        )
+
+
+class Route:
+    """Everything the ingress needs to know about one source, compiled once."""
+
+    def __init__(self, name: str, source: SourceConfig, destinations: list[DestinationFilter]):
+        self.name = name
+        self.source = source
+        self.methods = frozenset(source.methods)
+        self.allow = [ipaddress.ip_network(c, strict=False) for c in source.allow_ips]
+        self.verifier = verify.build_verifier(source.verify)
+        scheme = source.verify.scheme
+        self.event_type = Extraction.build(
+            "event_type", source.event_type, verify.DEFAULT_EVENT_TYPE.get(scheme, ())
+        )
+        self.event_id = Extraction.build(
+            "event_id", source.event_id, verify.DEFAULT_EVENT_ID.get(scheme, ())
+        )
+        self.needs_json = self.event_type.needs_json or self.event_id.needs_json
+        self.destinations = destinations
+        self._matches: dict[str | None, tuple[str, ...]] = {}
+
+    def destinations_for(self, event_type: str | None) -> tuple[str, ...]:
+        cached = self._matches.get(event_type)
+        if cached is None:
+            cached = tuple(d.name for d in self.destinations if d.matches(event_type))
+            if len(self._matches) < 10_000:  # event types are few; never grow without bound
+                self._matches[event_type] = cached
+        return cached
+
+
+class Ingress:
+    """The aiohttp application that receives webhooks."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.store = store
+        self.max_body = config.server.max_body
+        self.request_timeout = config.server.request_timeout
+        self.trusted_proxies = [
+            ipaddress.ip_network(c, strict=False) for c in config.server.trusted_proxies
+        ]
+        self.routes = {
+            source.path: Route(
+                name,
+                source,
+                [
+                    DestinationFilter(d.name, tuple(d.events) if d.events is not None else None)
+                    for d in config.destinations.values()
+                    if name in d.sources
+                ],
+            )
+            for name, source in config.sources.items()
+        }
+        for route in self.routes.values():
+            if route.source.verify.scheme == "none":
+                log.warning("source.unverified", source=route.name)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        route = self.routes.get(request.path)
+        try:
+            if route is None:
+                raise Rejected(404, "not_found", "no source is configured at this path")
+            return await self._receive(route, request, started)
+        except Rejected as exc:
+            self._log_rejected(route, request, exc)
+            return _error(exc)
+
+    async def _receive(self, route: Route, request: web.Request, started: float) -> web.Response:
+        if request.method not in route.methods:
+            allow = ", ".join(sorted(route.methods))
+            raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
+        if route.allow and not _allowed(self.client_ip(request), route.allow):
+            raise Rejected(403, "forbidden", "this client address is not allowed")
+        body = await self._read_body(request, started)
+        now = time.time()
+        try:
+            route.verifier.verify(request.headers, body, now)
+        except verify.VerificationFailed as exc:
+            log.warning("webhook.unverified", source=route.name, reason=exc.reason)
+            raise Rejected(
+                401, "invalid_signature", "the signature is missing or invalid"
+            ) from None
+        message = self._message(route, request, body, now)
+        try:
+            accepted = await self.store.accept(message)
+        except StoreError as exc:
+            log.error("webhook.not_stored", source=route.name, error=str(exc))
+            raise Rejected(
+                503,
+                "unavailable",
+                "cannot store the webhook now; retry later",
+                **{"Retry-After": _RETRY_AFTER_SECONDS},
+            ) from None
+        if accepted.duplicate:
+            log.info(
+                "webhook.duplicate",
+                source=route.name,
+                message_id=accepted.message_id,
+                event_id=message.event_id,
+            )
+            return _json(200, {"id": accepted.message_id, "duplicate": True})
+        log.info(
+            "webhook.accepted",
+            source=route.name,
+            message_id=accepted.message_id,
+            event_type=message.event_type,
+            deliveries=len(message.destinations),
+        )
+        return _json(202, {"id": accepted.message_id})
+
+    async def _read_body(self, request: web.Request, started: float) -> bytes:
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
+        remaining = self.request_timeout - (time.monotonic() - started)
+        try:
+            async with asyncio.timeout(remaining):
+                return await self._read_limited(request)
+        except TimeoutError:
+            raise Rejected(408, "request_timeout", "the request did not arrive in time") from None
+
+    async def _read_limited(self, request: web.Request) -> bytes:
+        body = bytearray()
+        while chunk := await request.content.read(_READ_CHUNK):
+            body += chunk
+            if len(body) > self.max_body:
+                raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
+        return bytes(body)
+
+    def _message(self, route: Route, request: web.Request, body: bytes, now: float) -> NewMessage:
+        document: Any = None
+        if route.needs_json:
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                if route.event_type.required or route.event_id.required:
+                    raise Rejected(400, "invalid_json", "the body is not valid JSON") from None
+        headers = request.headers
+        event_type = route.event_type.extract(headers, document)
+        event_id = route.event_id.extract(headers, document)
+        stored = {k.lower(): v for k, v in headers.items() if k.lower() not in _UNSTORED_HEADERS}
+        return NewMessage(
+            source=route.name,
+            received_at=now,
+            event_type=event_type,
+            event_id=event_id,
+            dedup_window=route.source.dedup_window,
+            headers=orjson.dumps(stored),
+            body=body,
+            destinations=route.destinations_for(event_type),
+        )
+
+    def client_ip(self, request: web.Request) -> IPAddress | None:
+        """The client's address; X-Forwarded-For counts only when the peer is a trusted proxy."""
+        peer = _parse_ip(request.remote)
+        if peer is None or not self.trusted_proxies or not _allowed(peer, self.trusted_proxies):
+            return peer
+        hops = [
+            h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")
+        ]
+        client = peer
+        for hop in reversed(hops):
+            address = _parse_ip(hop)
+            if address is None:
+                return client
+            client = address
+            if not _allowed(address, self.trusted_proxies):
+                return address
+        return client
+
+    @staticmethod
+    def _log_rejected(route: Route | None, request: web.Request, exc: Rejected) -> None:
+        log.warning(
+            "webhook.rejected",
+            source=route.name if route else None,
+            path=request.path,
+            method=request.method,
+            status=exc.status,
+            reason=exc.code,
+            peer=request.remote,
+        )
+
+
+def _parse_ip(text: str | None) -> IPAddress | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _allowed(address: IPAddress | None, networks: list[IPNetwork]) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
+def _json(
+    status: int, payload: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
+    )
+
+
+def _error(exc: Rejected) -> web.Response:
+    return _json(exc.status, {"error": exc.code, "detail": exc.detail}, exc.headers)

@@ -1,0 +1,131 @@
+"""The durable outbox: what the rest of hookgate may ask of storage.
+
+Only the implementations in this package run SQL. ``sqlite.SQLiteStore`` is the
+embedded default; a PostgreSQL store would implement the same ``Store``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+DeliveryState = Literal["pending", "delivered", "dead"]
+
+
+class StoreError(Exception):
+    """The store cannot take writes right now (disk full, locked, or closing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A verified inbound webhook, ready to be committed with its deliveries."""
+
+    source: str
+    received_at: float
+    event_type: str | None
+    event_id: str | None
+    dedup_window: float
+    headers: bytes  # orjson-encoded {name: value}
+    body: bytes
+    destinations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery that is due, with the message it carries."""
+
+    id: int
+    message_id: str
+    destination: str
+    attempts: int
+    received_at: float
+    source: str
+    event_type: str | None
+    headers: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """The outcome of one attempt and the delivery's state after it."""
+
+    delivery_id: int
+    started_at: float
+    duration_ms: float
+    status: int | None
+    error: str | None
+    response_snippet: bytes
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationQueue:
+    pending: int
+    oldest_pending_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    pending: int
+    oldest_pending_at: float | None
+    dead: int
+    destinations: dict[str, DestinationQueue]
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def accept(self, message: NewMessage) -> Accepted:
+        """Commit the message and its deliveries durably (group commit), or raise StoreError."""
+        ...
+
+    async def record_attempt(self, record: AttemptRecord) -> None: ...
+
+    async def due_deliveries(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
+        """Pending deliveries of ``destination`` due at ``now``, oldest first."""
+        ...
+
+    async def next_due_at(self, destination: str, after: float) -> float | None:
+        """The earliest ``next_attempt_at`` strictly after ``after``, if any."""
+        ...
+
+    async def queue_stats(self) -> QueueStats: ...
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a write transaction can be taken now."""
+        ...
+
+
+def new_message_id(now: float | None = None) -> int:
+    """A 63-bit id ordered by time: 41 bits of milliseconds, 22 random bits.
+
+    Time-ordered so ids sort like arrival and never repeat across a database
+    reset; the writer still makes each one strictly larger than the last.
+    """
+    millis = int((time.time() if now is None else now) * 1000)
+    return (millis << 22) | int.from_bytes(os.urandom(3), "big") >> 2
+
+
+def format_message_id(message_id: int) -> str:
+    return f"msg_{message_id:016x}"
+
+
+def parse_message_id(text: str) -> int | None:
+    if not text.startswith("msg_") or len(text) != 20:
+        return None
+    try:
+        return int(text[4:], 16)
+    except ValueError:
+        return None
