@@ -193,7 +193,7 @@ class DestinationWorker:
             "duration_ms": round(record.duration_ms, 1),
         }
         if record.state == "delivered":
-            log.info("delivery.delivered", **fields)
+            log.debug("delivery.delivered", **fields)
         elif record.state == "dead":
             log.error("delivery.dead", error=record.error, **fields)
         else:

@@ -232,14 +232,14 @@ class Ingress:
                 **{"Retry-After": _RETRY_AFTER_SECONDS},
             ) from None
         if accepted.duplicate:
-            log.info(
+            log.debug(
                 "webhook.duplicate",
                 source=route.name,
                 message_id=accepted.message_id,
                 event_id=message.event_id,
             )
             return _json(200, {"id": accepted.message_id, "duplicate": True})
-        log.info(
+        log.debug(
             "webhook.accepted",
             source=route.name,
             message_id=accepted.message_id,
@@ -252,6 +252,9 @@ class Ingress:
         length = request.content_length
         if length is not None and length > self.max_body:
             raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
+        if request.content.is_eof():
+            # The whole body is already buffered (the common small webhook): no wait.
+            return await request.read()
         remaining = self.request_timeout - (time.monotonic() - started)
         try:
             async with asyncio.timeout(remaining):

@@ -1,0 +1,205 @@
+"""Properties of every verifier: forged or garbled requests never pass, and never raise
+anything but VerificationFailed; correctly signed requests always pass."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import standardwebhooks.webhooks
+import stripe
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+from slack_sdk.signature import SignatureVerifier
+
+from hookgate.config import Duration, Scheme, VerifyConfig
+from hookgate.verify import VerificationFailed, Verifier, build_verifier
+
+NOW = 1_700_000_000
+TOLERANCE = 300
+STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+STANDARD_KEY = base64.b64decode(STANDARD_SECRET.removeprefix("whsec_"))
+OTHER_STANDARD_SECRET = "whsec_" + base64.b64encode(b"another key").decode()
+SECRET = "a-shared-secret"
+BASIC_SECRET = "user:pass word"
+
+PROPERTY = settings(max_examples=200, deadline=None)
+
+# (scheme, secret, extra VerifyConfig options): every scheme that checks something.
+SCHEMES: dict[str, tuple[Scheme, str, dict[str, Any]]] = {
+    "standard": ("standard", STANDARD_SECRET, {}),
+    "stripe": ("stripe", SECRET, {}),
+    "github": ("github", SECRET, {}),
+    "shopify": ("shopify", SECRET, {}),
+    "slack": ("slack", SECRET, {}),
+    "gitlab": ("gitlab", SECRET, {}),
+    "basic": ("basic", BASIC_SECRET, {}),
+    "hmac": ("hmac", SECRET, {"header": "X-Sig", "algorithm": "sha512", "encoding": "base64"}),
+    "hmac-timestamped": (
+        "hmac",
+        SECRET,
+        {"header": "X-Sig", "timestamp_header": "X-Ts", "signed_payload": "{timestamp}:{body}"},
+    ),
+}
+
+
+def verifier(name: str, *, rotated: bool = False) -> Verifier:
+    scheme, secret, options = SCHEMES[name]
+    # With rotated=True the signing secret is the second one, as during a rotation.
+    other = OTHER_STANDARD_SECRET if scheme == "standard" else "other:secret"
+    secrets = [other, secret] if rotated else [secret]
+    config = VerifyConfig(scheme=scheme, secrets=secrets, tolerance=Duration(TOLERANCE), **options)
+    return build_verifier(config)
+
+
+def mac(message: bytes, key: bytes = SECRET.encode(), algorithm: str = "sha256") -> bytes:
+    return hmac.digest(key, message, algorithm)
+
+
+# Signers, each written from the provider's documented algorithm over raw bytes (the
+# official libraries only take text; they get their own property below).
+Signer = Callable[[bytes, int], dict[str, str]]
+SIGNERS: dict[str, Signer] = {
+    "standard": lambda body, ts: {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(ts),
+        "webhook-signature": "v1,"
+        + base64.b64encode(mac(f"msg_1.{ts}.".encode() + body, STANDARD_KEY)).decode(),
+    },
+    "stripe": lambda body, ts: {
+        "Stripe-Signature": f"t={ts},v1={mac(f'{ts}.'.encode() + body).hex()}"
+    },
+    "github": lambda body, ts: {"X-Hub-Signature-256": "sha256=" + mac(body).hex()},
+    "shopify": lambda body, ts: {"X-Shopify-Hmac-Sha256": base64.b64encode(mac(body)).decode()},
+    "slack": lambda body, ts: {
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": "v0=" + mac(f"v0:{ts}:".encode() + body).hex(),
+    },
+    "gitlab": lambda body, ts: {"X-Gitlab-Token": SECRET},
+    "basic": lambda body, ts: {
+        "Authorization": "Basic " + base64.b64encode(BASIC_SECRET.encode()).decode()
+    },
+    "hmac": lambda body, ts: {"X-Sig": base64.b64encode(mac(body, algorithm="sha512")).decode()},
+    "hmac-timestamped": lambda body, ts: {
+        "X-Ts": str(ts),
+        "X-Sig": mac(f"{ts}:".encode() + body).hex(),
+    },
+}
+# Schemes whose signature covers the body: the rest (gitlab, basic) send a fixed credential.
+BODY_SIGNED = [name for name in SCHEMES if name not in ("gitlab", "basic")]
+TIMESTAMPED = ["standard", "stripe", "slack", "hmac-timestamped"]
+
+HEADER_NAMES = sorted({name for sign in SIGNERS.values() for name in sign(b"", NOW)})
+
+bodies = st.binary(max_size=1024)
+in_tolerance = st.integers(min_value=NOW - TOLERANCE, max_value=NOW + TOLERANCE)
+hex_digits = st.text("0123456789abcdefABCDEF", max_size=130)
+base64_text = st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode())
+# Values that look like what each header holds, so the checks past parsing are reached,
+# mixed with arbitrary text (non-ASCII, control characters, huge numbers, ...).
+plausible_values = st.one_of(
+    st.text(max_size=200),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    in_tolerance.map(str),
+    hex_digits,
+    hex_digits.map(lambda h: "sha256=" + h),
+    hex_digits.map(lambda h: "v0=" + h),
+    st.tuples(in_tolerance, hex_digits, hex_digits).map(lambda t: f"t={t[0]},v1={t[1]},v0={t[2]}"),
+    st.lists(base64_text, max_size=4).map(lambda sigs: " ".join(f"v1,{s}" for s in sigs)),
+    base64_text,
+    base64_text.map(lambda b: "Basic " + b),
+)
+random_headers = st.dictionaries(st.sampled_from(HEADER_NAMES), plausible_values, max_size=6)
+
+
+def passes(check: Verifier, headers: dict[str, str], body: bytes) -> bool:
+    try:
+        check.verify(CIMultiDict(headers), body, NOW)
+    except VerificationFailed as failed:
+        assert failed.reason
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+@PROPERTY
+@given(headers=random_headers, body=bodies)
+def test_forged_headers_never_pass(name: str, headers: dict[str, str], body: bytes) -> None:
+    assert not passes(verifier(name), headers, body)
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+@PROPERTY
+@given(body=bodies, ts=in_tolerance, rotated=st.booleans())
+def test_signed_requests_always_pass(name: str, body: bytes, ts: int, rotated: bool) -> None:
+    assert passes(verifier(name, rotated=rotated), SIGNERS[name](body, ts), body)
+
+
+@pytest.mark.parametrize("name", BODY_SIGNED)
+@PROPERTY
+@given(body=bodies, other=bodies, ts=in_tolerance)
+def test_a_signature_does_not_fit_another_body(
+    name: str, body: bytes, other: bytes, ts: int
+) -> None:
+    assert passes(verifier(name), SIGNERS[name](body, ts), other) == (body == other)
+
+
+@pytest.mark.parametrize("name", TIMESTAMPED)
+@PROPERTY
+@given(
+    body=bodies,
+    ts=st.one_of(
+        st.integers(min_value=0, max_value=NOW - TOLERANCE - 1),
+        st.integers(min_value=NOW + TOLERANCE + 1, max_value=10**12),
+    ),
+)
+def test_timestamps_outside_the_tolerance_never_pass(name: str, body: bytes, ts: int) -> None:
+    assert not passes(verifier(name), SIGNERS[name](body, ts), body)
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+@PROPERTY
+@given(body=bodies, ts=in_tolerance, data=st.data())
+def test_a_changed_header_never_passes(
+    name: str, body: bytes, ts: int, data: st.DataObject
+) -> None:
+    headers = SIGNERS[name](body, ts)
+    header = data.draw(st.sampled_from(sorted(headers)))
+    value = data.draw(plausible_values.filter(lambda v: v != headers[header]))
+    assert not passes(verifier(name), {**headers, header: value}, body)
+
+
+# The official libraries sign text, so these draw text bodies (sent as UTF-8).
+OFFICIAL: dict[str, Callable[[str, int], dict[str, str]]] = {
+    "standard": lambda body, ts: {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(ts),
+        "webhook-signature": standardwebhooks.webhooks.Webhook(STANDARD_SECRET).sign(
+            "msg_1", datetime.fromtimestamp(ts, UTC), body
+        ),
+    },
+    "stripe": lambda body, ts: {
+        "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
+            body, SECRET, timestamp=ts
+        )
+    },
+    "slack": lambda body, ts: {
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(
+            timestamp=str(ts), body=body
+        )
+        or "",
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL))
+@PROPERTY
+@given(body=st.text(max_size=512), ts=in_tolerance)
+def test_official_signatures_always_pass(name: str, body: str, ts: int) -> None:
+    assert passes(verifier(name), OFFICIAL[name](body, ts), body.encode())
