@@ -17,14 +17,11 @@ from hookgate import __version__
 from hookgate.admin import Admin
 from hookgate.config import Config, parse_listen
 from hookgate.dispatch import Dispatcher
-from hookgate.ingress import Ingress
+from hookgate.ingress import KEEPALIVE_TIMEOUT, Ingress
 from hookgate.store import StoreError
 from hookgate.store.sqlite import SQLiteStore
 
 log = structlog.get_logger("hookgate.daemon")
-
-# Idle keep-alive connections are closed after this; aiohttp's default is an hour.
-_KEEPALIVE_TIMEOUT = 15.0
 
 
 class StartupError(Exception):
@@ -49,7 +46,7 @@ def notify(message: str) -> None:
 class _Running:
     store: SQLiteStore
     dispatcher: Dispatcher
-    runners: list[web.AppRunner] = field(default_factory=list)
+    runners: list[web.BaseRunner] = field(default_factory=list)
 
 
 class Daemon:
@@ -98,14 +95,21 @@ class Daemon:
             server = self.config.server
             running.runners.append(
                 await _serve(
-                    ingress.app(),
+                    web.ServerRunner(ingress.server(), handler_cancellation=False),
                     server.listen,
                     _tls_context(server.tls_cert, server.tls_key),
                     server.shutdown_grace,
                 )
             )
             running.runners.append(
-                await _serve(admin.app(), self.config.admin.listen, None, server.shutdown_grace)
+                await _serve(
+                    web.AppRunner(
+                        admin.app(), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT
+                    ),
+                    self.config.admin.listen,
+                    None,
+                    server.shutdown_grace,
+                )
             )
         except (OSError, ssl.SSLError) as exc:
             await self._shutdown(running)
@@ -153,11 +157,8 @@ class Daemon:
 
 
 async def _serve(
-    app: web.Application, listen: str, tls: ssl.SSLContext | None, grace: float
-) -> web.AppRunner:
-    runner = web.AppRunner(
-        app, access_log=None, keepalive_timeout=_KEEPALIVE_TIMEOUT, handler_cancellation=False
-    )
+    runner: web.BaseRunner, listen: str, tls: ssl.SSLContext | None, grace: float
+) -> web.BaseRunner:
     await runner.setup()
     host, port = parse_listen(listen)
     site = web.TCPSite(runner, host, port, ssl_context=tls, shutdown_timeout=grace)

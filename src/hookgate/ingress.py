@@ -45,6 +45,8 @@ _UNSTORED_HEADERS = frozenset(
     }
 )
 _RETRY_AFTER_SECONDS = "5"
+# Idle keep-alive connections are closed after this; aiohttp's default is an hour.
+KEEPALIVE_TIMEOUT = 15.0
 _READ_CHUNK = 65536
 
 
@@ -189,12 +191,11 @@ class Ingress:
             if route.source.verify.scheme == "none":
                 log.warning("source.unverified", source=route.name)
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+    def server(self) -> web.Server:
+        """A low-level aiohttp server: sources are a dict lookup, no router or middlewares."""
+        return web.Server(self.handle, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
         route = self.routes.get(request.path)
         try:
@@ -205,7 +206,9 @@ class Ingress:
             self._log_rejected(route, request, exc)
             return _error(exc)
 
-    async def _receive(self, route: Route, request: web.Request, started: float) -> web.Response:
+    async def _receive(
+        self, route: Route, request: web.BaseRequest, started: float
+    ) -> web.Response:
         if request.method not in route.methods:
             allow = ", ".join(sorted(route.methods))
             raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
@@ -248,7 +251,7 @@ class Ingress:
         )
         return _json(202, {"id": accepted.message_id})
 
-    async def _read_body(self, request: web.Request, started: float) -> bytes:
+    async def _read_body(self, request: web.BaseRequest, started: float) -> bytes:
         length = request.content_length
         if length is not None and length > self.max_body:
             raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
@@ -262,7 +265,7 @@ class Ingress:
         except TimeoutError:
             raise Rejected(408, "request_timeout", "the request did not arrive in time") from None
 
-    async def _read_limited(self, request: web.Request) -> bytes:
+    async def _read_limited(self, request: web.BaseRequest) -> bytes:
         body = bytearray()
         while chunk := await request.content.read(_READ_CHUNK):
             body += chunk
@@ -270,7 +273,9 @@ class Ingress:
                 raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
         return bytes(body)
 
-    def _message(self, route: Route, request: web.Request, body: bytes, now: float) -> NewMessage:
+    def _message(
+        self, route: Route, request: web.BaseRequest, body: bytes, now: float
+    ) -> NewMessage:
         document: Any = None
         if route.needs_json:
             try:
@@ -293,7 +298,7 @@ class Ingress:
             destinations=route.destinations_for(event_type),
         )
 
-    def client_ip(self, request: web.Request) -> IPAddress | None:
+    def client_ip(self, request: web.BaseRequest) -> IPAddress | None:
         """The client's address; X-Forwarded-For counts only when the peer is a trusted proxy."""
         peer = _parse_ip(request.remote)
         if peer is None or not self.trusted_proxies or not _allowed(peer, self.trusted_proxies):
@@ -312,7 +317,7 @@ class Ingress:
         return client
 
     @staticmethod
-    def _log_rejected(route: Route | None, request: web.Request, exc: Rejected) -> None:
+    def _log_rejected(route: Route | None, request: web.BaseRequest, exc: Rejected) -> None:
         log.warning(
             "webhook.rejected",
             source=route.name if route else None,

@@ -6,10 +6,11 @@ embedded default; a PostgreSQL store would implement the same ``Store``.
 
 from __future__ import annotations
 
-import os
+import random
 import time
-from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import msgspec
 
 DeliveryState = Literal["pending", "delivered", "dead"]
 
@@ -18,8 +19,7 @@ class StoreError(Exception):
     """The store cannot take writes right now (disk full, locked, or closing)."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(msgspec.Struct, frozen=True):
     """A verified inbound webhook, ready to be committed with its deliveries."""
 
     source: str
@@ -32,14 +32,12 @@ class NewMessage:
     destinations: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(msgspec.Struct, frozen=True):
     message_id: str
     duplicate: bool
 
 
-@dataclass(frozen=True, slots=True)
-class DueDelivery:
+class DueDelivery(msgspec.Struct, frozen=True):
     """A delivery that is due, with the message it carries."""
 
     id: int
@@ -53,8 +51,7 @@ class DueDelivery:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
+class AttemptRecord(msgspec.Struct, frozen=True):
     """The outcome of one attempt and the delivery's state after it."""
 
     delivery_id: int
@@ -68,14 +65,12 @@ class AttemptRecord:
     next_attempt_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class DestinationQueue:
+class DestinationQueue(msgspec.Struct, frozen=True):
     pending: int
     oldest_pending_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class QueueStats:
+class QueueStats(msgspec.Struct, frozen=True):
     pending: int
     oldest_pending_at: float | None
     dead: int
@@ -108,6 +103,10 @@ class Store(Protocol):
         ...
 
 
+# Ids need not be unguessable, only unique and ordered: a seeded PRNG costs no syscall.
+_id_bits = random.Random()  # noqa: S311
+
+
 def new_message_id(now: float | None = None) -> int:
     """A 63-bit id ordered by time: 41 bits of milliseconds, 22 random bits.
 
@@ -115,7 +114,12 @@ def new_message_id(now: float | None = None) -> int:
     reset; the writer still makes each one strictly larger than the last.
     """
     millis = int((time.time() if now is None else now) * 1000)
-    return (millis << 22) | int.from_bytes(os.urandom(3), "big") >> 2
+    return (millis << 22) | _id_bits.getrandbits(22)
+
+
+def message_id_floor(moment: float) -> int:
+    """The smallest message id that can have been received at or after ``moment``."""
+    return int(moment * 1000) << 22
 
 
 def format_message_id(message_id: int) -> str:

@@ -49,7 +49,6 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX messages_dedup ON messages(source, dedup_key)
         WHERE dedup_key IS NOT NULL;
-    CREATE INDEX messages_received ON messages(received_at);
     CREATE TABLE deliveries (
         id INTEGER PRIMARY KEY,
         message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -147,6 +146,7 @@ class SQLiteStore:
         self._pending = _Pending()
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._last_id = 0
         self._listeners: list[CommitListener] = []
@@ -163,7 +163,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             await self.close()
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
-        self._writer_task = asyncio.create_task(self._run_writer(), name="outbox-writer")
+        # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self._loop = asyncio.get_running_loop()
+        self._writer_task = self._loop.create_task(self._run_writer(), name="outbox-writer")
 
     async def close(self) -> None:
         self._closing = True
@@ -218,29 +220,28 @@ class SQLiteStore:
 
     # -- writes (through the writer) -----------------------------------------
 
-    def _enqueue(self) -> None:
+    def _future(self) -> asyncio.Future[Any]:
+        """A future for a queued write, after checking that the writer will resolve it."""
         if self._closing:
             raise StoreError("the store is closing")
         task = self._writer_task
-        if task is None or task.done():
+        if self._loop is None or task is None or task.done():
             raise StoreError("the outbox writer is not running")
         self._wake.set()
+        return self._loop.create_future()
 
     async def accept(self, message: NewMessage) -> Accepted:
-        self._enqueue()
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Accepted] = self._future()
         self._pending.messages.append((message, future))
         return await future
 
     async def record_attempt(self, record: AttemptRecord) -> None:
-        self._enqueue()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._future()
         self._pending.attempts.append((record, future))
         await future
 
     async def check_writable(self) -> None:
-        self._enqueue()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._future()
         self._pending.probes.append(future)
         await future
 
