@@ -421,6 +421,15 @@ class _Loader:
             for i, secret in enumerate(verify.secrets):
                 if not _is_standard_secret(secret):
                     self._error(f"{where}.secrets[{i}]", 'expected "whsec_<base64>"')
+        if not self.errors:
+            # The scheme's own checks (templates, credential forms); imported here
+            # because verify builds on config, not the other way round.
+            from hookgate import verify as verify_module
+
+            try:
+                verify_module.build_verifier(verify)
+            except ValueError as exc:
+                self._error(where, str(exc))
 
     def _validate_destination(
         self, name: str, dest: DestinationConfig, sources: dict[str, SourceConfig]

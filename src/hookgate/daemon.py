@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from hookgate import __version__
+from hookgate import __version__, retention
 from hookgate.admin import Admin
 from hookgate.config import Config, parse_listen
 from hookgate.dispatch import Dispatcher
@@ -63,7 +63,10 @@ class Daemon:
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         watchdog = asyncio.create_task(self._watchdog(), name="systemd-watchdog")
-        watched = [running.store.writer_task, *running.dispatcher.tasks]
+        pruner = asyncio.create_task(
+            retention.run(running.store, self.config.storage.retention), name="retention"
+        )
+        watched = [running.store.writer_task, *running.dispatcher.tasks, pruner]
         watcher = asyncio.create_task(self._watch(t for t in watched if t is not None))
         notify("READY=1")
         log.info(
@@ -74,8 +77,8 @@ class Daemon:
         )
         await self._stop.wait()
         notify("STOPPING=1")
-        watchdog.cancel()
-        watcher.cancel()
+        for task in (watchdog, watcher, pruner):
+            task.cancel()
         await self._shutdown(running)
         return 1 if self._failure else 0
 

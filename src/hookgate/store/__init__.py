@@ -102,6 +102,10 @@ class Store(Protocol):
         """Raise StoreError unless a write transaction can be taken now."""
         ...
 
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` messages received before ``before`` with nothing pending."""
+        ...
+
 
 # Ids need not be unguessable, only unique and ordered: a seeded PRNG costs no syscall.
 _id_bits = random.Random()  # noqa: S311

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from hookgate.store import (
     QueueStats,
     StoreError,
     format_message_id,
+    message_id_floor,
     new_message_id,
     parse_message_id,
 )
@@ -112,27 +113,39 @@ _SELECT_PENDING_BY_DESTINATION = """
     FROM deliveries d JOIN messages m ON m.id = d.message_id
     WHERE d.state = 'pending' GROUP BY d.destination
 """
+# Ids are time-ordered, so "received before" is an id range on the primary key.
+_PRUNE = """
+    DELETE FROM messages WHERE id IN (
+        SELECT m.id FROM messages m WHERE m.id < ? AND NOT EXISTS (
+            SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = 'pending')
+        ORDER BY m.id LIMIT ?)
+"""
 _COUNT_DEAD = "SELECT count(*) FROM deliveries WHERE state = 'dead'"
 # SQLite's limit on bound variables is 32766; stay far below it.
 _LOOKUP_CHUNK = 400
+
+
+CommitListener = Callable[[frozenset[str]], None]
+WriteCall = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+async def _nothing(conn: aiosqlite.Connection) -> None:
+    return None
 
 
 @dataclass(slots=True)
 class _Pending:
     messages: list[tuple[NewMessage, asyncio.Future[Accepted]]] = field(default_factory=list)
     attempts: list[tuple[AttemptRecord, asyncio.Future[None]]] = field(default_factory=list)
-    probes: list[asyncio.Future[None]] = field(default_factory=list)
+    calls: list[tuple[WriteCall, asyncio.Future[Any]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.messages or self.attempts or self.probes)
+        return bool(self.messages or self.attempts or self.calls)
 
     def futures(self) -> Iterable[asyncio.Future[Any]]:
         yield from (f for _, f in self.messages)
         yield from (f for _, f in self.attempts)
-        yield from self.probes
-
-
-CommitListener = Callable[[frozenset[str]], None]
+        yield from (f for _, f in self.calls)
 
 
 class SQLiteStore:
@@ -241,9 +254,23 @@ class SQLiteStore:
         await future
 
     async def check_writable(self) -> None:
-        future: asyncio.Future[None] = self._future()
-        self._pending.probes.append(future)
-        await future
+        await self._write_call(_nothing)
+
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` messages received before ``before`` with nothing pending."""
+        floor = message_id_floor(before)
+
+        async def delete(conn: aiosqlite.Connection) -> int:
+            async with conn.execute(_PRUNE, (floor, limit)) as cursor:
+                return cursor.rowcount
+
+        return int(await self._write_call(delete))
+
+    async def _write_call(self, call: WriteCall) -> Any:
+        """Run ``call`` inside the writer's next transaction and return its result."""
+        future: asyncio.Future[Any] = self._future()
+        self._pending.calls.append((call, future))
+        return await future
 
     async def _run_writer(self) -> None:
         while True:
@@ -264,22 +291,16 @@ class SQLiteStore:
             await conn.execute("BEGIN IMMEDIATE")
             accepted = await self._insert_messages(conn, batch.messages)
             await self._record_attempts(conn, [r for r, _ in batch.attempts])
+            results = [await call(conn) for call, _ in batch.calls]
             await conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store.commit_failed", error=str(exc), batch=len(batch.messages))
             with contextlib.suppress(sqlite3.Error):
                 await conn.execute("ROLLBACK")
-            for future in batch.futures():
-                if not future.done():
-                    future.set_exception(StoreError(f"commit failed: {exc}"))
+            _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
             return
         self.last_batch_size = len(batch.messages)
-        for (_, future), result in zip(batch.messages, accepted, strict=True):
-            if not future.done():
-                future.set_result(result)
-        for future in (*(f for _, f in batch.attempts), *batch.probes):
-            if not future.done():
-                future.set_result(None)
+        _resolve(batch.futures(), [*accepted, *(None for _ in batch.attempts), *results])
         touched = frozenset(
             d
             for (m, _), r in zip(batch.messages, accepted, strict=True)
@@ -424,6 +445,21 @@ class SQLiteStore:
             return False
         found = await self._scalar(self._reader(), "SELECT 1 FROM messages WHERE id = ?", (number,))
         return found is not None
+
+
+def _resolve(
+    futures: Iterable[asyncio.Future[Any]],
+    values: Sequence[Any] = (),
+    exception: BaseException | None = None,
+) -> None:
+    """Resolve a committed batch's futures with its values, or fail them all."""
+    for i, future in enumerate(futures):
+        if future.done():  # the caller went away; the write stands regardless
+            continue
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(values[i])
 
 
 def _statements(script: str) -> list[str]:
