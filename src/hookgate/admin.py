@@ -76,8 +76,7 @@ class Admin:
         return "ok"
 
     def _destination_state(self, name: str) -> str:
-        worker = self.dispatcher.workers[name]
-        return "backing_off" if worker.consecutive_failures else "ok"
+        return self.dispatcher.workers[name].state
 
 
 def _age(since: float | None, now: float) -> float:

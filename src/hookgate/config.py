@@ -128,6 +128,8 @@ class DeliveryPolicy(_Table, frozen=True):
     max_backoff: Duration = Duration(3600)
     concurrency: int = 16
     rate_limit: float | None = None
+    circuit_failures: int = 5
+    circuit_cooldown: Duration = Duration(30)
 
 
 class VerifyConfig(_Table, frozen=True):
@@ -173,6 +175,8 @@ class _DestinationTable(_Table, frozen=True):
     max_backoff: Duration | None = None
     concurrency: int | None = None
     rate_limit: float | None = None
+    circuit_failures: int | None = None
+    circuit_cooldown: Duration | None = None
 
 
 class DestinationConfig(_Table, frozen=True):
@@ -457,6 +461,8 @@ class _Loader:
             ("max_backoff", policy.max_backoff >= policy.initial_backoff, ">= initial_backoff"),
             ("concurrency", policy.concurrency >= 1, "an integer >= 1"),
             ("rate_limit", policy.rate_limit is None or policy.rate_limit > 0, "a number > 0"),
+            ("circuit_failures", policy.circuit_failures >= 1, "an integer >= 1"),
+            ("circuit_cooldown", policy.circuit_cooldown > 0, "a duration > 0"),
         ]
         for key, ok, expected in checks:
             if not ok:

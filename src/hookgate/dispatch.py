@@ -1,9 +1,11 @@
 """The dispatcher: claims due deliveries per destination and attempts them.
 
-One ``DestinationWorker`` per destination, each with its own concurrency, so a
-slow destination cannot hold up the others. Workers sleep until a commit brings
-them work, an attempt finishes, or their earliest ``next_attempt_at`` comes:
-never a busy poll. All attempts share one pooled ``aiohttp.ClientSession``.
+One ``DestinationWorker`` per destination, each with its own concurrency, rate
+limit and circuit, so a slow or failing destination cannot hold up the others.
+Workers sleep until a commit brings them work, a request ends, or their earliest
+``next_attempt_at`` comes: never a busy poll. Claims are bounded pages, so the
+backlog stays in the store, not in memory. All requests share one pooled
+``aiohttp.ClientSession``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import aiohttp
-import orjson
 import structlog
 
-from hookgate import __version__, retry
+from hookgate import retry
 from hookgate.config import DestinationConfig
-from hookgate.signing import Signer
+from hookgate.limits import CircuitBreaker, RateLimiter
+from hookgate.outbound import OutboundRequest, RequestBuilder, is_json
 from hookgate.store import AttemptRecord, DueDelivery, Store, StoreError
 
 log = structlog.get_logger("hookgate.dispatch")
@@ -28,19 +31,9 @@ log = structlog.get_logger("hookgate.dispatch")
 SNIPPET_BYTES = 1024
 # Read (and drop) at most this much of a response so the connection can be reused.
 _DRAIN_BYTES = 64 * 1024
-USER_AGENT = f"hookgate/{__version__}"
-# Headers that hookgate sets itself: forward_headers and headers cannot replace them.
-_OWN_HEADERS = frozenset(
-    {
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "x-webhook-signature",
-        "hookgate-source",
-        "hookgate-event-type",
-        "hookgate-attempt",
-    }
-)
+_CLAIM_RETRY_DELAY = 1.0
+
+DestinationState = Literal["ok", "backing_off", "open", "paused"]
 
 
 class DestinationWorker:
@@ -52,122 +45,191 @@ class DestinationWorker:
         store: Store,
         session: aiohttp.ClientSession,
         rng: random.Random,
+        *,
+        paused: bool = False,
     ) -> None:
         self.destination = destination
+        self.policy = destination.policy
         self.store = store
         self.session = session
         self.rng = rng
-        self.signer = Signer(destination.sign, destination.secret)
-        self.timeout = aiohttp.ClientTimeout(total=destination.policy.timeout)
+        self.builder = RequestBuilder(destination)
+        self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+        self.limiter = RateLimiter(self.policy.rate_limit) if self.policy.rate_limit else None
+        self.circuit = CircuitBreaker(self.policy.circuit_failures, self.policy.circuit_cooldown)
+        self.paused = paused
         self.wake = asyncio.Event()
-        self.inflight: dict[int, asyncio.Task[None]] = {}
-        self.consecutive_failures = 0
+        self.inflight: set[int] = set()
+        self.requests: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     @property
     def name(self) -> str:
         return self.destination.name
 
+    @property
+    def state(self) -> DestinationState:
+        if self.paused:
+            return "paused"
+        if self.circuit.state != "closed":
+            return "open"
+        return "backing_off" if self.circuit.failures else "ok"
+
     def stop(self) -> None:
         self._stopping = True
+        self.wake.set()
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
         self.wake.set()
 
     async def run(self) -> None:
         while not self._stopping:
             self.wake.clear()
             try:
-                wait = await self._claim_and_start()
+                wait = await self._step()
             except StoreError as exc:
                 log.error("dispatch.claim_failed", destination=self.name, error=str(exc))
-                wait = 1.0
+                wait = _CLAIM_RETRY_DELAY
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self.wake.wait()
 
-    async def _claim_and_start(self) -> float | None:
-        """Start what is due; return how long to sleep (None: until woken)."""
-        free = self.destination.policy.concurrency - len(self.inflight)
+    async def run_until_idle(self) -> None:
+        """Attempt until nothing is due or in flight (for tests: no sleeps needed)."""
+        while True:
+            self.wake.clear()
+            wait = await self._step()
+            if self.requests:
+                await asyncio.wait(set(self.requests))
+            elif wait != 0:
+                return
+
+    async def _step(self) -> float | None:
+        """Start what may start now; return how long to sleep (None: until woken)."""
+        if self.paused:
+            return None
+        free = (1 if self.destination.ordered else self.policy.concurrency) - len(self.requests)
         if free <= 0:
             return None
         now = time.time()
-        limit = free + len(self.inflight)
-        due = await self.store.due_deliveries(self.name, now, limit)
-        fresh = [d for d in due if d.id not in self.inflight][:free]
-        for delivery in fresh:
-            self.inflight[delivery.id] = asyncio.create_task(
-                self._attempt(delivery), name=f"attempt-{delivery.id}"
-            )
-        if len(due) == limit and len(fresh) < free:
-            return 0  # more may be due beyond this page
-        if len(fresh) == free:
-            return None
-        next_due = await self.store.next_due_at(self.name, now)
-        return None if next_due is None else max(0.0, next_due - time.time())
+        reopen = self.circuit.reopens_in(now)
+        if reopen:
+            return reopen
+        groups, wait = await (
+            self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
+        )
+        for group in groups:
+            if not self.circuit.allows(now):
+                return None  # a probe is out; its end wakes us
+            self._start(group)
+        return wait
 
-    async def _attempt(self, delivery: DueDelivery) -> None:
+    async def _claim_due(
+        self, now: float, free: int
+    ) -> tuple[list[list[DueDelivery]], float | None]:
+        limit = free * self.destination.batch_max + len(self.inflight)
+        due = await self.store.due_deliveries(self.name, now, limit)
+        fresh = [d for d in due if d.id not in self.inflight]
+        fill_wait = self._batch_fill_wait(fresh, now)
+        if fill_wait:
+            return [], fill_wait
+        groups = _group(fresh, self.destination.batch_max)[:free]
+        if len(due) == limit:
+            return groups, 0  # more may be due beyond this page
+        if len(groups) == free:
+            return groups, None
+        next_due = await self.store.next_due_at(self.name, now)
+        return groups, None if next_due is None else max(0.0, next_due - now)
+
+    async def _claim_head(self, now: float) -> tuple[list[list[DueDelivery]], float | None]:
+        """Ordered: only the oldest pending deliveries, and only once they are due."""
+        head = await self.store.head_deliveries(self.name, self.destination.batch_max)
+        if not head:
+            return [], None
+        if head[0].next_attempt_at > now:
+            return [], head[0].next_attempt_at - now
+        run = [d for d in head if d.next_attempt_at <= now]
+        fill_wait = self._batch_fill_wait(run, now)
+        if fill_wait:
+            return [], fill_wait
+        return _group(run, self.destination.batch_max)[:1], None
+
+    def _batch_fill_wait(self, due: Sequence[DueDelivery], now: float) -> float | None:
+        """While a batch is not full and its oldest member young, wait for it to fill."""
+        if self.destination.batch_max <= 1 or not due or len(due) >= self.destination.batch_max:
+            return None
+        waited = now - min(d.next_attempt_at for d in due)
+        remaining = self.destination.batch_wait - waited
+        return remaining if remaining > 0 and not self._stopping else None
+
+    def _start(self, deliveries: list[DueDelivery]) -> None:
+        self.inflight.update(d.id for d in deliveries)
+        task = asyncio.create_task(self._attempt(deliveries), name=f"attempt-{deliveries[0].id}")
+        self.requests.add(task)
+        task.add_done_callback(self.requests.discard)
+
+    async def _attempt(self, deliveries: list[DueDelivery]) -> None:
         try:
-            record = await self._send(delivery)
+            await self._wait_for_rate_limit()
+            timestamp = int(time.time())
+            if len(deliveries) == 1:
+                request = self.builder.single(deliveries[0], timestamp)
+            else:
+                request = self.builder.batch(deliveries, timestamp)
+            records = await self._send(request)
             # Shielded: a cancel during shutdown must not lose a result already known.
-            await asyncio.shield(self.store.record_attempt(record))
-            self._log_result(delivery, record)
+            await asyncio.shield(asyncio.gather(*(self.store.record_attempt(r) for r in records)))
+            self._log_result(request, records)
         except StoreError as exc:
-            log.error("delivery.record_failed", delivery_id=delivery.id, error=str(exc))
+            log.error("delivery.record_failed", destination=self.name, error=str(exc))
         finally:
-            del self.inflight[delivery.id]
+            self.inflight.difference_update(d.id for d in deliveries)
             self.wake.set()
 
-    async def _send(self, delivery: DueDelivery) -> AttemptRecord:
-        attempt = delivery.attempts + 1
+    async def _wait_for_rate_limit(self) -> None:
+        if self.limiter is None:
+            return
+        while delay := self.limiter.delay(time.time()):
+            await asyncio.sleep(delay)
+        self.limiter.record(time.time())
+
+    async def _send(self, request: OutboundRequest) -> list[AttemptRecord]:
         started = time.time()
-        timestamp = int(started)
-        headers = self._headers(delivery, attempt, timestamp)
-        outcome, snippet = await self._post(delivery.body, headers)
+        outcome, snippet = await self._post(request)
         ended = time.time()
-        decision = retry.decide(
-            outcome, attempt, delivery.received_at, ended, self.destination.policy, self.rng
-        )
-        self.consecutive_failures = 0 if outcome.succeeded else self.consecutive_failures + 1
-        return AttemptRecord(
-            delivery_id=delivery.id,
-            started_at=started,
-            duration_ms=(ended - started) * 1000,
-            status=outcome.status,
-            error=outcome.error,
-            response_snippet=snippet,
-            state=decision.state,
-            attempts=attempt,
-            next_attempt_at=decision.next_attempt_at,
-        )
+        change = self.circuit.record(outcome.succeeded, ended)
+        if change is not None:
+            log.warning("circuit.changed", destination=self.name, state=change)
+        records = []
+        for delivery in request.deliveries:
+            attempt = delivery.attempts + 1
+            decision = retry.decide(
+                outcome, attempt, delivery.received_at, ended, self.policy, self.rng
+            )
+            records.append(
+                AttemptRecord(
+                    delivery_id=delivery.id,
+                    started_at=started,
+                    duration_ms=(ended - started) * 1000,
+                    status=outcome.status,
+                    error=outcome.error,
+                    response_snippet=snippet,
+                    state=decision.state,
+                    attempts=attempt,
+                    next_attempt_at=decision.next_attempt_at,
+                )
+            )
+        return records
 
-    def _headers(self, delivery: DueDelivery, attempt: int, timestamp: int) -> dict[str, str]:
-        inbound: dict[str, str] = orjson.loads(delivery.headers)
-        headers = {"User-Agent": USER_AGENT}
-        if "content-type" in inbound:
-            headers["Content-Type"] = inbound["content-type"]
-        for name in self.destination.forward_headers:
-            value = inbound.get(name.lower())
-            if value is not None and name.lower() not in _OWN_HEADERS:
-                headers[name] = value
-        for name, value in self.destination.headers.items():
-            if name.lower() not in _OWN_HEADERS:
-                headers[name] = value
-        headers["webhook-id"] = delivery.message_id
-        headers["webhook-timestamp"] = str(timestamp)
-        headers["Hookgate-Source"] = delivery.source
-        if delivery.event_type is not None:
-            headers["Hookgate-Event-Type"] = delivery.event_type
-        headers["Hookgate-Attempt"] = str(attempt)
-        headers.update(self.signer.headers(delivery.message_id, timestamp, delivery.body))
-        return headers
-
-    async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[retry.Outcome, bytes]:
+    async def _post(self, request: OutboundRequest) -> tuple[retry.Outcome, bytes]:
         try:
             async with self.session.post(
                 self.destination.url,
-                data=body,
-                headers=headers,
+                data=request.body,
+                headers=request.headers,
                 allow_redirects=False,
                 timeout=self.timeout,
             ) as response:
@@ -184,31 +246,52 @@ class DestinationWorker:
         except aiohttp.ClientError as exc:
             return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
 
-    def _log_result(self, delivery: DueDelivery, record: AttemptRecord) -> None:
-        fields = {
-            "destination": self.name,
-            "message_id": delivery.message_id,
-            "attempt": record.attempts,
-            "status": record.status,
-            "duration_ms": round(record.duration_ms, 1),
-        }
-        if record.state == "delivered":
-            log.debug("delivery.delivered", **fields)
-        elif record.state == "dead":
-            log.error("delivery.dead", error=record.error, **fields)
-        else:
-            retry_in = round(record.next_attempt_at - time.time(), 3)
-            log.warning("delivery.failed", error=record.error, retry_in_s=retry_in, **fields)
+    def _log_result(self, request: OutboundRequest, records: list[AttemptRecord]) -> None:
+        for delivery, record in zip(request.deliveries, records, strict=True):
+            fields = {
+                "destination": self.name,
+                "message_id": delivery.message_id,
+                "webhook_id": request.webhook_id,
+                "attempt": record.attempts,
+                "status": record.status,
+                "duration_ms": round(record.duration_ms, 1),
+            }
+            if record.state == "delivered":
+                log.debug("delivery.delivered", **fields)
+            elif record.state == "dead":
+                log.error("delivery.dead", error=record.error, **fields)
+            else:
+                retry_in = round(record.next_attempt_at - time.time(), 3)
+                log.warning("delivery.failed", error=record.error, retry_in_s=retry_in, **fields)
 
     async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for in-flight attempts, then cancel the rest."""
-        tasks = list(self.inflight.values())
+        """Wait up to ``grace`` seconds for in-flight requests, then cancel the rest."""
+        tasks = set(self.requests)
         if not tasks:
             return
         _, still_running = await asyncio.wait(tasks, timeout=grace)
         for task in still_running:
             task.cancel()
         await asyncio.gather(*still_running, return_exceptions=True)
+
+
+def _group(due: Sequence[DueDelivery], batch_max: int) -> list[list[DueDelivery]]:
+    """Requests to send: JSON deliveries in batches of up to ``batch_max``, others alone."""
+    if batch_max <= 1:
+        return [[d] for d in due]
+    groups: list[list[DueDelivery]] = []
+    batch: list[DueDelivery] = []
+    for delivery in due:
+        if not is_json(delivery.body):
+            groups.append([delivery])
+            continue
+        batch.append(delivery)
+        if len(batch) == batch_max:
+            groups.append(batch)
+            batch = []
+    if batch:
+        groups.append(batch)
+    return groups
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
@@ -232,13 +315,22 @@ class Dispatcher:
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
     async def start(self) -> None:
+        paused = await self.store.paused_destinations()
+        # No per-host cap: each worker's own concurrency is the limit, so one
+        # destination's slow requests never queue another's behind them.
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-        # Never follow redirects, never send the process's proxy or cookie state.
+        # Cookies are never kept and the process's proxy variables never used.
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
         for destination in self._destinations:
-            worker = DestinationWorker(destination, self.store, self._session, self._rng)
+            worker = DestinationWorker(
+                destination,
+                self.store,
+                self._session,
+                self._rng,
+                paused=destination.name in paused,
+            )
             self.workers[destination.name] = worker
             self._tasks.append(asyncio.create_task(worker.run(), name=f"worker-{worker.name}"))
 
@@ -252,8 +344,15 @@ class Dispatcher:
             if worker is not None:
                 worker.wake.set()
 
+    async def set_paused(self, destination: str, paused: bool) -> None:
+        """Pause or resume: durable in the store first, then the running worker."""
+        await self.store.set_paused(destination, paused)
+        worker = self.workers.get(destination)
+        if worker is not None:
+            worker.set_paused(paused)
+
     async def stop(self, grace: float) -> None:
-        """Stop claiming, let in-flight attempts finish within ``grace``, close the pool."""
+        """Stop claiming, let in-flight requests finish within ``grace``, close the pool."""
         for worker in self.workers.values():
             worker.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)

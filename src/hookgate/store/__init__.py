@@ -44,6 +44,7 @@ class DueDelivery(msgspec.Struct, frozen=True):
     message_id: str
     destination: str
     attempts: int
+    next_attempt_at: float
     received_at: float
     source: str
     event_type: str | None
@@ -90,6 +91,16 @@ class Store(Protocol):
 
     async def due_deliveries(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
         """Pending deliveries of ``destination`` due at ``now``, oldest first."""
+        ...
+
+    async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
+        """The first ``limit`` pending deliveries of ``destination`` in delivery order."""
+        ...
+
+    async def paused_destinations(self) -> set[str]: ...
+
+    async def set_paused(self, destination: str, paused: bool) -> None:
+        """Pause or resume a destination durably (it stays so across restarts)."""
         ...
 
     async def next_due_at(self, destination: str, after: float) -> float | None:

@@ -76,6 +76,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX attempts_delivery ON attempts(delivery_id);
     """,
+    """
+    CREATE TABLE destinations (
+        name TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    -- Ordered destinations take their head in delivery order, whatever its due time.
+    CREATE INDEX deliveries_fifo ON deliveries(destination, id) WHERE state = 'pending';
+    """,
 )
 
 _INSERT_MESSAGE = (
@@ -97,11 +106,25 @@ _INSERT_ATTEMPT = (
     "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
-_SELECT_DUE = """
-    SELECT d.id, d.message_id, d.attempts, m.received_at, m.source, m.event_type, m.headers, m.body
+_DELIVERY_COLUMNS = """
+    d.id, d.message_id, d.attempts, d.next_attempt_at,
+    m.received_at, m.source, m.event_type, m.headers, m.body
+"""
+_SELECT_DUE = f"""
+    SELECT {_DELIVERY_COLUMNS}
     FROM deliveries d JOIN messages m ON m.id = d.message_id
     WHERE d.destination = ? AND d.state = 'pending' AND d.next_attempt_at <= ?
     ORDER BY d.next_attempt_at, d.id LIMIT ?
+"""  # noqa: S608 - a constant column list
+_SELECT_HEAD = f"""
+    SELECT {_DELIVERY_COLUMNS}
+    FROM deliveries d INDEXED BY deliveries_fifo JOIN messages m ON m.id = d.message_id
+    WHERE d.destination = ? AND d.state = 'pending'
+    ORDER BY d.id LIMIT ?
+"""  # noqa: S608 - a constant column list
+_SET_PAUSED = """
+    INSERT INTO destinations (name, paused, updated_at) VALUES (?, ?, ?)
+    ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
 """
 _SELECT_NEXT_DUE = """
     SELECT next_attempt_at FROM deliveries
@@ -402,7 +425,15 @@ class SQLiteStore:
         return self._read
 
     async def due_deliveries(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
-        async with self._reader().execute(_SELECT_DUE, (destination, now, limit)) as cursor:
+        return await self._deliveries(_SELECT_DUE, (destination, now, limit), destination)
+
+    async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
+        return await self._deliveries(_SELECT_HEAD, (destination, limit), destination)
+
+    async def _deliveries(
+        self, sql: str, params: Sequence[Any], destination: str
+    ) -> list[DueDelivery]:
+        async with self._reader().execute(sql, params) as cursor:
             rows = await cursor.fetchall()
         return [
             DueDelivery(
@@ -410,14 +441,25 @@ class SQLiteStore:
                 message_id=format_message_id(row[1]),
                 destination=destination,
                 attempts=row[2],
-                received_at=row[3],
-                source=row[4],
-                event_type=row[5],
-                headers=row[6],
-                body=row[7],
+                next_attempt_at=row[3],
+                received_at=row[4],
+                source=row[5],
+                event_type=row[6],
+                headers=row[7],
+                body=row[8],
             )
             for row in rows
         ]
+
+    async def paused_destinations(self) -> set[str]:
+        async with self._reader().execute("SELECT name FROM destinations WHERE paused") as cursor:
+            return {row[0] for row in await cursor.fetchall()}
+
+    async def set_paused(self, destination: str, paused: bool) -> None:
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.execute(_SET_PAUSED, (destination, int(paused), time.time()))
+
+        await self._write_call(write)
 
     async def next_due_at(self, destination: str, after: float) -> float | None:
         value = await self._scalar(self._reader(), _SELECT_NEXT_DUE, (destination, after))

@@ -1,0 +1,122 @@
+"""What a destination receives: the request for one delivery, or for a batch of them.
+
+Pure construction (no I/O): headers of interfaces.md section 2, the batch
+envelope, and the signature over the exact body that is sent.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from hookgate import __version__
+from hookgate.config import DestinationConfig
+from hookgate.signing import Signer
+from hookgate.store import DueDelivery
+
+USER_AGENT = f"hookgate/{__version__}"
+# Headers that hookgate sets itself: forward_headers and headers cannot replace them.
+OWN_HEADERS = frozenset(
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "x-webhook-signature",
+        "hookgate-source",
+        "hookgate-event-type",
+        "hookgate-attempt",
+        "hookgate-batch-size",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    webhook_id: str
+    body: bytes
+    headers: dict[str, str]
+    deliveries: tuple[DueDelivery, ...]
+
+
+def is_json(body: bytes) -> bool:
+    """Can this body travel inside a batch envelope as it is?"""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+class RequestBuilder:
+    """Builds one destination's requests; its signer and fixed headers are prepared once."""
+
+    def __init__(self, destination: DestinationConfig) -> None:
+        self.signer = Signer(destination.sign, destination.secret)
+        self.forward = [
+            (name, name.lower())
+            for name in destination.forward_headers
+            if name.lower() not in OWN_HEADERS
+        ]
+        self.fixed = {k: v for k, v in destination.headers.items() if k.lower() not in OWN_HEADERS}
+
+    def single(self, delivery: DueDelivery, timestamp: int) -> OutboundRequest:
+        inbound: dict[str, str] = orjson.loads(delivery.headers)
+        headers = {"User-Agent": USER_AGENT}
+        if "content-type" in inbound:
+            headers["Content-Type"] = inbound["content-type"]
+        for name, key in self.forward:
+            if key in inbound:
+                headers[name] = inbound[key]
+        headers.update(self.fixed)
+        headers["webhook-id"] = delivery.message_id
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["Hookgate-Source"] = delivery.source
+        if delivery.event_type is not None:
+            headers["Hookgate-Event-Type"] = delivery.event_type
+        headers["Hookgate-Attempt"] = str(delivery.attempts + 1)
+        headers.update(self.signer.headers(delivery.message_id, timestamp, delivery.body))
+        return OutboundRequest(delivery.message_id, delivery.body, headers, (delivery,))
+
+    def batch(self, deliveries: Sequence[DueDelivery], timestamp: int) -> OutboundRequest:
+        """One POST for several JSON deliveries, in the envelope of interfaces.md."""
+        batch_id = batch_id_of(deliveries)
+        body = orjson.dumps(
+            {
+                "batch_id": batch_id,
+                "events": [
+                    {
+                        "id": d.message_id,
+                        "source": d.source,
+                        "type": d.event_type,
+                        "received_at": _iso(d.received_at),
+                        "payload": orjson.Fragment(d.body),
+                    }
+                    for d in deliveries
+                ],
+            }
+        )
+        headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", **self.fixed}
+        headers["webhook-id"] = batch_id
+        headers["webhook-timestamp"] = str(timestamp)
+        sources = {d.source for d in deliveries}
+        if len(sources) == 1:
+            headers["Hookgate-Source"] = sources.pop()
+        headers["Hookgate-Attempt"] = str(max(d.attempts for d in deliveries) + 1)
+        headers["Hookgate-Batch-Size"] = str(len(deliveries))
+        headers.update(self.signer.headers(batch_id, timestamp, body))
+        return OutboundRequest(batch_id, body, headers, tuple(deliveries))
+
+
+def batch_id_of(deliveries: Sequence[DueDelivery]) -> str:
+    """The same set of deliveries always gets the same id, so a retried batch keeps it."""
+    digest = hashlib.sha256(b",".join(str(d.id).encode() for d in deliveries)).hexdigest()
+    return f"batch_{digest[:24]}"
+
+
+def _iso(moment: float) -> str:
+    when = datetime.datetime.fromtimestamp(moment, tz=datetime.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
