@@ -1,4 +1,4 @@
-"""The admin listener: liveness, readiness (and later metrics and the admin API)."""
+"""The admin listener: liveness, readiness, metrics and the admin API."""
 
 from __future__ import annotations
 
@@ -8,25 +8,61 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import prometheus_client
 from aiohttp import web
 
+from hookgate import metrics
+from hookgate.api import AdminApi
+from hookgate.config import Config
 from hookgate.dispatch import Dispatcher
-from hookgate.store import Store, StoreError
+from hookgate.store import StoreError
+from hookgate.store.sqlite import SQLiteStore
+from hookgate.store.sqlite_admin import SQLiteAdmin
 
 _WRITE_CHECK_TIMEOUT = 2.0
 
 
 class Admin:
-    def __init__(self, store: Store, dispatcher: Dispatcher, alive: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: SQLiteStore,
+        dispatcher: Dispatcher,
+        alive: Callable[[], bool],
+    ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.alive = alive
+        self.api = AdminApi(config, SQLiteAdmin(store), dispatcher, config.admin.token)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_routes(self.api.routes())
         return app
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format; queue depths and circuit states are read now."""
+        try:
+            stats = await self.store.queue_stats()
+        except StoreError:
+            stats = None
+        now = time.time()
+        for name, worker in self.dispatcher.workers.items():
+            queue = stats.destinations.get(name) if stats else None
+            metrics.queue_pending.labels(name).set(queue.pending if queue else 0)
+            oldest = queue.oldest_pending_at if queue else None
+            metrics.queue_oldest_age.labels(name).set(_age(oldest, now))
+            metrics.circuit_open.labels(name).set(metrics.CIRCUIT_VALUES[worker.circuit.state])
+            metrics.destination_paused.labels(name).set(1 if worker.paused else 0)
+        if stats is not None:
+            metrics.queue_dead.set(stats.dead)
+        return web.Response(
+            body=prometheus_client.generate_latest(metrics.REGISTRY),
+            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST},
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         if not self.alive():

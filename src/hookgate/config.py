@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import ipaddress
 import os
 import re
@@ -194,6 +195,16 @@ class DestinationConfig(_Table, frozen=True):
     batch_max: int
     batch_wait: Duration
     policy: DeliveryPolicy
+
+    def matches(self, source: str, event_type: str | None) -> bool:
+        """Does a message of ``source`` with ``event_type`` go to this destination?"""
+        if source not in self.sources:
+            return False
+        if self.events is None:
+            return True
+        return event_type is not None and any(
+            fnmatch.fnmatchcase(event_type, pattern) for pattern in self.events
+        )
 
 
 class Config(_Table, frozen=True):
@@ -381,6 +392,8 @@ class _Loader:
     def _validate(self, config: Config) -> None:
         self._validate_listen(config.server.listen, "server.listen")
         self._validate_listen(config.admin.listen, "admin.listen")
+        if config.admin.token is None and config.admin.token_file is None:
+            self._validate_loopback(config.admin.listen)
         for i, cidr in enumerate(config.server.trusted_proxies):
             self._validate_cidr(cidr, f"server.trusted_proxies[{i}]")
         if (config.server.tls_cert is None) != (config.server.tls_key is None):
@@ -473,6 +486,16 @@ class _Loader:
             parse_listen(listen)
         except ValueError as exc:
             self._error(where, str(exc))
+
+    def _validate_loopback(self, listen: str) -> None:
+        """The admin API may run without a token only where nobody else can reach it."""
+        try:
+            host = parse_listen(listen)[0]
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            self._error("admin.token", "required when admin.listen is not a loopback address")
 
     def _validate_cidr(self, cidr: str, where: str) -> None:
         try:

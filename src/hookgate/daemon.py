@@ -94,7 +94,7 @@ class Daemon:
         try:
             await dispatcher.start()
             ingress = Ingress(self.config, store)
-            admin = Admin(store, dispatcher, alive=lambda: self._failure is None)
+            admin = Admin(self.config, store, dispatcher, alive=lambda: self._failure is None)
             server = self.config.server
             running.runners.append(
                 await _serve(

@@ -20,7 +20,7 @@ from typing import Literal
 import aiohttp
 import structlog
 
-from hookgate import retry
+from hookgate import metrics, retry
 from hookgate.config import DestinationConfig
 from hookgate.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound import OutboundRequest, RequestBuilder, is_json
@@ -58,6 +58,7 @@ class DestinationWorker:
         self.limiter = RateLimiter(self.policy.rate_limit) if self.policy.rate_limit else None
         self.circuit = CircuitBreaker(self.policy.circuit_failures, self.policy.circuit_cooldown)
         self.paused = paused
+        self.attempt_seconds = metrics.attempt_seconds.labels(destination.name)
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
@@ -200,6 +201,8 @@ class DestinationWorker:
         started = time.time()
         outcome, snippet = await self._post(request)
         ended = time.time()
+        self.attempt_seconds.observe(ended - started)
+        metrics.attempts.labels(self.name, outcome.kind).inc()
         change = self.circuit.record(outcome.succeeded, ended)
         if change is not None:
             log.warning("circuit.changed", destination=self.name, state=change)
@@ -257,8 +260,10 @@ class DestinationWorker:
                 "duration_ms": round(record.duration_ms, 1),
             }
             if record.state == "delivered":
+                metrics.delivered.labels(self.name).inc()
                 log.debug("delivery.delivered", **fields)
             elif record.state == "dead":
+                metrics.dead.labels(self.name).inc()
                 log.error("delivery.dead", error=record.error, **fields)
             else:
                 retry_in = round(record.next_attempt_at - time.time(), 3)

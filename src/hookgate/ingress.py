@@ -7,7 +7,6 @@ and JSON error. A 2xx leaves only after the outbox writer's commit returned.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import ipaddress
 import time
 from collections.abc import Mapping, Sequence
@@ -18,8 +17,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hookgate import verify
-from hookgate.config import Config, SourceConfig
+from hookgate import metrics, verify
+from hookgate.config import Config, DestinationConfig, SourceConfig
 from hookgate.store import NewMessage, Store, StoreError
 
 log = structlog.get_logger("hookgate.ingress")
@@ -123,23 +122,10 @@ class Extraction:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class DestinationFilter:
-    name: str
-    events: tuple[str, ...] | None
-
-    def matches(self, event_type: str | None) -> bool:
-        if self.events is None:
-            return True
-        return event_type is not None and any(
-            fnmatch.fnmatchcase(event_type, pattern) for pattern in self.events
-        )
-
-
 class Route:
     """Everything the ingress needs to know about one source, compiled once."""
 
-    def __init__(self, name: str, source: SourceConfig, destinations: list[DestinationFilter]):
+    def __init__(self, name: str, source: SourceConfig, destinations: list[DestinationConfig]):
         self.name = name
         self.source = source
         self.methods = frozenset(source.methods)
@@ -155,11 +141,13 @@ class Route:
         self.needs_json = self.event_type.needs_json or self.event_id.needs_json
         self.destinations = destinations
         self._matches: dict[str | None, tuple[str, ...]] = {}
+        self.received = metrics.webhooks_received.labels(name)
+        self.duplicates = metrics.webhooks_duplicate.labels(name)
 
     def destinations_for(self, event_type: str | None) -> tuple[str, ...]:
         cached = self._matches.get(event_type)
         if cached is None:
-            cached = tuple(d.name for d in self.destinations if d.matches(event_type))
+            cached = tuple(d.name for d in self.destinations if d.matches(self.name, event_type))
             if len(self._matches) < 10_000:  # event types are few; never grow without bound
                 self._matches[event_type] = cached
         return cached
@@ -179,11 +167,7 @@ class Ingress:
             source.path: Route(
                 name,
                 source,
-                [
-                    DestinationFilter(d.name, tuple(d.events) if d.events is not None else None)
-                    for d in config.destinations.values()
-                    if name in d.sources
-                ],
+                [d for d in config.destinations.values() if name in d.sources],
             )
             for name, source in config.sources.items()
         }
@@ -235,6 +219,7 @@ class Ingress:
                 **{"Retry-After": _RETRY_AFTER_SECONDS},
             ) from None
         if accepted.duplicate:
+            route.duplicates.inc()
             log.debug(
                 "webhook.duplicate",
                 source=route.name,
@@ -242,6 +227,7 @@ class Ingress:
                 event_id=message.event_id,
             )
             return _json(200, {"id": accepted.message_id, "duplicate": True})
+        route.received.inc()
         log.debug(
             "webhook.accepted",
             source=route.name,
@@ -318,6 +304,7 @@ class Ingress:
 
     @staticmethod
     def _log_rejected(route: Route | None, request: web.BaseRequest, exc: Rejected) -> None:
+        metrics.webhooks_rejected.labels(route.name if route else "", exc.code).inc()
         log.warning(
             "webhook.rejected",
             source=route.name if route else None,

@@ -6,7 +6,6 @@ envelope, and the signature over the exact body that is sent.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import orjson
 from hookgate import __version__
 from hookgate.config import DestinationConfig
 from hookgate.signing import Signer
-from hookgate.store import DueDelivery
+from hookgate.store import DueDelivery, format_time
 
 USER_AGENT = f"hookgate/{__version__}"
 # Headers that hookgate sets itself: forward_headers and headers cannot replace them.
@@ -92,7 +91,7 @@ class RequestBuilder:
                         "id": d.message_id,
                         "source": d.source,
                         "type": d.event_type,
-                        "received_at": _iso(d.received_at),
+                        "received_at": format_time(d.received_at),
                         "payload": orjson.Fragment(d.body),
                     }
                     for d in deliveries
@@ -115,8 +114,3 @@ def batch_id_of(deliveries: Sequence[DueDelivery]) -> str:
     """The same set of deliveries always gets the same id, so a retried batch keeps it."""
     digest = hashlib.sha256(b",".join(str(d.id).encode() for d in deliveries)).hexdigest()
     return f"batch_{digest[:24]}"
-
-
-def _iso(moment: float) -> str:
-    when = datetime.datetime.fromtimestamp(moment, tz=datetime.UTC)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -25,6 +25,13 @@ class Outcome:
     def succeeded(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
 
+    @property
+    def kind(self) -> str:
+        """success, http_error, timeout or connection_error (a metrics label)."""
+        if self.status is not None:
+            return "success" if self.succeeded else "http_error"
+        return "timeout" if self.error == "timeout" else "connection_error"
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

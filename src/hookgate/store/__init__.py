@@ -6,6 +6,7 @@ embedded default; a PostgreSQL store would implement the same ``Store``.
 
 from __future__ import annotations
 
+import datetime
 import random
 import time
 from typing import Literal, Protocol
@@ -78,6 +79,55 @@ class QueueStats(msgspec.Struct, frozen=True):
     destinations: dict[str, DestinationQueue]
 
 
+class MessageFilter(msgspec.Struct, frozen=True):
+    """Which messages an admin listing wants; times are unix seconds."""
+
+    source: str | None = None
+    event_type: str | None = None
+    state: DeliveryState | None = None
+    since: float | None = None
+    until: float | None = None
+    before_id: int | None = None
+
+
+class MessageRow(msgspec.Struct, frozen=True):
+    id: str
+    number: int
+    source: str
+    event_type: str | None
+    event_id: str | None
+    received_at: float
+    size: int
+    pending: int
+    delivered: int
+    dead: int
+
+
+class MessageContent(msgspec.Struct, frozen=True):
+    headers: bytes  # orjson-encoded {name: value}
+    body: bytes
+
+
+class DeliveryRow(msgspec.Struct, frozen=True):
+    id: int
+    message_id: str
+    destination: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    updated_at: float
+
+
+class AttemptRow(msgspec.Struct, frozen=True):
+    started_at: float
+    duration_ms: float
+    status: int | None
+    error: str | None
+    response_snippet: bytes
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -135,6 +185,12 @@ def new_message_id(now: float | None = None) -> int:
 def message_id_floor(moment: float) -> int:
     """The smallest message id that can have been received at or after ``moment``."""
     return int(moment * 1000) << 22
+
+
+def format_time(moment: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds: ``2026-11-27T09:30:28.843Z``."""
+    when = datetime.datetime.fromtimestamp(moment, tz=datetime.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def format_message_id(message_id: int) -> str:

@@ -1,7 +1,7 @@
 """The SQLite outbox: WAL, one writer task with group commit, one read connection.
 
-Every write goes through ``_Writer``: callers enqueue and await a future; the
-writer drains everything queued, commits it in one transaction (one fsync for
+Every write goes through the writer task: callers enqueue and await a future; it
+drains everything queued, commits it in one transaction (one fsync for
 many webhooks), then resolves the futures. Reads use a second connection, which
 WAL lets run beside the writer.
 """
@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 import structlog
 
+from hookgate import metrics
 from hookgate.store import (
     Accepted,
     AttemptRecord,
@@ -30,7 +31,6 @@ from hookgate.store import (
     format_message_id,
     message_id_floor,
     new_message_id,
-    parse_message_id,
 )
 
 log = structlog.get_logger("hookgate.store")
@@ -246,7 +246,7 @@ class SQLiteStore:
         await conn.execute(f"PRAGMA user_version = {number + 1}")
 
     async def _max_message_id(self) -> int:
-        return int(await self._scalar(self._reader(), "SELECT coalesce(max(id), 0) FROM messages"))
+        return int(await self._scalar(self.reader(), "SELECT coalesce(max(id), 0) FROM messages"))
 
     @staticmethod
     async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -277,7 +277,7 @@ class SQLiteStore:
         await future
 
     async def check_writable(self) -> None:
-        await self._write_call(_nothing)
+        await self.write_call(_nothing)
 
     async def prune(self, before: float, limit: int) -> int:
         """Delete up to ``limit`` messages received before ``before`` with nothing pending."""
@@ -287,9 +287,9 @@ class SQLiteStore:
             async with conn.execute(_PRUNE, (floor, limit)) as cursor:
                 return cursor.rowcount
 
-        return int(await self._write_call(delete))
+        return int(await self.write_call(delete))
 
-    async def _write_call(self, call: WriteCall) -> Any:
+    async def write_call(self, call: WriteCall) -> Any:
         """Run ``call`` inside the writer's next transaction and return its result."""
         future: asyncio.Future[Any] = self._future()
         self._pending.calls.append((call, future))
@@ -310,6 +310,7 @@ class SQLiteStore:
         conn = self._write
         if conn is None:
             raise StoreError("the store is not open")
+        started = time.monotonic()
         try:
             await conn.execute("BEGIN IMMEDIATE")
             accepted = await self._insert_messages(conn, batch.messages)
@@ -322,6 +323,9 @@ class SQLiteStore:
                 await conn.execute("ROLLBACK")
             _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
             return
+        metrics.commit_seconds.observe(time.monotonic() - started)
+        if batch.messages:
+            metrics.commit_size.observe(len(batch.messages))
         self.last_batch_size = len(batch.messages)
         _resolve(batch.futures(), [*accepted, *(None for _ in batch.attempts), *results])
         touched = frozenset(
@@ -419,7 +423,7 @@ class SQLiteStore:
 
     # -- reads (on the read connection) ---------------------------------------
 
-    def _reader(self) -> aiosqlite.Connection:
+    def reader(self) -> aiosqlite.Connection:
         if self._read is None:
             raise StoreError("the store is not open")
         return self._read
@@ -433,7 +437,7 @@ class SQLiteStore:
     async def _deliveries(
         self, sql: str, params: Sequence[Any], destination: str
     ) -> list[DueDelivery]:
-        async with self._reader().execute(sql, params) as cursor:
+        async with self.reader().execute(sql, params) as cursor:
             rows = await cursor.fetchall()
         return [
             DueDelivery(
@@ -452,21 +456,21 @@ class SQLiteStore:
         ]
 
     async def paused_destinations(self) -> set[str]:
-        async with self._reader().execute("SELECT name FROM destinations WHERE paused") as cursor:
+        async with self.reader().execute("SELECT name FROM destinations WHERE paused") as cursor:
             return {row[0] for row in await cursor.fetchall()}
 
     async def set_paused(self, destination: str, paused: bool) -> None:
         async def write(conn: aiosqlite.Connection) -> None:
             await conn.execute(_SET_PAUSED, (destination, int(paused), time.time()))
 
-        await self._write_call(write)
+        await self.write_call(write)
 
     async def next_due_at(self, destination: str, after: float) -> float | None:
-        value = await self._scalar(self._reader(), _SELECT_NEXT_DUE, (destination, after))
+        value = await self._scalar(self.reader(), _SELECT_NEXT_DUE, (destination, after))
         return None if value is None else float(value)
 
     async def queue_stats(self) -> QueueStats:
-        conn = self._reader()
+        conn = self.reader()
         async with conn.execute(_SELECT_PENDING_BY_DESTINATION) as cursor:
             rows = await cursor.fetchall()
         destinations = {
@@ -480,13 +484,6 @@ class SQLiteStore:
             dead=await self._scalar(conn, _COUNT_DEAD),
             destinations=destinations,
         )
-
-    async def message_exists(self, message_id: str) -> bool:
-        number = parse_message_id(message_id)
-        if number is None:
-            return False
-        found = await self._scalar(self._reader(), "SELECT 1 FROM messages WHERE id = ?", (number,))
-        return found is not None
 
 
 def _resolve(
