@@ -33,7 +33,11 @@ class Admin:
         self.store = store
         self.dispatcher = dispatcher
         self.alive = alive
-        self.api = AdminApi(config, SQLiteAdmin(store), dispatcher, config.admin.token)
+        self.api = AdminApi(config, SQLiteAdmin(store), dispatcher)
+
+    def apply(self, config: Config) -> None:
+        """Take a reloaded config (destinations for replay, the API token)."""
+        self.api.apply(config)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -107,9 +111,7 @@ class Admin:
         return "ok"
 
     def _delivery_check(self) -> str:
-        if any(t.done() for t in self.dispatcher.tasks):
-            return "failing: a delivery worker stopped"
-        return "ok"
+        return "ok" if self.dispatcher.running else "failing: a delivery worker stopped"
 
     def _destination_state(self, name: str) -> str:
         return self.dispatcher.workers[name].state

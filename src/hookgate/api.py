@@ -160,12 +160,14 @@ Handler = Callable[[web.Request], Awaitable[msgspec.Struct]]
 
 
 class AdminApi:
-    def __init__(
-        self, config: Config, admin: SQLiteAdmin, dispatcher: Dispatcher, token: str | None
-    ) -> None:
-        self.config = config
+    def __init__(self, config: Config, admin: SQLiteAdmin, dispatcher: Dispatcher) -> None:
         self.admin = admin
         self.dispatcher = dispatcher
+        self.apply(config)
+
+    def apply(self, config: Config) -> None:
+        self.config = config
+        token = config.admin.token
         self._token_digest = None if token is None else _digest(token)
 
     def routes(self) -> list[web.RouteDef]:

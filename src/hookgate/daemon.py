@@ -9,11 +9,14 @@ import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
 
 from hookgate import __version__, retention
+from hookgate import config as config_module
 from hookgate.admin import Admin
 from hookgate.config import Config, parse_listen
 from hookgate.dispatch import Dispatcher
@@ -46,6 +49,8 @@ def notify(message: str) -> None:
 class _Running:
     store: SQLiteStore
     dispatcher: Dispatcher
+    ingress: Ingress | None = None
+    admin: Admin | None = None
     runners: list[web.BaseRunner] = field(default_factory=list)
 
 
@@ -54,6 +59,8 @@ class Daemon:
         self.config = config
         self._stop = asyncio.Event()
         self._failure: str | None = None
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> int:
         """Serve until a signal or a crashed background task; return the exit code."""
@@ -61,13 +68,15 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
-        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal, running)
         watchdog = asyncio.create_task(self._watchdog(), name="systemd-watchdog")
         pruner = asyncio.create_task(
             retention.run(running.store, self.config.storage.retention), name="retention"
         )
-        watched = [running.store.writer_task, *running.dispatcher.tasks, pruner]
-        watcher = asyncio.create_task(self._watch(t for t in watched if t is not None))
+        watched: list[asyncio.Future[Any]] = [running.dispatcher.failed, pruner]
+        if running.store.writer_task is not None:
+            watched.append(running.store.writer_task)
+        watcher = asyncio.create_task(self._watch(watched))
         notify("READY=1")
         log.info(
             "daemon.ready",
@@ -77,7 +86,7 @@ class Daemon:
         )
         await self._stop.wait()
         notify("STOPPING=1")
-        for task in (watchdog, watcher, pruner):
+        for task in (watchdog, watcher, pruner, *self._background):
             task.cancel()
         await self._shutdown(running)
         return 1 if self._failure else 0
@@ -93,31 +102,29 @@ class Daemon:
         running = _Running(store, dispatcher)
         try:
             await dispatcher.start()
-            ingress = Ingress(self.config, store)
-            admin = Admin(self.config, store, dispatcher, alive=lambda: self._failure is None)
-            server = self.config.server
-            running.runners.append(
-                await _serve(
-                    web.ServerRunner(ingress.server(), handler_cancellation=False),
-                    server.listen,
-                    _tls_context(server.tls_cert, server.tls_key),
-                    server.shutdown_grace,
-                )
+            running.ingress = Ingress(self.config, store)
+            running.admin = Admin(
+                self.config, store, dispatcher, alive=lambda: self._failure is None
             )
-            running.runners.append(
-                await _serve(
-                    web.AppRunner(
-                        admin.app(), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT
-                    ),
-                    self.config.admin.listen,
-                    None,
-                    server.shutdown_grace,
-                )
-            )
+            await self._listen(running, running.ingress, running.admin)
         except (OSError, ssl.SSLError) as exc:
             await self._shutdown(running)
             raise StartupError(f"cannot listen: {exc}") from exc
         return running
+
+    async def _listen(self, running: _Running, ingress: Ingress, admin: Admin) -> None:
+        server = self.config.server
+        ingress_runner = web.ServerRunner(ingress.server(), handler_cancellation=False)
+        tls = _tls_context(server.tls_cert, server.tls_key)
+        running.runners.append(
+            await _serve(ingress_runner, server.listen, tls, server.shutdown_grace)
+        )
+        admin_runner = web.AppRunner(
+            admin.app(), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT
+        )
+        running.runners.append(
+            await _serve(admin_runner, self.config.admin.listen, None, server.shutdown_grace)
+        )
 
     async def _shutdown(self, running: _Running) -> None:
         grace = self.config.server.shutdown_grace
@@ -136,16 +143,69 @@ class Daemon:
         log.info("daemon.signal", signal=signal.Signals(signum).name)
         self._stop.set()
 
-    def _on_reload_signal(self) -> None:
-        log.warning("config.reload_unsupported", detail="restart the service to apply changes")
+    def _on_reload_signal(self, running: _Running) -> None:
+        task = asyncio.create_task(self._reload(running), name="reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _watch(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+    async def _reload(self, running: _Running) -> None:
+        """SIGHUP: re-read the config; an invalid file keeps the running one."""
+        async with self._reload_lock:
+            try:
+                new = config_module.load(self.config.path)
+            except config_module.ConfigError as exc:
+                log.error("config.reload_failed", errors=exc.errors)
+                return
+            new = self._keep_restart_only(new)
+            if running.ingress is not None:
+                running.ingress.apply(new)
+            if running.admin is not None:
+                running.admin.apply(new)
+            await running.dispatcher.apply(new.destinations.values(), new.server.shutdown_grace)
+            self.config = new
+            log.info(
+                "config.reloaded",
+                sources=sorted(new.sources),
+                destinations=sorted(new.destinations),
+            )
+
+    def _keep_restart_only(self, new: Config) -> Config:
+        """Listeners, storage and logging change only with a restart: keep the running ones."""
+        old = self.config
+        kept = msgspec.structs.replace(
+            new,
+            server=msgspec.structs.replace(
+                new.server,
+                listen=old.server.listen,
+                tls_cert=old.server.tls_cert,
+                tls_key=old.server.tls_key,
+            ),
+            admin=msgspec.structs.replace(new.admin, listen=old.admin.listen),
+            storage=old.storage,
+            log=old.log,
+        )
+        if kept != new:
+            changed = [
+                name
+                for name in ("server", "admin", "storage", "log")
+                if getattr(kept, name) != getattr(new, name)
+            ]
+            log.warning("config.restart_needed", sections=changed)
+        return kept
+
+    async def _watch(self, watched: Iterable[asyncio.Future[Any]]) -> None:
         """A background task that dies stops the daemon: no zombie that still answers 2xx."""
-        done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
-        task = next(iter(done))
-        error = task.exception() if not task.cancelled() else None
-        self._failure = f"{task.get_name()} stopped: {error!r}"
-        log.critical("daemon.task_died", task=task.get_name(), error=repr(error))
+        done, _ = await asyncio.wait(set(watched), return_when=asyncio.FIRST_COMPLETED)
+        future = next(iter(done))
+        if future.cancelled():
+            reason = "cancelled"
+        elif future.exception() is not None:
+            reason = repr(future.exception())
+        else:
+            reason = str(future.result())
+        name = future.get_name() if isinstance(future, asyncio.Task) else "delivery"
+        self._failure = f"{name} stopped: {reason}"
+        log.critical("daemon.task_died", task=name, error=reason)
         self._stop.set()
 
     @staticmethod

@@ -76,6 +76,10 @@ class DestinationWorker:
             return "open"
         return "backing_off" if self.circuit.failures else "ok"
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def stop(self) -> None:
         self._stopping = True
         self.wake.set()
@@ -315,12 +319,13 @@ class Dispatcher:
         self.store = store
         self._destinations = list(destinations)
         self.workers: dict[str, DestinationWorker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        # Resolved when a worker ends without being asked to: the daemon stops then.
+        self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
-        paused = await self.store.paused_destinations()
         # No per-host cap: each worker's own concurrency is the limit, so one
         # destination's slow requests never queue another's behind them.
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
@@ -328,20 +333,52 @@ class Dispatcher:
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
+        paused = await self.store.paused_destinations()
         for destination in self._destinations:
-            worker = DestinationWorker(
-                destination,
-                self.store,
-                self._session,
-                self._rng,
-                paused=destination.name in paused,
-            )
-            self.workers[destination.name] = worker
-            self._tasks.append(asyncio.create_task(worker.run(), name=f"worker-{worker.name}"))
+            self._start_worker(destination, destination.name in paused)
+
+    def _start_worker(self, destination: DestinationConfig, paused: bool) -> None:
+        if self._session is None:
+            raise RuntimeError("the dispatcher is not started")
+        worker = DestinationWorker(destination, self.store, self._session, self._rng, paused=paused)
+        task = asyncio.create_task(worker.run(), name=f"worker-{worker.name}")
+        task.add_done_callback(lambda t: self._on_worker_done(worker, t))
+        self.workers[worker.name] = worker
+        self._tasks[worker.name] = task
+
+    def _on_worker_done(self, worker: DestinationWorker, task: asyncio.Task[None]) -> None:
+        if worker.stopping or self.failed.done():
+            return
+        error = None if task.cancelled() else task.exception()
+        self.failed.set_result(f"worker {worker.name} stopped: {error!r}")
 
     @property
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return self._tasks
+    def running(self) -> bool:
+        return not self.failed.done() and all(not t.done() for t in self._tasks.values())
+
+    async def apply(self, destinations: Iterable[DestinationConfig], grace: float) -> None:
+        """Reload: start new destinations, restart changed ones, retire removed ones.
+
+        A changed or removed destination's in-flight requests finish (within
+        ``grace``) before its new worker claims anything, so nothing is sent twice
+        by the change; a removed one's deliveries stay in the store, visible.
+        """
+        wanted = {d.name: d for d in destinations}
+        changed = [
+            name for name, worker in self.workers.items() if wanted.get(name) != worker.destination
+        ]
+        await asyncio.gather(*(self._retire(name, grace) for name in changed))
+        paused = await self.store.paused_destinations()
+        for name, destination in wanted.items():
+            if name not in self.workers:
+                self._start_worker(destination, name in paused)
+
+    async def _retire(self, name: str, grace: float) -> None:
+        worker = self.workers.pop(name)
+        task = self._tasks.pop(name)
+        worker.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.drain(grace)
 
     def wake(self, destinations: frozenset[str]) -> None:
         for name in destinations:
@@ -358,9 +395,6 @@ class Dispatcher:
 
     async def stop(self, grace: float) -> None:
         """Stop claiming, let in-flight requests finish within ``grace``, close the pool."""
-        for worker in self.workers.values():
-            worker.stop()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(w.drain(grace) for w in self.workers.values()))
+        await asyncio.gather(*(self._retire(name, grace) for name in list(self.workers)))
         if self._session is not None:
             await self._session.close()

@@ -158,6 +158,10 @@ class Ingress:
 
     def __init__(self, config: Config, store: Store) -> None:
         self.store = store
+        self.apply(config)
+
+    def apply(self, config: Config) -> None:
+        """Take a (re)loaded config; requests already running keep the route they had."""
         self.max_body = config.server.max_body
         self.request_timeout = config.server.request_timeout
         self.trusted_proxies = [
