@@ -133,6 +133,18 @@ class DeliveryPolicy(_Table, frozen=True):
     circuit_cooldown: Duration = Duration(30)
 
 
+class AlertsConfig(_Table, frozen=True):
+    """Operational webhooks about hookgate itself, sent through its own outbox."""
+
+    url: str
+    sign: SignMode = "standard"
+    secret: str | None = None
+    secret_file: str | None = None
+    headers: dict[str, str] = {}
+    backlog_age: Duration = Duration(900)
+    interval: Duration = Duration(30)
+
+
 class VerifyConfig(_Table, frozen=True):
     scheme: Scheme = "none"
     secrets: list[str] = []
@@ -216,7 +228,12 @@ class Config(_Table, frozen=True):
     delivery: DeliveryPolicy
     sources: dict[str, SourceConfig]
     destinations: dict[str, DestinationConfig]
+    alerts: AlertsConfig | None = None
 
+
+# The internal source and destination that carry alerts (see AlertsConfig).
+ALERT_SOURCE = "hookgate"
+ALERT_DESTINATION = "_alerts"
 
 _SECTIONS: dict[str, type[_Table]] = {
     "server": ServerConfig,
@@ -256,7 +273,7 @@ class _Loader:
 
     def build(self, raw: dict[str, Any]) -> Config:
         raw = self._substitute(raw, "")
-        for key in raw.keys() - {*_SECTIONS, "sources", "destinations"}:
+        for key in raw.keys() - {*_SECTIONS, "sources", "destinations", "alerts"}:
             self._error(key, "unknown key")
         tables = {
             name: self._convert(raw.get(name, {}), tp, name) for name, tp in _SECTIONS.items()
@@ -264,6 +281,7 @@ class _Loader:
         sources = self._sources(raw.get("sources", {}))
         defaults = typing.cast(DeliveryPolicy | None, tables["delivery"])
         destinations = self._destinations(raw.get("destinations", {}), defaults)
+        alerts = self._alerts(raw["alerts"]) if "alerts" in raw else None
         if self.errors:
             raise ConfigError(self.errors)
         config = Config(
@@ -275,11 +293,12 @@ class _Loader:
             delivery=typing.cast(DeliveryPolicy, tables["delivery"]),
             sources=sources,
             destinations=destinations,
+            alerts=alerts,
         )
         self._validate(config)
         if self.errors:
             raise ConfigError(self.errors)
-        return self._resolve_paths(config)
+        return self._with_alert_destination(self._resolve_paths(config))
 
     # -- decoding ---------------------------------------------------------
 
@@ -366,6 +385,35 @@ class _Loader:
             )
         return destinations
 
+    def _alerts(self, raw: object) -> AlertsConfig | None:
+        alerts = self._convert(raw, AlertsConfig, "alerts")
+        if alerts is None or alerts.secret_file is None:
+            return alerts
+        secret = self._read_secret_file(alerts.secret_file, "alerts.secret_file")
+        return msgspec.structs.replace(alerts, secret=secret, secret_file=None)
+
+    def _with_alert_destination(self, config: Config) -> Config:
+        """Alerts travel as messages of an internal source to an internal destination."""
+        alerts = config.alerts
+        if alerts is None:
+            return config
+        destination = DestinationConfig(
+            name=ALERT_DESTINATION,
+            url=alerts.url,
+            sources=[ALERT_SOURCE],
+            events=None,
+            forward_headers=[],
+            headers=alerts.headers,
+            sign=alerts.sign,
+            secret=alerts.secret,
+            ordered=False,
+            batch_max=1,
+            batch_wait=Duration(0.05),
+            policy=config.delivery,
+        )
+        destinations = {**config.destinations, ALERT_DESTINATION: destination}
+        return msgspec.structs.replace(config, destinations=destinations)
+
     def _named_tables(self, raw: object, path: str) -> list[tuple[str, object]]:
         if not isinstance(raw, dict):
             self._error(path, f"expected a table of tables, got {type(raw).__name__}")
@@ -404,6 +452,12 @@ class _Loader:
             self._validate_source(name, source, paths)
         for name, dest in config.destinations.items():
             self._validate_destination(name, dest, config.sources)
+        if ALERT_DESTINATION in config.destinations:
+            self._error(f"destinations.{ALERT_DESTINATION}", "this name is reserved for alerts")
+        if ALERT_SOURCE in config.sources:
+            self._error(f"sources.{ALERT_SOURCE}", "this name is reserved for alerts")
+        if config.alerts is not None:
+            self._validate_alerts(config.alerts)
 
     def _validate_source(self, name: str, source: SourceConfig, paths: dict[str, str]) -> None:
         where = f"sources.{name}"
@@ -464,6 +518,14 @@ class _Loader:
         if dest.batch_max < 1:
             self._error(f"{where}.batch_max", f"expected an integer >= 1, got {dest.batch_max}")
         self._validate_policy(dest.policy, where)
+
+    def _validate_alerts(self, alerts: AlertsConfig) -> None:
+        if not re.match(r"^https?://[^/\s]+", alerts.url):
+            self._error("alerts.url", f"expected an http:// or https:// URL, got {alerts.url!r}")
+        if alerts.sign != "none" and not alerts.secret:
+            self._error("alerts.secret", f'sign = "{alerts.sign}" needs a secret')
+        if alerts.sign == "standard" and alerts.secret and not _is_standard_secret(alerts.secret):
+            self._error("alerts.secret", 'expected "whsec_<base64>" for sign = "standard"')
 
     def _validate_policy(self, policy: DeliveryPolicy, where: str) -> None:
         checks: list[tuple[str, bool, str]] = [

@@ -18,6 +18,7 @@ from aiohttp import web
 from hookgate import __version__, retention
 from hookgate import config as config_module
 from hookgate.admin import Admin
+from hookgate.alerts import Alerter
 from hookgate.config import Config, parse_listen
 from hookgate.dispatch import Dispatcher
 from hookgate.ingress import KEEPALIVE_TIMEOUT, Ingress
@@ -49,6 +50,7 @@ def notify(message: str) -> None:
 class _Running:
     store: SQLiteStore
     dispatcher: Dispatcher
+    alerter: Alerter
     ingress: Ingress | None = None
     admin: Admin | None = None
     runners: list[web.BaseRunner] = field(default_factory=list)
@@ -73,7 +75,8 @@ class Daemon:
         pruner = asyncio.create_task(
             retention.run(running.store, self.config.storage.retention), name="retention"
         )
-        watched: list[asyncio.Future[Any]] = [running.dispatcher.failed, pruner]
+        alerts = asyncio.create_task(running.alerter.run(), name="alerts")
+        watched: list[asyncio.Future[Any]] = [running.dispatcher.failed, pruner, alerts]
         if running.store.writer_task is not None:
             watched.append(running.store.writer_task)
         watcher = asyncio.create_task(self._watch(watched))
@@ -86,7 +89,7 @@ class Daemon:
         )
         await self._stop.wait()
         notify("STOPPING=1")
-        for task in (watchdog, watcher, pruner, *self._background):
+        for task in (watchdog, watcher, pruner, alerts, *self._background):
             task.cancel()
         await self._shutdown(running)
         return 1 if self._failure else 0
@@ -97,9 +100,10 @@ class Daemon:
             await store.open()
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
-        dispatcher = Dispatcher(self.config.destinations.values(), store)
+        alerter = Alerter(store, self.config.alerts)
+        dispatcher = Dispatcher(self.config.destinations.values(), store, alerter)
         store.on_commit(dispatcher.wake)
-        running = _Running(store, dispatcher)
+        running = _Running(store, dispatcher, alerter)
         try:
             await dispatcher.start()
             running.ingress = Ingress(self.config, store)
@@ -161,6 +165,7 @@ class Daemon:
                 running.ingress.apply(new)
             if running.admin is not None:
                 running.admin.apply(new)
+            running.alerter.config = new.alerts
             await running.dispatcher.apply(new.destinations.values(), new.server.shutdown_grace)
             self.config = new
             log.info(

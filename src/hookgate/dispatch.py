@@ -21,6 +21,7 @@ import aiohttp
 import structlog
 
 from hookgate import metrics, retry
+from hookgate.alerts import Alerter
 from hookgate.config import DestinationConfig
 from hookgate.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound import OutboundRequest, RequestBuilder, is_json
@@ -45,10 +46,12 @@ class DestinationWorker:
         store: Store,
         session: aiohttp.ClientSession,
         rng: random.Random,
+        alerter: Alerter,
         *,
         paused: bool = False,
     ) -> None:
         self.destination = destination
+        self.alerter = alerter
         self.policy = destination.policy
         self.store = store
         self.session = session
@@ -207,9 +210,13 @@ class DestinationWorker:
         ended = time.time()
         self.attempt_seconds.observe(ended - started)
         metrics.attempts.labels(self.name, outcome.kind).inc()
+        before = self.circuit.state
         change = self.circuit.record(outcome.succeeded, ended)
         if change is not None:
             log.warning("circuit.changed", destination=self.name, state=change)
+            # A failed probe re-opens an open circuit: not news for the alerts.
+            if before == "closed" or change == "closed":
+                self.alerter.circuit_changed(self.name, change)
         records = []
         for delivery in request.deliveries:
             attempt = delivery.attempts + 1
@@ -268,6 +275,7 @@ class DestinationWorker:
                 log.debug("delivery.delivered", **fields)
             elif record.state == "dead":
                 metrics.dead.labels(self.name).inc()
+                self.alerter.delivery_dead(self.name, delivery.message_id)
                 log.error("delivery.dead", error=record.error, **fields)
             else:
                 retry_in = round(record.next_attempt_at - time.time(), 3)
@@ -315,8 +323,11 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
 class Dispatcher:
     """Runs one worker per destination over a shared pooled client session."""
 
-    def __init__(self, destinations: Iterable[DestinationConfig], store: Store) -> None:
+    def __init__(
+        self, destinations: Iterable[DestinationConfig], store: Store, alerter: Alerter
+    ) -> None:
         self.store = store
+        self.alerter = alerter
         self._destinations = list(destinations)
         self.workers: dict[str, DestinationWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -340,7 +351,9 @@ class Dispatcher:
     def _start_worker(self, destination: DestinationConfig, paused: bool) -> None:
         if self._session is None:
             raise RuntimeError("the dispatcher is not started")
-        worker = DestinationWorker(destination, self.store, self._session, self._rng, paused=paused)
+        worker = DestinationWorker(
+            destination, self.store, self._session, self._rng, self.alerter, paused=paused
+        )
         task = asyncio.create_task(worker.run(), name=f"worker-{worker.name}")
         task.add_done_callback(lambda t: self._on_worker_done(worker, t))
         self.workers[worker.name] = worker
