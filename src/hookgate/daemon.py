@@ -95,6 +95,8 @@ class Daemon:
         return 1 if self._failure else 0
 
     async def _start(self) -> _Running:
+        server = self.config.server
+        tls = _tls_context(server.tls_cert, server.tls_key)
         store = SQLiteStore(self.config.storage.path, sync=self.config.storage.sync)
         try:
             await store.open()
@@ -110,16 +112,17 @@ class Daemon:
             running.admin = Admin(
                 self.config, store, dispatcher, alive=lambda: self._failure is None
             )
-            await self._listen(running, running.ingress, running.admin)
-        except (OSError, ssl.SSLError) as exc:
+            await self._listen(running, running.ingress, running.admin, tls)
+        except OSError as exc:
             await self._shutdown(running)
             raise StartupError(f"cannot listen: {exc}") from exc
         return running
 
-    async def _listen(self, running: _Running, ingress: Ingress, admin: Admin) -> None:
+    async def _listen(
+        self, running: _Running, ingress: Ingress, admin: Admin, tls: ssl.SSLContext | None
+    ) -> None:
         server = self.config.server
         ingress_runner = web.ServerRunner(ingress.server(), handler_cancellation=False)
-        tls = _tls_context(server.tls_cert, server.tls_key)
         running.runners.append(
             await _serve(ingress_runner, server.listen, tls, server.shutdown_grace)
         )
@@ -243,5 +246,14 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise StartupError(f"server.tls_cert/tls_key: no such file: {exc.filename}") from None
+    except PermissionError as exc:
+        raise StartupError(f"server.tls_cert/tls_key: cannot read {exc.filename}") from None
+    except ssl.SSLError as exc:
+        raise StartupError(
+            f"server.tls_cert/tls_key: not a matching PEM certificate and key ({exc.reason})"
+        ) from None
     return context

@@ -180,8 +180,19 @@ class Ingress:
                 log.warning("source.unverified", source=route.name)
 
     def server(self) -> web.Server:
-        """A low-level aiohttp server: sources are a dict lookup, no router or middlewares."""
-        return web.Server(self.handle, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT)
+        """A low-level aiohttp server: sources are a dict lookup, no router or middlewares.
+
+        aiohttp closes a connection that has not delivered a whole request head
+        within ``keepalive_timeout`` of connecting (or of its last answer), partial
+        data or not: with ``request_timeout`` there, slow headers meet the same
+        deadline as a slow body. Bodies are never decompressed (see ``_receive``).
+        """
+        return web.Server(
+            self.handle,
+            access_log=None,
+            keepalive_timeout=min(KEEPALIVE_TIMEOUT, self.request_timeout),
+            auto_decompress=False,
+        )
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
@@ -202,6 +213,10 @@ class Ingress:
             raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
         if route.allow and not _allowed(self.client_ip(request), route.allow):
             raise Rejected(403, "forbidden", "this client address is not allowed")
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            # Signatures cover the bytes as sent, and a compressed body is a zip-bomb risk.
+            raise Rejected(415, "unsupported_encoding", "send the body without Content-Encoding")
         body = await self._read_body(request, started)
         now = time.time()
         try:
