@@ -330,15 +330,16 @@ class _Loader:
     def _error_from_msgspec(self, exc: msgspec.ValidationError, tp: type, path: str) -> None:
         message, _, where = str(exc).partition(" - at `$")
         where = where.rstrip("`")
+        inner = where.lstrip(".")
         unknown = re.match(r"Object contains unknown field `(.+)`", message)
         if unknown:
-            self._error(_join(path, where.lstrip(".") + "." + unknown[1]), "unknown key")
+            self._error(_join(_join(path, inner), unknown[1]), "unknown key")
             return
         if message.startswith("Object missing required field"):
             field = message.split("`")[1]
-            self._error(_join(path, where.lstrip(".") + "." + field), "required key is missing")
+            self._error(_join(_join(path, inner), field), "required key is missing")
             return
-        full = _join(path, where.lstrip("."))
+        full = _join(path, inner)
         choices = _literal_choices(tp, where.lstrip("."))
         if choices and message.startswith("Invalid enum value"):
             value = message.removeprefix("Invalid enum value ").strip()
@@ -427,7 +428,7 @@ class _Loader:
         return msgspec.structs.replace(verify, secrets=[*verify.secrets, secret], secret_file=None)
 
     def _read_secret_file(self, name: str, path: str) -> str:
-        base = os.environ.get("CREDENTIALS_DIRECTORY") or str(self.folder)
+        base = self.env.get("CREDENTIALS_DIRECTORY") or str(self.folder)
         file = Path(base) / name
         try:
             return file.read_text(encoding="utf-8").rstrip("\r\n")
@@ -553,6 +554,9 @@ class _Loader:
         """The admin API may run without a token only where nobody else can reach it."""
         try:
             host = parse_listen(listen)[0]
+        except ValueError:
+            return  # already reported as a bad admin.listen
+        try:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
@@ -606,7 +610,9 @@ class _Loader:
                 break
             if assign.match(self.lines[i]):
                 return i + 1
-        return None
+        # Not a key = value line: maybe the key is a table of its own, [a.b] or [a.b.c].
+        own = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, parts)) + r"\s*[\].]")
+        return next((i + 1 for i, ln in enumerate(self.lines) if own.match(ln)), None)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
