@@ -196,7 +196,7 @@ class SQLiteStore:
             await self._migrate(self._write)
             self._read = await self._connect()
             self._last_id = await self._max_message_id()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             await self.close()
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
         # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
