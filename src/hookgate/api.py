@@ -214,14 +214,14 @@ class AdminApi:
 
     async def list_messages(self, request: web.Request) -> MessagePage:
         query = request.query
-        cursor = query.get("cursor")
+        cursor = _get(query, "cursor")
         before = None if cursor is None else parse_message_id(cursor)
         if cursor is not None and before is None:
             raise Problem(400, "bad_request", "cursor: not a cursor from a previous page")
         message_filter = MessageFilter(
-            source=query.get("source"),
-            event_type=query.get("event_type"),
-            state=_state(query.get("state")),
+            source=_get(query, "source"),
+            event_type=_get(query, "event_type"),
+            state=_state(_get(query, "state")),
             since=_time(query, "since"),
             until=_time(query, "until"),
             before_id=before,
@@ -256,7 +256,7 @@ class AdminApi:
         if found is None:
             raise Problem(404, "not_found", "no such message")
         row, _ = found
-        name = request.query.get("destination")
+        name = _get(request.query, "destination")
         if name is not None:
             self._configured(name)
             targets = [name]
@@ -276,9 +276,9 @@ class AdminApi:
         query = request.query
         limit = _limit(query)
         rows = await self.admin.list_deliveries(
-            destination=query.get("destination"),
-            state=_state(query.get("state")),
-            before_id=_int(query.get("cursor"), "cursor"),
+            destination=_get(query, "destination"),
+            state=_state(_get(query, "state")),
+            before_id=_int(_get(query, "cursor"), "cursor"),
             limit=limit,
         )
         next_cursor = str(rows[-1].id) if len(rows) == limit else None
@@ -301,10 +301,10 @@ class AdminApi:
         return _delivery(row)
 
     def _delivery_id(self, request: web.Request) -> int:
-        number = _int(request.match_info["id"], "id")
-        if number is None:
+        text = request.match_info["id"]
+        if not text.isascii() or not text.isdigit() or len(text) > 18:
             raise Problem(404, "not_found", "no such delivery")
-        return number
+        return int(text)
 
     async def _delivery_detail(self, row: DeliveryRow) -> DeliveryDetail:
         attempts = await self.admin.attempts(row.id)
@@ -418,6 +418,12 @@ def _utf8(body: bytes) -> str | None:
         return None
 
 
+def _get(query: Any, name: str) -> str | None:
+    """A query parameter; an empty value counts as absent."""
+    value: str | None = query.get(name)
+    return value or None
+
+
 def _state(value: str | None) -> DeliveryState | None:
     if value is None:
         return None
@@ -428,7 +434,7 @@ def _state(value: str | None) -> DeliveryState | None:
 
 
 def _limit(query: Any) -> int:
-    value = _int(query.get("limit"), "limit")
+    value = _int(_get(query, "limit"), "limit")
     if value is None:
         return DEFAULT_LIMIT
     if not 1 <= value <= MAX_LIMIT:
@@ -446,7 +452,7 @@ def _int(value: str | None, name: str) -> int | None:
 
 def _time(query: Any, name: str) -> float | None:
     """A time parameter: unix seconds or ISO 8601 (UTC when no offset is given)."""
-    value: str | None = query.get(name)
+    value = _get(query, name)
     if value is None:
         return None
     try:
@@ -513,6 +519,8 @@ def _paths() -> dict[str, Any]:
     state = {"type": "string", "enum": list(_STATES)}
     limit = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
     message_id = _param("id", "path", {"type": "string", "pattern": "^msg_[0-9a-f]{16}$"})
+    message_cursor = _param("cursor", "query", {"type": "string", "pattern": "^msg_[0-9a-f]{16}$"})
+    delivery_cursor = _param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,18}$"})
     delivery_id = _param("id", "path", {"type": "integer", "minimum": 0})
     name = _param("name", "path", text)
     since = _param("since", "query", time_param)
@@ -528,7 +536,7 @@ def _paths() -> dict[str, Any]:
                     since,
                     _param("until", "query", time_param),
                     _param("limit", "query", limit),
-                    _param("cursor", "query", text),
+                    message_cursor,
                 ],
                 errors=(400,),
             )
@@ -553,7 +561,7 @@ def _paths() -> dict[str, Any]:
                     _param("destination", "query", text),
                     _param("state", "query", state),
                     _param("limit", "query", limit),
-                    _param("cursor", "query", text),
+                    delivery_cursor,
                 ],
                 errors=(400,),
             )
@@ -575,7 +583,7 @@ def _paths() -> dict[str, Any]:
                 "Retry every dead delivery of a destination",
                 "RetryResult",
                 [name, since],
-                errors=(400,),
+                errors=(400, 404),
             )
         },
         PREFIX + "/destinations/{name}/pause": {

@@ -201,6 +201,7 @@ def parse_message_id(text: str) -> int | None:
     if not text.startswith("msg_") or len(text) != 20:
         return None
     try:
-        return int(text[4:], 16)
+        number = int(text[4:], 16)
     except ValueError:
         return None
+    return number if number < 2**63 else None  # SQLite integers are signed 64-bit
