@@ -64,6 +64,9 @@ class DestinationWorker:
         self.attempt_seconds = metrics.attempt_seconds.labels(destination.name)
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
+        # Deliveries whose result was committed while a claim query ran: that query
+        # may have read them as still pending, so its answer must not restart them.
+        self._settled_during_claim: set[int] | None = None
         self.requests: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -139,8 +142,12 @@ class DestinationWorker:
         self, now: float, free: int
     ) -> tuple[list[list[DueDelivery]], float | None]:
         limit = free * self.destination.batch_max + len(self.inflight)
-        due = await self.store.due_deliveries(self.name, now, limit)
-        fresh = [d for d in due if d.id not in self.inflight]
+        self._settled_during_claim = set()
+        try:
+            due = await self.store.due_deliveries(self.name, now, limit)
+        finally:
+            settled, self._settled_during_claim = self._settled_during_claim, None
+        fresh = [d for d in due if d.id not in self.inflight and d.id not in settled]
         fill_wait = self._batch_fill_wait(fresh, now)
         if fill_wait:
             return [], fill_wait
@@ -177,7 +184,13 @@ class DestinationWorker:
         self.inflight.update(d.id for d in deliveries)
         task = asyncio.create_task(self._attempt(deliveries), name=f"attempt-{deliveries[0].id}")
         self.requests.add(task)
-        task.add_done_callback(self.requests.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # Wake only once the task has left ``requests``: a wake-up that still
+        # counted it would see no free slot and sleep with work due.
+        self.requests.discard(task)
+        self.wake.set()
 
     async def _attempt(self, deliveries: list[DueDelivery]) -> None:
         try:
@@ -194,8 +207,10 @@ class DestinationWorker:
         except StoreError as exc:
             log.error("delivery.record_failed", destination=self.name, error=str(exc))
         finally:
-            self.inflight.difference_update(d.id for d in deliveries)
-            self.wake.set()
+            ids = {d.id for d in deliveries}
+            self.inflight -= ids
+            if self._settled_during_claim is not None:
+                self._settled_during_claim |= ids
 
     async def _wait_for_rate_limit(self) -> None:
         if self.limiter is None:

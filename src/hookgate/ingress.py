@@ -261,8 +261,8 @@ class Ingress:
         if length is not None and length > self.max_body:
             raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
         if request.content.is_eof():
-            # The whole body is already buffered (the common small webhook): no wait.
-            return await request.read()
+            # The whole body is already buffered (the common small webhook): no timer.
+            return await self._read_limited(request)
         remaining = self.request_timeout - (time.monotonic() - started)
         try:
             async with asyncio.timeout(remaining):
