@@ -1,19 +1,18 @@
 """The admin API from the command line: a small synchronous client and its printing.
 
 ``http_request`` is the one place that speaks HTTP for the CLI (``send`` uses it
-too): no proxies, no redirects, a bounded timeout, and every failure turned into a
-``CommandError`` whose message is one line. ``AdminClient`` adds the bearer token
-and the API's error shape; the ``*_text`` functions turn its answers, decoded into
-the structs below (docs/admin-api.md "Shapes"), into readable tables.
+too): headers as written, no proxy, no redirects, a bounded timeout, and every
+failure turned into a ``CommandError`` whose message is one line. ``AdminClient``
+adds the bearer token and the API's error shape; the ``*_text`` functions turn its
+answers, decoded into the structs below (docs/admin-api.md "Shapes"), into
+readable tables.
 """
 
 from __future__ import annotations
 
 import http.client
 import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -57,18 +56,8 @@ class HttpResponse:
 
     @property
     def ok(self) -> bool:
+        """A 2xx status."""
         return 200 <= self.status < 300
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer to show, not to follow (hookgate does not follow either)."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-# No proxy: the admin API is local, and a bearer token has no business in a proxy.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def http_request(
@@ -81,36 +70,52 @@ def http_request(
 ) -> HttpResponse:
     """Make one request and return the answer, whatever its status.
 
-    Raises ``CommandError`` when there is no answer: a refused connection, an unknown
-    host, a timeout, a URL that is not http(s).
+    Header names go out as written; no proxy is used (the admin API is local, and a
+    bearer token has no business in a proxy) and no redirect is followed (hookgate
+    does not follow them either). Raises ``CommandError`` when there is no answer: a
+    refused connection, an unknown host, a timeout, a URL that is not http(s).
     """
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise CommandError(f"expected an http:// or https:// URL, got {url!r}")
-    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310
-    for name, value in headers.items():
-        request.add_unredirected_header(name, value)
+    connection = _connection(url, timeout)
+    parts = urllib.parse.urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        try:
+            connection.connect()
+        except OSError as exc:
+            raise CommandError(f"cannot connect to {url}: {_why(exc)}") from None
+        try:
+            connection.request(method, target, body=body, headers=dict(headers))
+            response = connection.getresponse()
             return HttpResponse(response.status, response.reason, response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return HttpResponse(exc.code, str(exc.reason), exc.read())
-    except urllib.error.URLError as exc:
-        raise CommandError(f"cannot connect to {url}: {_why(exc.reason)}") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise CommandError(f"no answer from {url}: {_why(exc)}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise CommandError(f"no answer from {url}: {_why(exc)}") from None
+    finally:
+        connection.close()
 
 
-def _why(reason: object) -> str:
-    if isinstance(reason, ConnectionRefusedError):
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port  # ValueError: not a number, or out of range
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise CommandError(f"expected an http:// or https:// URL, got {url!r}")
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(parts.hostname, port, timeout=timeout)
+    return http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(reason, TimeoutError):
+    if isinstance(exc, TimeoutError):
         return "timed out"
-    if isinstance(reason, socket.gaierror):
+    if isinstance(exc, socket.gaierror):
         return "unknown host"
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
-    return str(reason) or type(reason).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
 
 
 # -- the admin API ------------------------------------------------------------------
@@ -196,16 +201,21 @@ def json_text(payload: Any) -> str:
 
 
 class _Shape(msgspec.Struct, frozen=True):
-    pass
+    """An answer of the API; fields the CLI can do without have defaults, so an
+    older or newer daemon that adds or drops one still prints."""
 
 
 class Counts(_Shape, frozen=True):
+    """Deliveries of a message (or of all messages) by state."""
+
     pending: int = 0
     delivered: int = 0
     dead: int = 0
 
 
 class Message(_Shape, frozen=True):
+    """A message in a listing."""
+
     id: str
     source: str
     received_at: str
@@ -216,11 +226,15 @@ class Message(_Shape, frozen=True):
 
 
 class Page(_Shape, frozen=True):
+    """A page of ``GET /messages``."""
+
     items: list[Message]
     next_cursor: str | None = None
 
 
 class Attempt(_Shape, frozen=True):
+    """One attempt of a delivery."""
+
     started_at: str
     duration_ms: float
     status: int | None = None
@@ -229,6 +243,8 @@ class Attempt(_Shape, frozen=True):
 
 
 class Delivery(_Shape, frozen=True):
+    """A delivery; ``attempt_log`` is filled in a message's detail only."""
+
     id: int
     message_id: str
     destination: str
@@ -242,10 +258,14 @@ class Delivery(_Shape, frozen=True):
 
 
 class Replayed(_Shape, frozen=True):
+    """The answer of a replay: the deliveries it created."""
+
     deliveries: list[Delivery]
 
 
 class MessageDetail(_Shape, frozen=True):
+    """A message with its headers, body and deliveries."""
+
     id: str
     source: str
     received_at: str
@@ -259,25 +279,33 @@ class MessageDetail(_Shape, frozen=True):
 
 
 class Destination(_Shape, frozen=True):
+    """A destination, as pause and resume answer."""
+
     name: str
     state: str
     paused: bool
     pending: int = 0
     dead: int = 0
-    url: str = ""
+    url: str | None = None
     configured: bool = True
 
 
 class Retried(_Shape, frozen=True):
+    """The answer of retrying a destination's dead deliveries."""
+
     retried: int
 
 
 class QueueCounts(_Shape, frozen=True):
+    """One destination's queue in the stats."""
+
     pending: int = 0
     dead: int = 0
 
 
 class Stats(_Shape, frozen=True):
+    """``GET /stats``."""
+
     messages: int
     deliveries: Counts
     oldest_pending_age_s: float | None = None
@@ -285,11 +313,15 @@ class Stats(_Shape, frozen=True):
 
 
 class ReadyDestination(_Shape, frozen=True):
+    """One destination in ``/readyz``."""
+
     state: str
     pending: int = 0
 
 
 class Readiness(_Shape, frozen=True):
+    """``GET /readyz``, the parts ``status`` shows."""
+
     status: str
     checks: dict[str, str] = {}
     destinations: dict[str, ReadyDestination] = {}
@@ -404,7 +436,8 @@ def message_text(message: MessageDetail) -> str:
 
 def _body_text(message: MessageDetail) -> str:
     if message.body is not None:
-        return "body:\n" + printable(message.body, multiline=True)
+        # One trailing newline is the usual end of a body, not a line worth showing.
+        return "body:\n" + printable(message.body.removesuffix("\n"), multiline=True)
     if message.body_base64 is not None:
         return "body (not UTF-8, base64):\n" + message.body_base64
     return "body: (not available)"
@@ -458,15 +491,19 @@ def status_text(url: str, ready: bool, readiness: Readiness, stats: Stats | None
 def destinations_rows(readiness: Readiness, stats: Stats | None) -> list[tuple[str, ...]]:
     """Each destination's state (from /readyz) beside its counts (from /stats)."""
     counts = stats.destinations if stats is not None else {}
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name in sorted({*readiness.destinations, *counts}):
         ready = readiness.destinations.get(name)
         queue = counts.get(name)
         pending = queue.pending if queue else ready.pending if ready else 0
-        rows.append(
-            (name, ready.state if ready else "-", str(pending), str(queue.dead) if queue else "-")
-        )
+        dead = "-" if stats is None else str(queue.dead if queue else 0)
+        rows.append((name, ready.state if ready else "-", str(pending), dead))
     return rows
+
+
+def plural(count: int, one: str, many: str) -> str:
+    """``1 delivery``, ``2 deliveries``."""
+    return f"{count} {one if count == 1 else many}"
 
 
 def destination_text(destination: Destination) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import hmac
 import secrets
 import signal
@@ -28,6 +27,7 @@ from hookgate import client, config, signing, verify
 _MAX_RECEIVED = 64 * 1024**2
 _SHOWN_HEADERS = ("content-type", "x-webhook-signature")
 _SHOWN_PREFIXES = ("webhook-", "hookgate-")
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 # -- signing like a provider ----------------------------------------------------------
@@ -75,7 +75,9 @@ def _sign_hmac(options: config.VerifyConfig, secret: str, body: bytes, now: int)
     return headers
 
 
-def _sign_github(options: config.VerifyConfig, secret: str, body: bytes, now: int) -> dict[str, str]:
+def _sign_github(
+    options: config.VerifyConfig, secret: str, body: bytes, now: int
+) -> dict[str, str]:
     """X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>."""
     return {"X-Hub-Signature-256": "sha256=" + _mac(secret.encode(), "sha256", body).hex()}
 
@@ -94,7 +96,9 @@ def _sign_slack(options: config.VerifyConfig, secret: str, body: bytes, now: int
     return {"X-Slack-Request-Timestamp": str(now), "X-Slack-Signature": "v0=" + digest.hex()}
 
 
-def _sign_stripe(options: config.VerifyConfig, secret: str, body: bytes, now: int) -> dict[str, str]:
+def _sign_stripe(
+    options: config.VerifyConfig, secret: str, body: bytes, now: int
+) -> dict[str, str]:
     """Stripe-Signature: t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">."""
     # Stripe keys the HMAC with the whole "whsec_..." string, not a decoded key.
     digest = _mac(secret.encode(), "sha256", f"{now}.".encode(), body)
@@ -113,7 +117,9 @@ def _sign_standard(
     return headers
 
 
-def _sign_gitlab(options: config.VerifyConfig, secret: str, body: bytes, now: int) -> dict[str, str]:
+def _sign_gitlab(
+    options: config.VerifyConfig, secret: str, body: bytes, now: int
+) -> dict[str, str]:
     """X-Gitlab-Token: the secret itself."""
     return {"X-Gitlab-Token": secret}
 
@@ -180,7 +186,9 @@ class Receiver:
     verifier: verify.Verifier | None
 
 
-def outbound_verifier(standard_secret: str | None, hmac_secret: str | None) -> verify.Verifier | None:
+def outbound_verifier(
+    standard_secret: str | None, hmac_secret: str | None
+) -> verify.Verifier | None:
     """hookgate's outbound signature as an inbound verifier: ``sign = "standard"`` or
     ``sign = "hmac-sha256"``; None when there is no secret to check with.
 
@@ -192,9 +200,7 @@ def outbound_verifier(standard_secret: str | None, hmac_secret: str | None) -> v
         )
     if hmac_secret is not None:
         return verify.build_verifier(
-            config.VerifyConfig(
-                scheme="hmac", secrets=[hmac_secret], header="X-Webhook-Signature"
-            )
+            config.VerifyConfig(scheme="hmac", secrets=[hmac_secret], header="X-Webhook-Signature")
         )
     return None
 
@@ -217,7 +223,9 @@ def describe(method: str, path: str, headers: Mapping[str, str], body: bytes, ch
         for name, value in headers.items()
         if name.lower() in _SHOWN_HEADERS or name.lower().startswith(_SHOWN_PREFIXES)
     ]
-    text = client.printable(body.decode("utf-8", errors="replace"), multiline=True)
+    text = client.printable(
+        body.decode("utf-8", errors="replace").removesuffix("\n"), multiline=True
+    )
     return "\n".join(
         [
             f"--- {method} {client.printable(path)}",
@@ -249,27 +257,22 @@ async def listen(receiver: Receiver, out: TextIO = sys.stdout) -> None:
 
     app = web.Application(client_max_size=_MAX_RECEIVED)
     app.router.add_route("*", "/{tail:.*}", receive)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Before "listening" is printed: whoever reads that line may signal at once.
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
     try:
+        await runner.setup()
         await web.TCPSite(runner, receiver.host, receiver.port).start()
         print(f"listening on {_address(runner)}{receiver.path} (Ctrl-C to stop)", file=out)
         out.flush()
-        await _until_signalled()
-    finally:
-        await runner.cleanup()
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
         await stop.wait()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)
+        await runner.cleanup()
 
 
 def _address(runner: web.AppRunner) -> str:
