@@ -321,7 +321,13 @@ class AdminApi:
 
     async def retry_destination(self, request: web.Request) -> RetryResult:
         name = request.match_info["name"]
-        retried = await self.admin.retry_dead(name, _time(request.query, "since"))
+        since = _time(request.query, "since")
+        if (
+            name not in self.config.destinations
+            and name not in await self.admin.destination_counts()
+        ):
+            raise Problem(404, "not_found", f"no destination named {name!r}")
+        retried = await self.admin.retry_dead(name, since)
         self.dispatcher.wake(frozenset({name}))
         return RetryResult(retried)
 

@@ -255,6 +255,16 @@ def _load(args: argparse.Namespace) -> config.Config | None:
         return None
 
 
+def _load_admin(args: argparse.Namespace) -> config.AdminConfig | None:
+    path = config.config_path(getattr(args, "config", None))
+    try:
+        return config.load_admin(path)
+    except config.ConfigError as exc:
+        for line in exc.errors:
+            print(f"hookgate: config error: {line}", file=sys.stderr)
+        return None
+
+
 def _check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if loaded is None:
@@ -292,13 +302,13 @@ def _admin(args: argparse.Namespace) -> client.AdminClient:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     url: str | None = args.admin_url
     if url is None or (token is None and _config_named(args)):
-        loaded = _load(args)
-        if loaded is None:
+        admin = _load_admin(args)
+        if admin is None:
             raise client.CommandError(
                 "the admin address and token come from the config; or pass --admin-url and --token"
             )
-        url = url or client.admin_url(loaded.admin.listen)
-        token = token or loaded.admin.token or None
+        url = url or client.admin_url(admin.listen)
+        token = token or admin.token or None
     return client.AdminClient(url, token)
 
 

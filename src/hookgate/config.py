@@ -263,6 +263,30 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     return _Loader(path, text, env).build(raw)
 
 
+def load_admin(path: Path, environ: Mapping[str, str] | None = None) -> AdminConfig:
+    """Only the [admin] table: what the admin commands need to reach the API.
+
+    The CLI runs in operators' shells, which lack the service's other secrets
+    (${ENV} values, LoadCredential= files): those tables are not resolved here.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    loader = _Loader(path, text, env)
+    admin = loader._convert(loader._substitute(raw.get("admin", {}), "admin"), AdminConfig, "admin")
+    if admin is not None and admin.token_file is not None:
+        token = loader._read_secret_file(admin.token_file, "admin.token_file")
+        admin = msgspec.structs.replace(admin, token=token, token_file=None)
+    if loader.errors or admin is None:
+        raise ConfigError(loader.errors)
+    return admin
+
+
 class _Loader:
     def __init__(self, path: Path, text: str, env: Mapping[str, str]) -> None:
         self.path = path

@@ -627,3 +627,21 @@ def test_describe_shows_hookgate_headers_only() -> None:
         "body (15 bytes):",
         '{"a": "\\x1b[31m"}',
     ]
+
+
+def test_admin_settings_load_without_the_services_other_secrets(tmp_path: Path) -> None:
+    """An operator's shell lacks ${STRIPE_SECRET}; the admin commands still find the API."""
+    path = tmp_path / "hookgate.toml"
+    path.write_text(
+        '[admin]\nlisten = "127.0.0.1:9191"\ntoken = "${ADMIN_TOKEN}"\n'
+        '[sources.stripe]\npath = "/s"\n[sources.stripe.verify]\nscheme = "stripe"\n'
+        'secrets = ["${STRIPE_SECRET}"]\n'
+    )
+    admin = config.load_admin(path, {"ADMIN_TOKEN": "t0k"})
+    assert (admin.listen, admin.token) == ("127.0.0.1:9191", "t0k")
+    with pytest.raises(config.ConfigError) as failure:
+        config.load(path, {"ADMIN_TOKEN": "t0k"})
+    assert "STRIPE_SECRET" in str(failure.value)
+    with pytest.raises(config.ConfigError) as missing:
+        config.load_admin(path, {})
+    assert missing.value.errors == ["admin.token: environment variable ADMIN_TOKEN is not set (line 3)"]
