@@ -256,4 +256,8 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
         raise StartupError(
             f"server.tls_cert/tls_key: not a matching PEM certificate and key ({exc.reason})"
         ) from None
+    except OSError as exc:  # after SSLError, which is an OSError too
+        raise StartupError(
+            f"server.tls_cert/tls_key: cannot read {exc.filename}: {exc.strerror}"
+        ) from None
     return context

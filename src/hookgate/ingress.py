@@ -191,6 +191,8 @@ class Ingress:
             self.handle,
             access_log=None,
             keepalive_timeout=min(KEEPALIVE_TIMEOUT, self.request_timeout),
+            # After a 408/413, aiohttp reads and drops the unread body this long.
+            lingering_time=min(1.0, self.request_timeout),
             auto_decompress=False,
         )
 
@@ -226,6 +228,10 @@ class Ingress:
             raise Rejected(
                 401, "invalid_signature", "the signature is missing or invalid"
             ) from None
+        if route.source.verify.scheme == "slack":
+            challenge = _slack_challenge(body)
+            if challenge is not None:
+                return _json(200, {"challenge": challenge})
         message = self._message(route, request, body, now)
         try:
             accepted = await self.store.accept(message)
@@ -333,6 +339,20 @@ class Ingress:
             reason=exc.code,
             peer=request.remote,
         )
+
+
+def _slack_challenge(body: bytes) -> str | None:
+    """Slack's signed url_verification handshake: echo the challenge, store nothing."""
+    if b"url_verification" not in body:
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(document, dict) or document.get("type") != "url_verification":
+        return None
+    challenge = document.get("challenge")
+    return challenge if isinstance(challenge, str) else None
 
 
 def _parse_ip(text: str | None) -> IPAddress | None:

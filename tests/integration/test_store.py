@@ -59,12 +59,17 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def message_exists(path: Path, message_id: str) -> bool:
+    number = parse_message_id(message_id)
+    return bool(rows(path, "SELECT 1 FROM messages WHERE id = ?", (number,)))
+
+
 def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with raw(path) as conn:
         return conn.execute(sql, params).fetchall()
 
 
-async def wait_for_sqlite_threads(timeout: float = 2.0) -> None:
+async def wait_for_sqlite_threads(timeout: float = 1.0) -> None:
     """Wait until no aiosqlite worker thread is left, or fail.
 
     aiosqlite stops the thread of a connection that failed to open by itself, and
@@ -184,12 +189,14 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
     with raw(db_path) as conn:
         conn.execute("PRAGMA user_version = 999")
     store = SQLiteStore(str(db_path))
-    with pytest.raises(StoreError, match="newer"):
-        await store.open()
-    # A failed open() leaves nothing behind: no connection, no worker thread.
-    assert store._write is None
-    assert store._read is None
-    await wait_for_sqlite_threads()
+    try:
+        with pytest.raises(StoreError, match="newer"):
+            await store.open()
+        # A failed open() leaves nothing behind: a connection left open keeps a
+        # non-daemon thread alive, which can keep the process from exiting.
+        await wait_for_sqlite_threads()
+    finally:
+        await store.close()  # so that a failure here cannot hang the test run
 
 
 async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
@@ -237,7 +244,7 @@ async def test_accept_commits_message_and_one_delivery_per_destination(
     number = parse_message_id(accepted.message_id)
     assert number is not None
     assert format_message_id(number) == accepted.message_id
-    assert await store.message_exists(accepted.message_id)
+    assert message_exists(db_path, accepted.message_id)
 
     # Visible to another connection as soon as accept() returned: committed.
     assert rows(
@@ -266,15 +273,16 @@ async def test_accept_commits_message_and_one_delivery_per_destination(
 
 async def test_message_without_destinations_is_stored(store: SQLiteStore, db_path: Path) -> None:
     accepted = await store.accept(new_message(destinations=()))
-    assert await store.message_exists(accepted.message_id)
+    assert message_exists(db_path, accepted.message_id)
     assert rows(db_path, "SELECT count(*) FROM messages") == [(1,)]
     assert rows(db_path, "SELECT count(*) FROM deliveries") == [(0,)]
 
 
-async def test_message_exists_rejects_malformed_ids(store: SQLiteStore) -> None:
+def test_message_id_text_form() -> None:
+    assert format_message_id(255) == "msg_00000000000000ff"
+    assert parse_message_id("msg_00000000000000ff") == 255
     for text in ("", "msg_", "msg_zzzzzzzzzzzzzzzz", "evt_0000000000000001", "msg_1"):
-        assert not await store.message_exists(text)
-    assert not await store.message_exists(format_message_id(12345))
+        assert parse_message_id(text) is None
 
 
 async def test_concurrent_accepts_are_group_committed(store: SQLiteStore, db_path: Path) -> None:
@@ -315,9 +323,7 @@ async def test_ids_increase_in_arrival_order(store: SQLiteStore) -> None:
 # -- dedup ---------------------------------------------------------------------------------
 
 
-async def test_duplicate_within_window_returns_first_id(
-    store: SQLiteStore, db_path: Path
-) -> None:
+async def test_duplicate_within_window_returns_first_id(store: SQLiteStore, db_path: Path) -> None:
     first = await store.accept(new_message(event_id="evt_1"))
     commits: list[frozenset[str]] = []
     store.on_commit(commits.append)
@@ -349,9 +355,7 @@ async def test_duplicate_within_one_batch(store: SQLiteStore, db_path: Path) -> 
 
 async def test_same_event_id_after_window_is_new(store: SQLiteStore, db_path: Path) -> None:
     now = time.time()
-    old = await store.accept(
-        new_message(event_id="evt_1", received_at=now - 100, dedup_window=60)
-    )
+    old = await store.accept(new_message(event_id="evt_1", received_at=now - 100, dedup_window=60))
     new = await store.accept(new_message(event_id="evt_1", received_at=now, dedup_window=60))
     assert new.duplicate is False
     assert new.message_id != old.message_id
@@ -396,7 +400,9 @@ async def test_due_deliveries_order_limit_and_cutoff(store: SQLiteStore) -> None
     ids = {}
     for offset, name in ((3, "third"), (1, "first"), (2, "second"), (4, "fourth")):
         accepted = await store.accept(
-            new_message(received_at=t0 + offset, destinations=("orders", "audit"), body=name.encode())
+            new_message(
+                received_at=t0 + offset, destinations=("orders", "audit"), body=name.encode()
+            )
         )
         ids[name] = accepted.message_id
     await store.accept(new_message(received_at=t0, destinations=("audit",)))
@@ -443,7 +449,9 @@ async def test_record_attempt_updates_delivery_and_inserts_attempt(
     retry_at = started + 3600
 
     await store.record_attempt(
-        record(delivery.id, status=503, error="HTTP 503", next_attempt_at=retry_at, started_at=started)
+        record(
+            delivery.id, status=503, error="HTTP 503", next_attempt_at=retry_at, started_at=started
+        )
     )
     assert await store.due_deliveries("orders", time.time(), 10) == []
     assert await store.next_due_at("orders", time.time()) == retry_at
@@ -456,11 +464,14 @@ async def test_record_attempt_updates_delivery_and_inserts_attempt(
     ) == [("pending", 1, retry_at, 503, "HTTP 503")]
     assert rows(
         db_path,
-        "SELECT delivery_id, started_at, duration_ms, status, error, response_snippet FROM attempts",
+        "SELECT delivery_id, started_at, duration_ms, status, error, response_snippet"
+        " FROM attempts",
     ) == [(delivery.id, started, 12.5, 503, "HTTP 503", b"oops")]
 
     await store.record_attempt(
-        record(delivery.id, state="delivered", attempts=2, status=200, error=None, started_at=started)
+        record(
+            delivery.id, state="delivered", attempts=2, status=200, error=None, started_at=started
+        )
     )
     assert await store.due_deliveries("orders", retry_at + 10, 10) == []
     assert rows(db_path, "SELECT state, attempts, last_status, last_error FROM deliveries") == [
@@ -473,13 +484,13 @@ async def test_record_attempt_updates_delivery_and_inserts_attempt(
 
 
 async def test_record_attempt_for_unknown_delivery_fails_and_store_survives(
-    store: SQLiteStore,
+    store: SQLiteStore, db_path: Path
 ) -> None:
     with pytest.raises(StoreError):
         await store.record_attempt(record(987654))
     # The writer is still alive and takes new work.
     accepted = await store.accept(new_message())
-    assert await store.message_exists(accepted.message_id)
+    assert message_exists(db_path, accepted.message_id)
     await store.check_writable()
 
 
@@ -519,7 +530,7 @@ async def test_reopen_keeps_everything(db_path: Path) -> None:
     reopened = SQLiteStore(str(db_path))
     await reopened.open()
     try:
-        assert await reopened.message_exists(first.message_id)
+        assert message_exists(db_path, first.message_id)
         (again,) = await reopened.due_deliveries("orders", time.time(), 10)
         assert (again.id, again.attempts, again.message_id) == (delivery.id, 1, first.message_id)
         assert len(await reopened.due_deliveries("audit", time.time(), 10)) == 1
@@ -592,3 +603,50 @@ async def test_check_writable(store: SQLiteStore) -> None:
     await store.check_writable()
     assert store.writer_task is not None
     assert not store.writer_task.done()
+
+
+# -- retention and pause -----------------------------------------------------------------
+
+
+async def test_prune_deletes_old_settled_messages_only(store: SQLiteStore, db_path: Path) -> None:
+    now = time.time()
+    old_delivered = await store.accept(new_message(received_at=now - 1000, body=b"old-done"))
+    old_dead = await store.accept(new_message(received_at=now - 900, body=b"old-dead"))
+    old_pending = await store.accept(new_message(received_at=now - 800, body=b"old-pending"))
+    old_bare = await store.accept(new_message(received_at=now - 700, destinations=()))
+    recent = await store.accept(new_message(received_at=now - 10, body=b"recent-done"))
+    due = {d.body: d for d in await store.due_deliveries("orders", now, 10)}
+    for body, state in ((b"old-done", "delivered"), (b"recent-done", "delivered")):
+        await store.record_attempt(record(due[body].id, state=state, status=200, error=None))
+    await store.record_attempt(record(due[b"old-dead"].id, state="dead"))
+
+    assert await store.prune(now - 100, limit=1) == 1  # in small batches
+    assert await store.prune(now - 100, limit=100) == 2
+    assert await store.prune(now - 100, limit=100) == 0
+    remaining = {format_message_id(r[0]) for r in rows(db_path, "SELECT id FROM messages")}
+    assert remaining == {old_pending.message_id, recent.message_id}
+    assert old_delivered.message_id not in remaining
+    assert old_dead.message_id not in remaining
+    assert old_bare.message_id not in remaining
+    # Their deliveries and attempts went with them.
+    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
+    assert rows(db_path, "SELECT count(*) FROM attempts") == [(1,)]
+
+
+async def test_pause_is_durable(db_path: Path) -> None:
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        assert await store.paused_destinations() == set()
+        await store.set_paused("orders", True)
+        await store.set_paused("audit", True)
+        await store.set_paused("audit", False)
+        assert await store.paused_destinations() == {"orders"}
+    finally:
+        await store.close()
+    reopened = SQLiteStore(str(db_path))
+    await reopened.open()
+    try:
+        assert await reopened.paused_destinations() == {"orders"}
+    finally:
+        await reopened.close()

@@ -205,7 +205,7 @@ def test_durations_and_sizes_in_a_file(tmp_path: Path) -> None:
 
 
 def test_plain_integer_size_in_a_file(tmp_path: Path) -> None:
-    cfg = load(tmp_path, '[server]\nmax_body = 2048\n')
+    cfg = load(tmp_path, "[server]\nmax_body = 2048\n")
     assert cfg.server.max_body == 2048
 
 
@@ -253,7 +253,9 @@ def test_env_substitution_in_lists(tmp_path: Path) -> None:
     assert cfg.sources["x"].verify.secrets == ["old-secret", "new-secret"]
 
 
-def test_env_defaults_to_process_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_defaults_to_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOOKGATE_TEST_TOKEN", "from-os-environ")
     path = write(tmp_path, '[admin]\ntoken = "${HOOKGATE_TEST_TOKEN}"\n')
     assert config.load(path).admin.token == "from-os-environ"
@@ -364,7 +366,9 @@ def test_secret_file_credentials_directory_from_given_environ(
     assert cfg.sources["x"].verify.secrets == ["from-systemd"]
 
 
-def test_secret_file_keeps_inner_whitespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_file_keeps_inner_whitespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     (tmp_path / "k").write_text(" two words \n")
     cfg = load(
@@ -693,7 +697,9 @@ def test_sign_needs_a_secret(tmp_path: Path) -> None:
     sign = "hmac-sha256"
     """
     )
-    assert errors_of(tmp_path, text) == ['destinations.y.secret: sign = "hmac-sha256" needs a secret']
+    assert errors_of(tmp_path, text) == [
+        'destinations.y.secret: sign = "hmac-sha256" needs a secret'
+    ]
 
 
 def test_sign_standard_accepts_whsec_secret(tmp_path: Path) -> None:
@@ -794,9 +800,7 @@ def test_delivery_defaults_inherited_and_overridden(tmp_path: Path) -> None:
 
 
 def test_built_in_delivery_defaults(tmp_path: Path) -> None:
-    cfg = load(
-        tmp_path, MINIMAL_SOURCE + '[destinations.d]\nurl = "http://h/"\nsources = ["x"]\n'
-    )
+    cfg = load(tmp_path, MINIMAL_SOURCE + '[destinations.d]\nurl = "http://h/"\nsources = ["x"]\n')
     policy = cfg.destinations["d"].policy
     assert policy == config.DeliveryPolicy()
     assert (policy.timeout, policy.max_attempts, policy.max_age) == (10, 12, 3 * 86400)
@@ -814,7 +818,8 @@ def test_invalid_override_names_destination_key(tmp_path: Path) -> None:
     """
     )
     assert errors_of(tmp_path, text) == [
-        f"destinations.d.concurrency: expected an integer >= 1, got 0 (line {line_of(text, 'concurrency')})"
+        "destinations.d.concurrency: expected an integer >= 1, got 0"
+        f" (line {line_of(text, 'concurrency')})"
     ]
 
 

@@ -76,7 +76,9 @@ def test_standard_key() -> None:
     assert signing.standard_key(SECRET) == base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 
 
-@pytest.mark.parametrize("secret", ["s3cret", "whsec_looks_standard_but_is_used_as_is", "\u00e9t\u00e9"])
+@pytest.mark.parametrize(
+    "secret", ["s3cret", "whsec_looks_standard_but_is_used_as_is", "\u00e9t\u00e9"]
+)
 def test_hmac_sha256_is_hex_of_body(secret: str) -> None:
     headers = signing.Signer("hmac-sha256", secret).headers("msg_1", 1_700_000_000, BODY)
     expected = hmac.new(secret.encode(), BODY, hashlib.sha256).hexdigest()

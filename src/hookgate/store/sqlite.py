@@ -317,8 +317,8 @@ class SQLiteStore:
             await self._record_attempts(conn, [r for r, _ in batch.attempts])
             results = [await call(conn) for call, _ in batch.calls]
             await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            log.error("store.commit_failed", error=str(exc), batch=len(batch.messages))
+        except Exception as exc:  # any failure fails this batch, never the writer
+            log.error("store.commit_failed", error=repr(exc), batch=len(batch.messages))
             with contextlib.suppress(sqlite3.Error):
                 await conn.execute("ROLLBACK")
             _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
