@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import sqlite3
 import textwrap
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,12 @@ methods = ["POST", "PUT"]
 [sources.internal]
 path = "/hooks/internal"
 allow_ips = {allow_ips}
+
+[sources.slack]
+path = "/hooks/slack"
+[sources.slack.verify]
+scheme = "slack"
+secrets = ["{secret}"]
 
 [destinations.all]
 url = "http://127.0.0.1:9/all"
@@ -447,3 +454,29 @@ async def test_forwarded_for_ignored_from_untrusted_peer(serve: ServerFactory) -
         "POST", "/hooks/internal", b"{}", {"X-Forwarded-For": "203.0.113.5"}
     )
     assert_error(answer, 403, "forbidden")
+
+
+# -- Slack's URL verification ------------------------------------------------------------
+
+
+def slack_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    base = f"v0:{timestamp}:".encode() + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+async def test_signed_slack_url_verification_is_answered_not_stored(serve: ServerFactory) -> None:
+    server = await serve()
+    body = orjson.dumps({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595"})
+    answer = await server.request("POST", "/hooks/slack", body, slack_headers(body))
+    assert (answer.status, answer.json) == (200, {"challenge": "3eZbrw1aBm2rZgRNFdxV2595"})
+    forged = await server.request("POST", "/hooks/slack", body, slack_headers(body, "wrong"))
+    assert_error(forged, 401, "invalid_signature")
+    assert server.rows("SELECT count(*) FROM messages") == [(0,)]
+    event = orjson.dumps(
+        {"type": "event_callback", "event_id": "Ev1", "event": {"type": "app_mention"}}
+    )
+    answer = await server.request("POST", "/hooks/slack", event, slack_headers(event))
+    assert answer.status == 202
+    assert server.rows("SELECT event_type, event_id FROM messages") == [("app_mention", "Ev1")]
