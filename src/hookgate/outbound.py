@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
+from multidict import CIMultiDict
 
 from hookgate import __version__
 from hookgate.config import DestinationConfig
@@ -37,7 +38,7 @@ OWN_HEADERS = frozenset(
 class OutboundRequest:
     webhook_id: str
     body: bytes
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     deliveries: tuple[DueDelivery, ...]
 
 
@@ -64,7 +65,8 @@ class RequestBuilder:
 
     def single(self, delivery: DueDelivery, timestamp: int) -> OutboundRequest:
         inbound: dict[str, str] = orjson.loads(delivery.headers)
-        headers = {"User-Agent": USER_AGENT}
+        # Case-insensitive: a fixed "user-agent" replaces a forwarded "User-Agent".
+        headers = CIMultiDict({"User-Agent": USER_AGENT})
         if "content-type" in inbound:
             headers["Content-Type"] = inbound["content-type"]
         for name, key in self.forward:
@@ -98,7 +100,8 @@ class RequestBuilder:
                 ],
             }
         )
-        headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", **self.fixed}
+        headers = CIMultiDict({"User-Agent": USER_AGENT, "Content-Type": "application/json"})
+        headers.update(self.fixed)
         headers["webhook-id"] = batch_id
         headers["webhook-timestamp"] = str(timestamp)
         sources = {d.source for d in deliveries}
@@ -112,5 +115,6 @@ class RequestBuilder:
 
 def batch_id_of(deliveries: Sequence[DueDelivery]) -> str:
     """The same set of deliveries always gets the same id, so a retried batch keeps it."""
-    digest = hashlib.sha256(b",".join(str(d.id).encode() for d in deliveries)).hexdigest()
+    members = sorted(d.id for d in deliveries)
+    digest = hashlib.sha256(b",".join(str(i).encode() for i in members)).hexdigest()
     return f"batch_{digest[:24]}"

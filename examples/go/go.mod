@@ -1,0 +1,3 @@
+module hookgate.example/receiver
+
+go 1.19
