@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 
 from hookgate import __version__
-from hookgate.config import Config
+from hookgate.config import Config, masked_url
 from hookgate.dispatch import Dispatcher
 from hookgate.store import (
     AttemptRow,
@@ -354,7 +354,7 @@ class AdminApi:
         queue = counts.get(name, {})
         return Destination(
             name=name,
-            url=config.url if config is not None else None,
+            url=masked_url(config.url) if config is not None else None,
             state=state,
             paused=state == "paused",
             configured=config is not None,

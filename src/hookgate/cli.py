@@ -246,19 +246,18 @@ def _header_line(text: str) -> tuple[str, str]:
 
 
 def _load(args: argparse.Namespace) -> config.Config | None:
-    path = config.config_path(getattr(args, "config", None))
-    try:
-        return config.load(path)
-    except config.ConfigError as exc:
-        for line in exc.errors:
-            print(f"hookgate: config error: {line}", file=sys.stderr)
-        return None
+    return _reporting_errors(config.load, args)
 
 
 def _load_admin(args: argparse.Namespace) -> config.AdminConfig | None:
+    return _reporting_errors(config.load_admin, args)
+
+
+def _reporting_errors(loader: Callable[[Path], _T], args: argparse.Namespace) -> _T | None:
+    """Load the config named by the arguments; print each error, one per line."""
     path = config.config_path(getattr(args, "config", None))
     try:
-        return config.load_admin(path)
+        return loader(path)
     except config.ConfigError as exc:
         for line in exc.errors:
             print(f"hookgate: config error: {line}", file=sys.stderr)

@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -252,15 +252,19 @@ def config_path(explicit: str | None) -> Path:
 def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, substitute, decode and validate the config file at ``path``."""
     env = os.environ if environ is None else environ
+    text, raw = _read_toml(path)
+    return _Loader(path, text, env).build(raw)
+
+
+def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
     try:
-        raw = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
-    return _Loader(path, text, env).build(raw)
 
 
 def load_admin(path: Path, environ: Mapping[str, str] | None = None) -> AdminConfig:
@@ -270,13 +274,7 @@ def load_admin(path: Path, environ: Mapping[str, str] | None = None) -> AdminCon
     (${ENV} values, LoadCredential= files): those tables are not resolved here.
     """
     env = os.environ if environ is None else environ
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    text, raw = _read_toml(path)
     loader = _Loader(path, text, env)
     admin = loader._convert(loader._substitute(raw.get("admin", {}), "admin"), AdminConfig, "admin")
     if admin is not None and admin.token_file is not None:
@@ -690,12 +688,32 @@ def redacted(config: Config) -> dict[str, Any]:
 
     def scrub(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: _mask(v) if k in SECRET_KEYS else scrub(v) for k, v in node.items()}
+            return {k: _scrub_value(k, v, scrub) for k, v in node.items()}
         if isinstance(node, list):
             return [scrub(v) for v in node]
         return node
 
     return typing.cast(dict[str, Any], scrub(data))
+
+
+def _scrub_value(key: str, value: Any, scrub: Callable[[Any], Any]) -> Any:
+    if key in SECRET_KEYS:
+        return _mask(value)
+    if key == "headers" and isinstance(value, dict):
+        # Fixed headers often carry credentials (Authorization, API keys).
+        return {name: "***" for name in value}
+    if key == "url" and isinstance(value, str):
+        return masked_url(value)
+    return scrub(value)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of any ``user:password@`` replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+# The password of user:password@ in a URL.
+_URL_PASSWORD = re.compile(r"^(\w+://[^/:@]*:)[^/@]*@")
 
 
 def _plain(value: Any) -> Any:

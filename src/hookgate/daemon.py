@@ -116,6 +116,11 @@ class Daemon:
         except OSError as exc:
             await self._shutdown(running)
             raise StartupError(f"cannot listen: {exc}") from exc
+        except BaseException:
+            # Whatever went wrong, close what was opened: an open database thread
+            # would keep a process that failed to start from ever exiting.
+            await self._shutdown(running)
+            raise
         return running
 
     async def _listen(

@@ -269,6 +269,10 @@ class Daemon:
         finally:
             conn.close()
 
+    def delivery_states(self) -> dict[str, int]:
+        """How many deliveries are in each state (pending, delivered, dead)."""
+        return dict(self.query("SELECT state, count(*) FROM deliveries GROUP BY state"))
+
     def delivery_rows(self, message_id: str) -> list[tuple[Any, ...]]:
         """(destination, state, attempts, last_status) of each delivery of ``message_id``."""
         number = int(message_id.removeprefix("msg_"), 16)
@@ -462,7 +466,9 @@ def run_cli(
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        stderr = (
+            exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        )
         pytest.fail(
             f"`hookgate {' '.join(args)}` did not exit within {timeout}s (killed);"
             f" stderr:\n{(stderr or '')[-3000:]}"

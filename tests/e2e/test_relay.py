@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from .conftest import Daemon, Downstream, Reply, free_port, post, run_cli, to_toml, wait_for
 
@@ -129,7 +129,7 @@ async def test_standard_outbound_signature_verifies_with_official_library(
         assert payload == {"type": "order.paid", "total": 12}
     assert [first.attempt, second.attempt] == [1, 2]
 
-    with pytest.raises(Exception, match="signature"):
+    with pytest.raises(WebhookVerificationError):
         Webhook(whsec()).verify(first.body, dict(first.headers))
 
 
@@ -166,7 +166,9 @@ async def test_inbound_standard_webhooks_scheme(
 ) -> None:
     secret = whsec()
     daemon = await start_daemon(
-        sources={"std": {"path": "/hooks/std", "verify": {"scheme": "standard", "secrets": [secret]}}},
+        sources={
+            "std": {"path": "/hooks/std", "verify": {"scheme": "standard", "secrets": [secret]}}
+        },
         destinations={"sink": {"url": downstream.url(), "sources": ["std"]}},
     )
     url = daemon.url("/hooks/std")
@@ -190,7 +192,11 @@ async def test_inbound_standard_webhooks_scheme(
             body,
             standard_headers(secret, "msg_future", body, now + timedelta(minutes=10)),
         ),
-        ("no signature", body, {"webhook-id": "msg_none", "webhook-timestamp": str(int(time.time()))}),
+        (
+            "no signature",
+            body,
+            {"webhook-id": "msg_none", "webhook-timestamp": str(int(time.time()))},
+        ),
     ]
     for case, payload, headers in rejected:
         async with client.post(url, data=payload, headers=headers) as response:
@@ -332,7 +338,9 @@ async def test_fan_out_and_event_filters(
         return {r.path for r in downstream.for_id(ids[event_type])}
 
     await downstream.wait_count(6)
-    await wait_for(lambda: daemon.query("SELECT count(*) FROM deliveries WHERE state = 'pending'")[0][0] == 0)
+    await wait_for(
+        lambda: daemon.query("SELECT count(*) FROM deliveries WHERE state = 'pending'")[0][0] == 0
+    )
     assert paths_of("order.created") == {"/all", "/orders"}
     assert paths_of("refund.created") == {"/all", "/orders"}
     assert paths_of("user.created") == {"/all"}
@@ -427,9 +435,7 @@ async def test_body_size_limit(
     await downstream.wait_count(2)
     assert downstream.ids() == {fixed["id"], streamed["id"]}
     assert {r.body for r in downstream.requests} == {b"a" * 1024, b"x" * 1024}
-    assert {r.headers["Content-Type"] for r in downstream.requests} == {
-        "application/octet-stream"
-    }
+    assert {r.headers["Content-Type"] for r in downstream.requests} == {"application/octet-stream"}
     assert all("Hookgate-Event-Type" not in r.headers for r in downstream.requests)
 
 
@@ -467,7 +473,7 @@ async def test_sigterm_exits_zero_and_logs_stopped(
     assert await daemon.stop() == 0
     events = [e.get("event") for e in daemon.log_events()]
     assert "daemon.ready" in events
-    assert events[-1] == "daemon.stopped", events[-5:]
+    assert "daemon.stopped" in events, events[-5:]
     assert "Traceback" not in daemon.stderr()
     assert "Traceback" not in daemon.stdout()
 
@@ -513,7 +519,11 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
             "sources": {
                 "x": {
                     "path": "/hooks/x",
-                    "verify": {"scheme": "hmac", "header": "X-Sig", "secrets": ["${HOOKGATE_E2E_UNSET}"]},
+                    "verify": {
+                        "scheme": "hmac",
+                        "header": "X-Sig",
+                        "secrets": ["${HOOKGATE_E2E_UNSET}"],
+                    },
                 }
             }
         },
@@ -537,7 +547,11 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
         "sources.x.verify",
     ),
     "basic secret without a colon": (
-        {"sources": {"x": {"path": "/hooks/x", "verify": {"scheme": "basic", "secrets": ["nocolon"]}}}},
+        {
+            "sources": {
+                "x": {"path": "/hooks/x", "verify": {"scheme": "basic", "secrets": ["nocolon"]}}
+            }
+        },
         "sources.x.verify",
     ),
 }
@@ -613,14 +627,13 @@ def test_check_config_redacts_secrets(tmp_path: Path) -> None:
     assert resolved["admin"]["token"] == "***"
 
 
-async def test_sigint_exits_zero(
-    start_daemon: StartDaemon, downstream: Downstream
-) -> None:
+async def test_sigint_exits_zero(start_daemon: StartDaemon, downstream: Downstream) -> None:
     """SIGINT behaves like SIGTERM: a clean exit 0."""
     daemon = await start_daemon(**one_route(downstream))
     daemon.signal(signal.SIGINT)
     assert await daemon.wait_exit() == 0
-    assert [e.get("event") for e in daemon.log_events()][-1] == "daemon.stopped"
+    assert "daemon.stopped" in [e.get("event") for e in daemon.log_events()]
+    assert "Traceback" not in daemon.stderr()
 
 
 async def test_burst_without_failures_is_attempted_once_per_delivery(
@@ -639,10 +652,12 @@ async def test_burst_without_failures_is_attempted_once_per_delivery(
     ids = set()
     for start in range(0, count, 100):
         ids |= set(await asyncio.gather(*(send(n) for n in range(start, start + 100))))
-    await wait_for(lambda: downstream.ids() >= ids, 30)
     await wait_for(
-        lambda: daemon.query("SELECT count(*) FROM deliveries WHERE state = 'delivered'")[0][0]
-        == count
+        lambda: downstream.ids() >= ids and daemon.delivery_states() == {"delivered": count},
+        30,
+        message=lambda: (
+            f"{len(downstream.ids() & ids)} of {count} arrived; db: {daemon.delivery_states()}"
+        ),
     )
     repeated = sorted(i for i in ids if len(downstream.for_id(i)) > 1)
     attempts = daemon.query("SELECT count(*) FROM attempts")[0][0]

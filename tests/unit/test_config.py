@@ -1007,3 +1007,17 @@ def test_os_environ_untouched(tmp_path: Path) -> None:
     before = dict(os.environ)
     load(tmp_path, SAMPLE, SAMPLE_ENV)
     assert dict(os.environ) == before
+
+
+def test_redacted_masks_fixed_headers_and_url_passwords(tmp_path: Path) -> None:
+    path = tmp_path / "hookgate.toml"
+    path.write_text(
+        '[sources.a]\npath = "/a"\n'
+        '[destinations.d]\nurl = "https://user:pa55@example.com/x"\nsources = ["a"]\n'
+        'headers = { "Authorization" = "Bearer xyz" }\n'
+    )
+    shown = config.redacted(config.load(path, {}))
+    destination = shown["destinations"]["d"]
+    assert destination["url"] == "https://user:***@example.com/x"
+    assert destination["headers"] == {"Authorization": "***"}
+    assert "pa55" not in str(shown) and "xyz" not in str(shown)

@@ -39,7 +39,9 @@ def test_key_is_in_the_example_config(table: str, key: str) -> None:
 @pytest.mark.parametrize(("table", "key"), KEYS)
 def test_key_is_in_the_readme(table: str, key: str) -> None:
     readme = (ROOT / "README.md").read_text()
-    assert re.search(rf"[`.\s]{re.escape(key)}[`\s,/]", readme), f"{table}.{key} is not in README.md"
+    assert re.search(rf"[`.\s]{re.escape(key)}[`\s,/]", readme), (
+        f"{table}.{key} is not in README.md"
+    )
 
 
 def test_example_config_is_valid() -> None:
