@@ -215,8 +215,8 @@ class Ingress:
             raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
         if route.allow and not _allowed(self.client_ip(request), route.allow):
             raise Rejected(403, "forbidden", "this client address is not allowed")
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding != "identity":
+        encoding = request.headers.get("Content-Encoding")
+        if encoding is not None and encoding.strip().lower() != "identity":
             # Signatures cover the bytes as sent, and a compressed body is a zip-bomb risk.
             raise Rejected(415, "unsupported_encoding", "send the body without Content-Encoding")
         body = await self._read_body(request, started)
@@ -267,8 +267,12 @@ class Ingress:
         if length is not None and length > self.max_body:
             raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
         if request.content.is_eof():
-            # The whole body is already buffered (the common small webhook): no timer.
-            return await self._read_limited(request)
+            # The whole body is already buffered (the common small webhook): no
+            # timer, no awaiting.
+            body = request.content.read_nowait()
+            if len(body) > self.max_body:
+                raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
+            return body
         remaining = self.request_timeout - (time.monotonic() - started)
         try:
             async with asyncio.timeout(remaining):
@@ -297,7 +301,9 @@ class Ingress:
         headers = request.headers
         event_type = route.event_type.extract(headers, document)
         event_id = route.event_id.extract(headers, document)
-        stored = {k.lower(): v for k, v in headers.items() if k.lower() not in _UNSTORED_HEADERS}
+        stored = {
+            name: v for k, v in headers.items() if (name := k.lower()) not in _UNSTORED_HEADERS
+        }
         return NewMessage(
             source=route.name,
             received_at=now,
