@@ -108,16 +108,6 @@ class DestinationWorker:
                 async with asyncio.timeout(wait):
                     await self.wake.wait()
 
-    async def run_until_idle(self) -> None:
-        """Attempt until nothing is due or in flight (for tests: no sleeps needed)."""
-        while True:
-            self.wake.clear()
-            wait = await self._step()
-            if self.requests:
-                await asyncio.wait(set(self.requests))
-            elif wait != 0:
-                return
-
     async def _step(self) -> float | None:
         """Start what may start now; return how long to sleep (None: until woken)."""
         if self.paused:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
 
 import structlog
 
-from hookgate.store import StoreError
+from hookgate.store import Store, StoreError
 
 log = structlog.get_logger("hookgate.retention")
 
@@ -22,11 +21,7 @@ INTERVAL = 60.0
 _PAUSE_BETWEEN_BATCHES = 0.05
 
 
-class Prunable(Protocol):
-    async def prune(self, before: float, limit: int) -> int: ...
-
-
-async def prune_once(store: Prunable, retention: float) -> int:
+async def prune_once(store: Store, retention: float) -> int:
     """Prune everything older than ``retention`` seconds; return how many messages went."""
     cutoff = time.time() - retention
     total = 0
@@ -38,7 +33,7 @@ async def prune_once(store: Prunable, retention: float) -> int:
         await asyncio.sleep(_PAUSE_BETWEEN_BATCHES)
 
 
-async def run(store: Prunable, retention: float, interval: float = INTERVAL) -> None:
+async def run(store: Store, retention: float, interval: float = INTERVAL) -> None:
     """Prune now and then every ``interval`` seconds, until cancelled."""
     while True:
         try:
