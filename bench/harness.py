@@ -43,7 +43,9 @@ def wait_for_ready(admin_port: int, timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def process(args: list[str], log: Path, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: list[str], log: Path, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
         try:
@@ -68,10 +70,21 @@ def require_wrk() -> str:
     return wrk
 
 
-def run_wrk(url: str, script: Path, *, connections: int, seconds: int, threads: int = 1) -> dict[str, float]:
+def run_wrk(
+    url: str, script: Path, *, connections: int, seconds: int, threads: int = 1
+) -> dict[str, float]:
     """Run wrk and return its figures: requests/s, 2xx count, non-2xx count, latencies."""
     out = subprocess.run(
-        [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        [
+            require_wrk(),
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         check=True,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import harness
 
-SECRET = "bench-secret"  # noqa: S105 - a throwaway benchmark key
+SECRET = "bench-secret"
 
 
 def webhook_body() -> bytes:
@@ -26,14 +26,21 @@ def webhook_body() -> bytes:
         "id": "evt_bench",
         "type": "payment_intent.succeeded",
         "created": 1_700_000_000,
-        "data": {"object": {"id": "pi_1", "amount": 4200, "currency": "eur",
-                            "metadata": {f"k{i}": "v" * 20 for i in range(30)}}},
+        "data": {
+            "object": {
+                "id": "pi_1",
+                "amount": 4200,
+                "currency": "eur",
+                "metadata": {f"k{i}": "v" * 20 for i in range(30)},
+            }
+        },
     }
     return json.dumps(event).encode()
 
 
-def hookgate_config(folder: Path, port: int, admin: int, args: argparse.Namespace,
-                    sink_port: int | None) -> Path:
+def hookgate_config(
+    folder: Path, port: int, admin: int, args: argparse.Namespace, sink_port: int | None
+) -> Path:
     destination = ""
     if sink_port is not None:
         destination = f"""
@@ -67,17 +74,24 @@ secrets = ["{SECRET}"]
 
 def measure_bare(folder: Path, script: Path, args: argparse.Namespace) -> dict[str, float]:
     port = harness.free_port()
-    with harness.process(harness.python(str(harness.ROOT / "bench/bare_server.py"), str(port)),
-                         folder / "bare.log"):
+    with harness.process(
+        harness.python(str(harness.ROOT / "bench/bare_server.py"), str(port)), folder / "bare.log"
+    ):
         harness.wait_for_port(port)
-        harness.run_wrk(f"http://127.0.0.1:{port}/hooks/bench", script, connections=args.connections,
-                        seconds=2)
-        return harness.run_wrk(f"http://127.0.0.1:{port}/hooks/bench", script,
-                               connections=args.connections, seconds=args.seconds)
+        harness.run_wrk(
+            f"http://127.0.0.1:{port}/hooks/bench", script, connections=args.connections, seconds=2
+        )
+        return harness.run_wrk(
+            f"http://127.0.0.1:{port}/hooks/bench",
+            script,
+            connections=args.connections,
+            seconds=args.seconds,
+        )
 
 
-def measure_hookgate(folder: Path, script: Path, args: argparse.Namespace,
-                     with_destination: bool) -> dict[str, float]:
+def measure_hookgate(
+    folder: Path, script: Path, args: argparse.Namespace, with_destination: bool
+) -> dict[str, float]:
     run = folder / ("relay" if with_destination else "ingest")
     run.mkdir()
     port, admin = harness.free_port(), harness.free_port()
@@ -87,11 +101,16 @@ def measure_hookgate(folder: Path, script: Path, args: argparse.Namespace,
     with harness.process(sink, run / "sink.log") if with_destination else _nothing():
         if sink_port:
             harness.wait_for_port(sink_port)
-        with harness.process(harness.python("-m", "hookgate", "serve", "-c", str(config)),
-                             run / "hookgate.log"):
+        with harness.process(
+            harness.python("-m", "hookgate", "serve", "-c", str(config)), run / "hookgate.log"
+        ):
             harness.wait_for_ready(admin)
-            figures = harness.run_wrk(f"http://127.0.0.1:{port}/hooks/bench", script,
-                                      connections=args.connections, seconds=args.seconds)
+            figures = harness.run_wrk(
+                f"http://127.0.0.1:{port}/hooks/bench",
+                script,
+                connections=args.connections,
+                seconds=args.seconds,
+            )
     with sqlite3.connect(run / "bench.db") as db:
         figures["committed"] = float(db.execute("SELECT count(*) FROM messages").fetchone()[0])
     return figures
@@ -109,10 +128,13 @@ def report(name: str, figures: dict[str, float], baseline: float) -> None:
     ratio = figures["requests_per_s"] / baseline
     extra = ""
     if "committed" in figures:
-        extra = f"  committed rows {int(figures['committed'])} / 2xx {int(figures['requests'] - figures['non_2xx'])}"
-    print(f"{name:<34} {figures['requests_per_s']:>9.0f} req/s  {ratio:5.2f}x  "
-          f"p50 {figures.get('p50_ms', 0):6.2f} ms  p99 {figures.get('p99_ms', 0):6.2f} ms  "
-          f"non-2xx {int(figures['non_2xx'])}{extra}")
+        answered = int(figures["requests"] - figures["non_2xx"])
+        extra = f"  committed rows {int(figures['committed'])} / 2xx {answered}"
+    print(
+        f"{name:<34} {figures['requests_per_s']:>9.0f} req/s  {ratio:5.2f}x  "
+        f"p50 {figures.get('p50_ms', 0):6.2f} ms  p99 {figures.get('p99_ms', 0):6.2f} ms  "
+        f"non-2xx {int(figures['non_2xx'])}{extra}"
+    )
 
 
 def main() -> None:
@@ -127,17 +149,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-") as tmp:
         folder = Path(tmp)
         script = harness.wrk_post_script(
-            folder / "post.lua", body,
+            folder / "post.lua",
+            body,
             {"Content-Type": "application/json", "X-Signature": signature},
         )
-        print(f"wrk -t1 -c{args.connections} -d{args.seconds}s, {len(body)} B JSON body, "
-              f"sync={args.sync}, log level {args.log_level}")
+        print(
+            f"wrk -t1 -c{args.connections} -d{args.seconds}s, {len(body)} B JSON body, "
+            f"sync={args.sync}, log level {args.log_level}"
+        )
         bare = measure_bare(folder, script, args)
         report("bare aiohttp (baseline)", bare, bare["requests_per_s"])
-        report("hookgate ingest, no destination", measure_hookgate(folder, script, args, False),
-               bare["requests_per_s"])
-        report("hookgate ingest + 1 destination", measure_hookgate(folder, script, args, True),
-               bare["requests_per_s"])
+        report(
+            "hookgate ingest, no destination",
+            measure_hookgate(folder, script, args, False),
+            bare["requests_per_s"],
+        )
+        report(
+            "hookgate ingest + 1 destination",
+            measure_hookgate(folder, script, args, True),
+            bare["requests_per_s"],
+        )
 
 
 if __name__ == "__main__":

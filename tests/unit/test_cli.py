@@ -644,4 +644,6 @@ def test_admin_settings_load_without_the_services_other_secrets(tmp_path: Path) 
     assert "STRIPE_SECRET" in str(failure.value)
     with pytest.raises(config.ConfigError) as missing:
         config.load_admin(path, {})
-    assert missing.value.errors == ["admin.token: environment variable ADMIN_TOKEN is not set (line 3)"]
+    assert missing.value.errors == [
+        "admin.token: environment variable ADMIN_TOKEN is not set (line 3)"
+    ]
