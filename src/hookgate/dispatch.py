@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -59,6 +60,7 @@ class DestinationWorker:
         self.builder = RequestBuilder(destination)
         self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
         self.limiter = RateLimiter(self.policy.rate_limit) if self.policy.rate_limit else None
+        self._rate_slot_freed = asyncio.Event()
         self.circuit = CircuitBreaker(self.policy.circuit_failures, self.policy.circuit_cooldown)
         self.paused = paused
         self.attempt_seconds = metrics.attempt_seconds.labels(destination.name)
@@ -156,7 +158,8 @@ class DestinationWorker:
             return [], None
         if head[0].next_attempt_at > now:
             return [], head[0].next_attempt_at - now
-        run = [d for d in head if d.next_attempt_at <= now]
+        # Only the due front of the line: a later message never overtakes an earlier one.
+        run = list(itertools.takewhile(lambda d: d.next_attempt_at <= now, head))
         fill_wait = self._batch_fill_wait(run, now)
         if fill_wait:
             return [], fill_wait
@@ -184,13 +187,16 @@ class DestinationWorker:
 
     async def _attempt(self, deliveries: list[DueDelivery]) -> None:
         try:
-            await self._wait_for_rate_limit()
-            timestamp = int(time.time())
-            if len(deliveries) == 1:
-                request = self.builder.single(deliveries[0], timestamp)
-            else:
-                request = self.builder.batch(deliveries, timestamp)
-            records = await self._send(request)
+            await self._take_rate_slot()
+            try:
+                timestamp = int(time.time())
+                if len(deliveries) == 1:
+                    request = self.builder.single(deliveries[0], timestamp)
+                else:
+                    request = self.builder.batch(deliveries, timestamp)
+                records = await self._send(request)
+            finally:
+                self._free_rate_slot()
             # Shielded: a cancel during shutdown must not lose a result already known.
             await asyncio.shield(asyncio.gather(*(self.store.record_attempt(r) for r in records)))
             self._log_result(request, records)
@@ -202,12 +208,21 @@ class DestinationWorker:
             if self._settled_during_claim is not None:
                 self._settled_during_claim |= ids
 
-    async def _wait_for_rate_limit(self) -> None:
+    async def _take_rate_slot(self) -> None:
         if self.limiter is None:
             return
-        while delay := self.limiter.delay(time.time()):
-            await asyncio.sleep(delay)
+        while (delay := self.limiter.delay(time.time())) != 0:
+            if delay is None:
+                self._rate_slot_freed.clear()
+                await self._rate_slot_freed.wait()
+            else:
+                await asyncio.sleep(delay)
         self.limiter.record(time.time())
+
+    def _free_rate_slot(self) -> None:
+        if self.limiter is not None:
+            self.limiter.finished(time.time())
+            self._rate_slot_freed.set()
 
     async def _send(self, request: OutboundRequest) -> list[AttemptRecord]:
         started = time.time()
@@ -223,11 +238,17 @@ class DestinationWorker:
             if before == "closed" or change == "closed":
                 self.alerter.circuit_changed(self.name, change)
         records = []
+        retry_at: float | None = None
         for delivery in request.deliveries:
             attempt = delivery.attempts + 1
             decision = retry.decide(
                 outcome, attempt, delivery.received_at, ended, self.policy, self.rng
             )
+            next_at = decision.next_attempt_at
+            if decision.state == "pending":
+                # One backoff draw per request: a failed batch comes due again whole.
+                retry_at = next_at if retry_at is None else retry_at
+                next_at = retry_at
             records.append(
                 AttemptRecord(
                     delivery_id=delivery.id,
@@ -238,7 +259,7 @@ class DestinationWorker:
                     response_snippet=snippet,
                     state=decision.state,
                     attempts=attempt,
-                    next_attempt_at=decision.next_attempt_at,
+                    next_attempt_at=next_at,
                 )
             )
         return records
@@ -305,6 +326,9 @@ def _group(due: Sequence[DueDelivery], batch_max: int) -> list[list[DueDelivery]
     batch: list[DueDelivery] = []
     for delivery in due:
         if not is_json(delivery.body):
+            if batch:  # close the open batch first: requests keep the claim's order
+                groups.append(batch)
+                batch = []
             groups.append([delivery])
             continue
         batch.append(delivery)

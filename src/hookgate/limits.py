@@ -14,27 +14,46 @@ CircuitState = Literal["closed", "open", "half_open"]
 
 
 class RateLimiter:
-    """At most ``rate`` requests in any one-second window (a sliding window log).
+    """At most ``rate`` requests in any one-second window, as the receiver counts them.
 
-    A plain token bucket lets a full bucket plus a second's refill through in one
-    window, twice the rate; the log of the last sends never does. Below one request
-    per second, requests are spaced ``1 / rate`` apart instead.
+    A request holds one of ``rate`` slots from the moment it starts until one second
+    after it finished. The receiver sees each request somewhere between its start
+    and its end, so two requests that share a slot arrive at least a second apart,
+    however long each took on the wire: no one-second window at the receiver ever
+    holds more than ``rate`` (a token bucket lets twice that through at a window
+    boundary, and counting only from the send lets a few milliseconds of latency
+    push the next burst into the receiver's same second). Below one request per
+    second, one slot is held for ``1 / rate`` seconds after each request.
     """
 
     def __init__(self, rate: float) -> None:
         self.count = max(1, math.floor(rate))
         self.window = 1.0 if rate >= 1 else 1.0 / rate
-        self._sent: deque[float] = deque(maxlen=self.count)
+        self.running = 0
+        self._finished: deque[float] = deque()
 
-    def delay(self, now: float) -> float:
-        """Seconds to wait before a request may go at ``now`` (0: it may go now)."""
-        if len(self._sent) < self.count:
+    def delay(self, now: float) -> float | None:
+        """Seconds to wait before a request may start at ``now``.
+
+        0: it may start now. None: every slot is held by a request still running,
+        so the wait ends with one of them (``finished``), not at a known time.
+        """
+        while self._finished and self._finished[0] + self.window <= now:
+            self._finished.popleft()
+        if self.running + len(self._finished) < self.count:
             return 0.0
-        return max(0.0, self._sent[0] + self.window - now)
+        if self._finished:
+            return self._finished[0] + self.window - now
+        return None
 
     def record(self, now: float) -> None:
-        """A request went at ``now``."""
-        self._sent.append(now)
+        """A request starts at ``now`` and takes a slot."""
+        self.running += 1
+
+    def finished(self, now: float) -> None:
+        """A request ended at ``now``: its slot frees one window later."""
+        self.running -= 1
+        self._finished.append(now)
 
 
 class CircuitBreaker:
