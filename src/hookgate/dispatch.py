@@ -66,9 +66,6 @@ class DestinationWorker:
         self.attempt_seconds = metrics.attempt_seconds.labels(destination.name)
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
-        # Deliveries whose result was committed while a claim query ran: that query
-        # may have read them as still pending, so its answer must not restart them.
-        self._settled_during_claim: set[int] | None = None
         self.requests: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -133,18 +130,16 @@ class DestinationWorker:
     async def _claim_due(
         self, now: float, free: int
     ) -> tuple[list[list[DueDelivery]], float | None]:
-        limit = free * self.destination.batch_max + len(self.inflight)
-        self._settled_during_claim = set()
-        try:
-            due = await self.store.due_deliveries(self.name, now, limit)
-        finally:
-            settled, self._settled_during_claim = self._settled_during_claim, None
-        fresh = [d for d in due if d.id not in self.inflight and d.id not in settled]
+        limit = free * self.destination.batch_max
+        # In-flight deliveries are excluded as of now: one that settles while the
+        # query runs committed its result before it left ``inflight``, so it is
+        # either excluded or read in its new state, never restarted by mistake.
+        fresh = await self.store.due_deliveries(self.name, now, limit, exclude=self.inflight)
         fill_wait = self._batch_fill_wait(fresh, now)
         if fill_wait:
             return [], fill_wait
         groups = _group(fresh, self.destination.batch_max)[:free]
-        if len(due) == limit:
+        if len(fresh) == limit and len(groups) < free:
             return groups, 0  # more may be due beyond this page
         if len(groups) == free:
             return groups, None
@@ -203,10 +198,7 @@ class DestinationWorker:
         except StoreError as exc:
             log.error("delivery.record_failed", destination=self.name, error=str(exc))
         finally:
-            ids = {d.id for d in deliveries}
-            self.inflight -= ids
-            if self._settled_during_claim is not None:
-                self._settled_during_claim |= ids
+            self.inflight -= {d.id for d in deliveries}
 
     async def _take_rate_slot(self) -> None:
         if self.limiter is None:

@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -531,8 +531,10 @@ class LateReadStore(SQLiteStore):
     recorded, yet still pending in that snapshot.
     """
 
-    async def due_deliveries(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
-        due = await super().due_deliveries(destination, now, limit)
+    async def due_deliveries(
+        self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
+    ) -> list[DueDelivery]:
+        due = await super().due_deliveries(destination, now, limit, exclude)
         await asyncio.sleep(0.1)
         return due
 

@@ -557,7 +557,7 @@ async def test_claim_query_uses_due_index(store: SQLiteStore, db_path: Path) -> 
         await store.accept(new_message(destinations=("orders", "audit", f"d{i % 5}")))
     with raw(db_path) as conn:
         conn.execute("ANALYZE")
-    plan = query_plan(db_path, sqlite_store._SELECT_DUE, ("orders", time.time(), 100))
+    plan = query_plan(db_path, sqlite_store._SELECT_DUE, ("orders", time.time(), "[]", 100))
     assert any("USING INDEX deliveries_due" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
     next_plan = query_plan(db_path, sqlite_store._SELECT_NEXT_DUE, ("orders", time.time()))

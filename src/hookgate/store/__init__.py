@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import random
 import time
+from collections.abc import Collection
 from typing import Literal, Protocol
 
 import msgspec
@@ -139,8 +140,10 @@ class Store(Protocol):
 
     async def record_attempt(self, record: AttemptRecord) -> None: ...
 
-    async def due_deliveries(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
-        """Pending deliveries of ``destination`` due at ``now``, oldest first."""
+    async def due_deliveries(
+        self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
+    ) -> list[DueDelivery]:
+        """Pending deliveries of ``destination`` due at ``now``, oldest first, but ``exclude``."""
         ...
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:

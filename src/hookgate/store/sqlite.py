@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
+import orjson
 import structlog
 
 from hookgate import metrics
@@ -114,6 +115,7 @@ _SELECT_DUE = f"""
     SELECT {_DELIVERY_COLUMNS}
     FROM deliveries d JOIN messages m ON m.id = d.message_id
     WHERE d.destination = ? AND d.state = 'pending' AND d.next_attempt_at <= ?
+      AND d.id NOT IN (SELECT value FROM json_each(?))
     ORDER BY d.next_attempt_at, d.id LIMIT ?
 """  # noqa: S608 - a constant column list
 _SELECT_HEAD = f"""
@@ -428,8 +430,12 @@ class SQLiteStore:
             raise StoreError("the store is not open")
         return self._read
 
-    async def due_deliveries(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
-        return await self._deliveries(_SELECT_DUE, (destination, now, limit), destination)
+    async def due_deliveries(
+        self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
+    ) -> list[DueDelivery]:
+        # The excluded (in flight) rows are skipped in the index, their bodies never read.
+        params = (destination, now, orjson.dumps(list(exclude)), limit)
+        return await self._deliveries(_SELECT_DUE, params, destination)
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
         return await self._deliveries(_SELECT_HEAD, (destination, limit), destination)
