@@ -64,6 +64,12 @@ class DestinationWorker:
         self.circuit = CircuitBreaker(self.policy.circuit_failures, self.policy.circuit_cooldown)
         self.paused = paused
         self.attempt_seconds = metrics.attempt_seconds.labels(destination.name)
+        self.attempt_outcomes = {
+            kind: metrics.attempts.labels(destination.name, kind)
+            for kind in ("success", "http_error", "timeout", "connection_error")
+        }
+        self.delivered = metrics.delivered.labels(destination.name)
+        self.dead = metrics.dead.labels(destination.name)
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
@@ -193,8 +199,11 @@ class DestinationWorker:
             finally:
                 self._free_rate_slot()
             # Shielded: a cancel during shutdown must not lose a result already known.
-            await asyncio.shield(asyncio.gather(*(self.store.record_attempt(r) for r in records)))
-            self._log_result(request, records)
+            committed = [self.store.record_attempt(r) for r in records]
+            await asyncio.shield(
+                committed[0] if len(committed) == 1 else asyncio.gather(*committed)
+            )
+            self._report(request, records)
         except StoreError as exc:
             log.error("delivery.record_failed", destination=self.name, error=str(exc))
         finally:
@@ -221,7 +230,7 @@ class DestinationWorker:
         outcome, snippet = await self._post(request)
         ended = time.time()
         self.attempt_seconds.observe(ended - started)
-        metrics.attempts.labels(self.name, outcome.kind).inc()
+        self.attempt_outcomes[outcome.kind].inc()
         before = self.circuit.state
         change = self.circuit.record(outcome.succeeded, ended)
         if change is not None:
@@ -278,7 +287,8 @@ class DestinationWorker:
         except aiohttp.ClientError as exc:
             return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
 
-    def _log_result(self, request: OutboundRequest, records: list[AttemptRecord]) -> None:
+    def _report(self, request: OutboundRequest, records: list[AttemptRecord]) -> None:
+        """Count, log and (for dead ones) alert each delivery's outcome."""
         for delivery, record in zip(request.deliveries, records, strict=True):
             fields = {
                 "destination": self.name,
@@ -289,10 +299,10 @@ class DestinationWorker:
                 "duration_ms": round(record.duration_ms, 1),
             }
             if record.state == "delivered":
-                metrics.delivered.labels(self.name).inc()
+                self.delivered.inc()
                 log.debug("delivery.delivered", **fields)
             elif record.state == "dead":
-                metrics.dead.labels(self.name).inc()
+                self.dead.inc()
                 self.alerter.delivery_dead(self.name, delivery.message_id)
                 log.error("delivery.dead", error=record.error, **fields)
             else:

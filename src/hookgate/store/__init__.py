@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import random
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from typing import Literal, Protocol
 
 import msgspec
@@ -138,7 +138,9 @@ class Store(Protocol):
         """Commit the message and its deliveries durably (group commit), or raise StoreError."""
         ...
 
-    async def record_attempt(self, record: AttemptRecord) -> None: ...
+    def record_attempt(self, record: AttemptRecord) -> Awaitable[None]:
+        """Queue the attempt for the next commit; the awaitable resolves once committed."""
+        ...
 
     async def due_deliveries(
         self, destination: str, now: float, limit: int, exclude: Collection[int] = ()

@@ -273,10 +273,11 @@ class SQLiteStore:
         self._pending.messages.append((message, future))
         return await future
 
-    async def record_attempt(self, record: AttemptRecord) -> None:
+    def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
+        # A plain future, not a coroutine: the dispatcher shields it without a task.
         future: asyncio.Future[None] = self._future()
         self._pending.attempts.append((record, future))
-        await future
+        return future
 
     async def check_writable(self) -> None:
         await self.write_call(_nothing)
