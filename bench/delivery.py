@@ -173,26 +173,6 @@ class Daemon:
             return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
 
 
-def webhook_body(n: int = 0, sent_at: float | None = None) -> bytes:
-    """About 1 KB of JSON, like bench/ingest.py's."""
-    event: dict[str, Any] = {
-        "id": f"evt_{n}",
-        "type": "payment_intent.succeeded",
-        "created": 1_700_000_000,
-        "data": {
-            "object": {
-                "id": "pi_1",
-                "amount": 4200,
-                "currency": "eur",
-                "metadata": {f"k{i}": "v" * 20 for i in range(30)},
-            }
-        },
-    }
-    if sent_at is not None:
-        event["sent_at"] = sent_at
-    return json.dumps(event).encode()
-
-
 def signed_headers(body: bytes) -> dict[str, str]:
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     return {"Content-Type": "application/json", "X-Signature": f"sha256={signature}"}
@@ -203,7 +183,7 @@ def signed_headers(body: bytes) -> dict[str, str]:
 
 def wrk_script(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    body = webhook_body()
+    body = harness.webhook_body()
     return harness.wrk_post_script(folder / "post.lua", body, signed_headers(body))
 
 
@@ -261,7 +241,7 @@ async def paced_client(url: str, rate: int, seconds: float) -> tuple[int, float]
 
     async def one(session: aiohttp.ClientSession, n: int) -> None:
         nonlocal ok
-        body = webhook_body(n, sent_at=time.time())
+        body = harness.webhook_body(n, sent_at=time.time())
         async with session.post(url, data=body, headers=signed_headers(body)) as answer:
             await answer.read()
             ok += answer.status < 300
@@ -388,7 +368,7 @@ def build_backlog(db: Path, count: int, destination: str, *, paused: bool) -> fl
                         ((first_ms + n // 1000) << 22) | (n % 1000),
                         (first_ms + n // 1000) / 1000,
                         headers,
-                        webhook_body(n),
+                        harness.webhook_body(n),
                     )
                     for n in rows
                 ),

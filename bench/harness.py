@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 import socket
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,3 +115,23 @@ def wrk_post_script(path: Path, body: bytes, headers: dict[str, str]) -> Path:
 
 def lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def webhook_body(n: int = 0, sent_at: float | None = None) -> bytes:
+    """About 1 KB of JSON, shaped like a payment provider's event; ``n`` makes it unique."""
+    event: dict[str, Any] = {
+        "id": f"evt_{n}",
+        "type": "payment_intent.succeeded",
+        "created": 1_700_000_000,
+        "data": {
+            "object": {
+                "id": "pi_1",
+                "amount": 4200,
+                "currency": "eur",
+                "metadata": {f"k{i}": "v" * 20 for i in range(30)},
+            }
+        },
+    }
+    if sent_at is not None:
+        event["sent_at"] = sent_at
+    return json.dumps(event).encode()

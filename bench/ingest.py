@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import json
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -18,24 +17,6 @@ from pathlib import Path
 import harness
 
 SECRET = "bench-secret"
-
-
-def webhook_body() -> bytes:
-    """About 1 KB of JSON, shaped like a payment provider's event."""
-    event = {
-        "id": "evt_bench",
-        "type": "payment_intent.succeeded",
-        "created": 1_700_000_000,
-        "data": {
-            "object": {
-                "id": "pi_1",
-                "amount": 4200,
-                "currency": "eur",
-                "metadata": {f"k{i}": "v" * 20 for i in range(30)},
-            }
-        },
-    }
-    return json.dumps(event).encode()
 
 
 def hookgate_config(
@@ -144,7 +125,7 @@ def main() -> None:
     parser.add_argument("--sync", choices=["full", "normal"], default="full")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
-    body = webhook_body()
+    body = harness.webhook_body()
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-") as tmp:
         folder = Path(tmp)
