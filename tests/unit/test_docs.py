@@ -47,3 +47,23 @@ def test_key_is_in_the_readme(table: str, key: str) -> None:
 def test_example_config_is_valid() -> None:
     loaded = config.load(ROOT / "config.example.toml", environ={})
     assert loaded.sources and loaded.destinations
+
+
+def test_every_config_block_in_the_docs_loads(tmp_path: Path) -> None:
+    """The snippets operators paste must be valid configs, with their ${ENV} set."""
+    blocks = [
+        block
+        for doc in ("README.md", "docs/providers.md")
+        for block in re.findall(r"```toml\n(.*?)```", (ROOT / doc).read_text(), re.S)
+    ]
+    assert len(blocks) >= 8
+    for block in blocks:
+        names = set(re.findall(r"\$\{(\w+)\}", block))
+        # Standard Webhooks secrets must be whsec_<base64>; any value does elsewhere.
+        env = {name: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLc4v" for name in names}
+        if "secret_file" in block:
+            for name in re.findall(r'secret_file = "([^"]+)"', block):
+                (tmp_path / name).write_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLc4v\n")
+        path = tmp_path / "hookgate.toml"
+        path.write_text(block)
+        config.load(path, env)
