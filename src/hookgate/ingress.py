@@ -139,6 +139,8 @@ class Route:
             "event_id", source.event_id, verify.DEFAULT_EVENT_ID.get(scheme, ())
         )
         self.needs_json = self.event_type.needs_json or self.event_id.needs_json
+        # Slack's url_verification handshake is answered, not stored (see _receive).
+        self.answers_slack_challenge = scheme == "slack"
         self.destinations = destinations
         self._matches: dict[str | None, tuple[str, ...]] = {}
         self.received = metrics.webhooks_received.labels(name)
@@ -228,7 +230,7 @@ class Ingress:
             raise Rejected(
                 401, "invalid_signature", "the signature is missing or invalid"
             ) from None
-        if route.source.verify.scheme == "slack":
+        if route.answers_slack_challenge:
             challenge = _slack_challenge(body)
             if challenge is not None:
                 return _json(200, {"challenge": challenge})
