@@ -19,7 +19,6 @@ from hookgate.config import DeliveryPolicy, DestinationConfig, Duration, SignMod
 from hookgate.store import DueDelivery
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-NOW = int(time.time())
 OWN = [
     "webhook-id",
     "webhook-timestamp",
@@ -30,6 +29,16 @@ OWN = [
     "Hookgate-Attempt",
     "Hookgate-Batch-Size",
 ]
+
+
+@pytest.fixture
+def now() -> int:
+    """The current time, read when each test runs, never at import.
+
+    ``verify_standard`` is the official library, which checks ``webhook-timestamp``
+    against the real clock: a value taken at import goes stale after 5 minutes.
+    """
+    return int(time.time())
 
 
 def destination(
@@ -100,7 +109,7 @@ def verify_standard(body: bytes, headers: dict[str, str]) -> Any:
 # -- one delivery -------------------------------------------------------------------
 
 
-def test_single_request_headers_and_body() -> None:
+def test_single_request_headers_and_body(now: int) -> None:
     builder = outbound.RequestBuilder(
         destination(
             forward_headers=["Stripe-Signature", "X-Missing"],
@@ -114,7 +123,7 @@ def test_single_request_headers_and_body() -> None:
         inbound={"content-type": "application/json; charset=utf-8", "stripe-signature": "t=1,v1=a"},
         attempts=2,
     )
-    request = builder.single(item, NOW)
+    request = builder.single(item, now)
     assert request.body == body  # byte for byte
     assert request.webhook_id == item.message_id
     assert request.deliveries == (item,)
@@ -125,7 +134,7 @@ def test_single_request_headers_and_body() -> None:
         "Stripe-Signature": "t=1,v1=a",
         "X-Env": "prod",
         "webhook-id": item.message_id,
-        "webhook-timestamp": str(NOW),
+        "webhook-timestamp": str(now),
         "Hookgate-Source": "stripe",
         "Hookgate-Event-Type": "charge.succeeded",
         "Hookgate-Attempt": "3",
@@ -133,9 +142,9 @@ def test_single_request_headers_and_body() -> None:
     assert verify_standard(body, headers) == {"type": "charge.succeeded", "id": "evt_1"}
 
 
-def test_single_request_without_event_type_or_content_type() -> None:
+def test_single_request_without_event_type_or_content_type(now: int) -> None:
     builder = outbound.RequestBuilder(destination(sign="none", secret=None))
-    request = builder.single(delivery(1, b"plain", inbound={}, event_type=None), NOW)
+    request = builder.single(delivery(1, b"plain", inbound={}, event_type=None), now)
     assert "Hookgate-Event-Type" not in request.headers
     assert "Content-Type" not in request.headers
     assert "webhook-signature" not in request.headers
@@ -143,48 +152,48 @@ def test_single_request_without_event_type_or_content_type() -> None:
     assert request.headers["Hookgate-Attempt"] == "1"
 
 
-def test_single_request_hmac_sha256_signature() -> None:
+def test_single_request_hmac_sha256_signature(now: int) -> None:
     builder = outbound.RequestBuilder(destination(sign="hmac-sha256", secret="s3cret"))
     body = b"not json \x00"
-    request = builder.single(delivery(1, body), NOW)
+    request = builder.single(delivery(1, body), now)
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert request.headers["X-Webhook-Signature"] == expected
     assert "webhook-signature" not in request.headers
 
 
 @pytest.mark.parametrize("name", [*OWN, *(n.upper() for n in OWN), *(n.lower() for n in OWN)])
-def test_fixed_and_forwarded_headers_cannot_override_own_headers(name: str) -> None:
+def test_fixed_and_forwarded_headers_cannot_override_own_headers(name: str, now: int) -> None:
     inbound = {"content-type": "application/json", name.lower(): "from-provider"}
     builder = outbound.RequestBuilder(
         destination(forward_headers=[name], headers={name: "from-config"})
     )
     item = delivery(5, inbound=inbound, attempts=0)
-    for request in (builder.single(item, NOW), builder.batch([item, delivery(6)], NOW)):
+    for request in (builder.single(item, now), builder.batch([item, delivery(6)], now)):
         sent = on_the_wire(request.headers)
         for own in OWN:
             assert "from-provider" not in sent.getall(own, [])
             assert "from-config" not in sent.getall(own, [])
         assert sent.getall("webhook-id") == [request.webhook_id]
-        assert sent.getall("webhook-timestamp") == [str(NOW)]
+        assert sent.getall("webhook-timestamp") == [str(now)]
         verify_standard(request.body, request.headers)
 
 
 @pytest.mark.parametrize("name", ["User-Agent", "user-agent", "USER-AGENT"])
-def test_config_may_set_user_agent_once(name: str) -> None:
+def test_config_may_set_user_agent_once(name: str, now: int) -> None:
     """README: headers may set User-Agent; it replaces hookgate's, it does not add one."""
     builder = outbound.RequestBuilder(destination(headers={name: "orders-relay/2"}))
     for request in (
-        builder.single(delivery(1), NOW),
-        builder.batch([delivery(1), delivery(2)], NOW),
+        builder.single(delivery(1), now),
+        builder.batch([delivery(1), delivery(2)], now),
     ):
         assert on_the_wire(request.headers).getall("User-Agent") == ["orders-relay/2"]
 
 
 @pytest.mark.parametrize("name", ["User-Agent", "user-agent"])
-def test_forwarded_user_agent_replaces_hookgate_s(name: str) -> None:
+def test_forwarded_user_agent_replaces_hookgate_s(name: str, now: int) -> None:
     builder = outbound.RequestBuilder(destination(forward_headers=[name]))
     item = delivery(1, inbound={"content-type": "application/json", "user-agent": "Stripe/1.0"})
-    assert on_the_wire(builder.single(item, NOW).headers).getall("User-Agent") == ["Stripe/1.0"]
+    assert on_the_wire(builder.single(item, now).headers).getall("User-Agent") == ["Stripe/1.0"]
 
 
 @pytest.mark.parametrize(
@@ -199,21 +208,21 @@ def test_forwarded_user_agent_replaces_hookgate_s(name: str) -> None:
     ],
 )
 def test_fixed_header_wins_over_a_forwarded_one_of_the_same_name(
-    forward_name: str, fixed_name: str
+    forward_name: str, fixed_name: str, now: int
 ) -> None:
     """``headers`` come after ``forward_headers``; header names ignore case."""
     inbound = {"content-type": "application/json", "x-env": "inbound", "user-agent": "p/1"}
     builder = outbound.RequestBuilder(
         destination(forward_headers=[forward_name], headers={fixed_name: "fixed"})
     )
-    sent = on_the_wire(builder.single(delivery(1, inbound=inbound), NOW).headers)
+    sent = on_the_wire(builder.single(delivery(1, inbound=inbound), now).headers)
     assert sent.getall(fixed_name) == ["fixed"]
 
 
 # -- batches ------------------------------------------------------------------------
 
 
-def test_batch_envelope_carries_each_inbound_json_as_is() -> None:
+def test_batch_envelope_carries_each_inbound_json_as_is(now: int) -> None:
     bodies = [
         b'{"type":"charge.succeeded","id":"evt_1","amount":4200}',
         b'{ "z": [1, 2.50, "caf\\u00e9"],   "a": null }\n',  # spacing, order, escapes kept
@@ -226,7 +235,7 @@ def test_batch_envelope_carries_each_inbound_json_as_is() -> None:
         delivery(12, bodies[2], event_type="list", received_at=1_700_000_002.0),
         delivery(13, bodies[3], event_type="text", received_at=1_700_000_003.999),
     ]
-    request = outbound.RequestBuilder(destination()).batch(items, NOW)
+    request = outbound.RequestBuilder(destination()).batch(items, now)
     assert request.deliveries == tuple(items)
     envelope = json.loads(request.body)
     assert list(envelope) == ["batch_id", "events"]
@@ -265,17 +274,17 @@ def test_batch_envelope_carries_each_inbound_json_as_is() -> None:
         assert body in request.body
 
 
-def test_batch_headers_and_signature_verified_by_official_library() -> None:
+def test_batch_headers_and_signature_verified_by_official_library(now: int) -> None:
     items = [delivery(1, attempts=0), delivery(2, attempts=3), delivery(3, attempts=1)]
     builder = outbound.RequestBuilder(destination(headers={"X-Env": "prod"}))
-    request = builder.batch(items, NOW)
+    request = builder.batch(items, now)
     headers = request.headers
     assert {k: v for k, v in headers.items() if k != "webhook-signature"} == {
         "User-Agent": f"hookgate/{__version__}",
         "Content-Type": "application/json",
         "X-Env": "prod",
         "webhook-id": request.webhook_id,
-        "webhook-timestamp": str(NOW),
+        "webhook-timestamp": str(now),
         "Hookgate-Source": "stripe",
         "Hookgate-Attempt": "4",  # the most-tried member's next attempt
         "Hookgate-Batch-Size": "3",
@@ -287,27 +296,27 @@ def test_batch_headers_and_signature_verified_by_official_library() -> None:
         verify_standard(request.body.replace(b"charge", b"charga"), headers)
 
 
-def test_batch_of_several_sources_names_none() -> None:
+def test_batch_of_several_sources_names_none(now: int) -> None:
     items = [delivery(1, source="stripe"), delivery(2, source="github")]
-    request = outbound.RequestBuilder(destination()).batch(items, NOW)
+    request = outbound.RequestBuilder(destination()).batch(items, now)
     assert "Hookgate-Source" not in request.headers
     assert [e["source"] for e in json.loads(request.body)["events"]] == ["stripe", "github"]
 
 
-def test_batch_hmac_sha256_signature_covers_the_envelope() -> None:
+def test_batch_hmac_sha256_signature_covers_the_envelope(now: int) -> None:
     builder = outbound.RequestBuilder(destination(sign="hmac-sha256", secret="s3cret"))
-    request = builder.batch([delivery(1), delivery(2)], NOW)
+    request = builder.batch([delivery(1), delivery(2)], now)
     expected = hmac.new(b"s3cret", request.body, hashlib.sha256).hexdigest()
     assert request.headers["X-Webhook-Signature"] == expected
 
 
-def test_batch_id_is_stable_for_the_same_set() -> None:
+def test_batch_id_is_stable_for_the_same_set(now: int) -> None:
     items = [delivery(n) for n in (3, 1, 4, 15, 9)]
     builder = outbound.RequestBuilder(destination())
-    first = builder.batch(items, NOW)
+    first = builder.batch(items, now)
     # A retry, later, with the members now at attempt 2: the same id.
     retried = [delivery(d.id, attempts=1) for d in items]
-    again = builder.batch(retried, NOW + 60)
+    again = builder.batch(retried, now + 60)
     assert again.webhook_id == first.webhook_id
     verify_standard(again.body, again.headers)
     # A different set is a different batch.
@@ -316,7 +325,7 @@ def test_batch_id_is_stable_for_the_same_set() -> None:
     assert outbound.batch_id_of([delivery(n) for n in (3, 1, 4, 15, 10)]) != first.webhook_id
 
 
-def test_batch_id_does_not_depend_on_member_order() -> None:
+def test_batch_id_does_not_depend_on_member_order(now: int) -> None:
     """A set, not a sequence: claims order members by due time, which retries reshuffle.
 
     Each member of a failed batch gets its own jittered next_attempt_at, so the
