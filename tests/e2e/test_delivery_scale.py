@@ -230,7 +230,15 @@ async def test_open_circuit_makes_no_attempt_until_one_probe_after_cooldown(
     await send_many(client, daemon, [event(n) for n in range(6)])
     await downstream.wait_count(3)
     assert await wait_for(lambda: _is(state_of(daemon, "sink"), "open"), 3.0)
-    await asyncio.sleep(2.5 * cooldown)  # room for two failed probes
+
+    def probes_so_far() -> int:
+        """Requests that came after a gap of more than half the cooldown: the probes."""
+        arrivals = [r.at for r in downstream.requests]
+        return sum(b - a > cooldown / 2 for a, b in itertools.pairwise(arrivals))
+
+    # Room for two failed probes: wait until both have arrived (each reply is chosen
+    # on arrival, so the second is answered 500 before the default changes).
+    await wait_for(lambda: probes_so_far() >= 2, 10 * cooldown, message="two probes")
     downstream.default = Reply(200)
     switched = time.monotonic()
     await delivered(daemon, 6)
@@ -264,9 +272,33 @@ async def _is(awaitable: Awaitable[str], expected: str) -> bool:
 
 
 async def test_paused_destination_receives_nothing_until_resumed_even_across_restart(
-    start_daemon: StartDaemon, downstream: Downstream, client: aiohttp.ClientSession
+    start_daemon: StartDaemon,
+    downstream: Downstream,
+    downstream_factory: MakeDownstream,
+    client: aiohttp.ClientSession,
 ) -> None:
-    daemon = await start_daemon(**relay_config(sink={"url": downstream.url()}))
+    # The canary gets every webhook too and is never paused. The same commits wake both
+    # workers, so once the canary's deliveries are recorded the paused sink has had its
+    # chance to send: that, not a sleep, is when "nothing arrived" is asserted.
+    canary = await downstream_factory()
+    daemon = await start_daemon(
+        **relay_config(sink={"url": downstream.url()}, canary={"url": canary.url()})
+    )
+
+    def states(destination: str) -> dict[str, int]:
+        return dict(
+            daemon.query(
+                "SELECT state, count(*) FROM deliveries WHERE destination = ? GROUP BY state",
+                (destination,),
+            )
+        )
+
+    async def canary_delivered(count: int) -> None:
+        await wait_for(
+            lambda: states("canary") == {"delivered": count},
+            message=lambda: f"canary: {count} delivered, got {states('canary')}",
+        )
+
     status, _ = await admin_post(client, daemon, "/api/v1/destinations/sink/pause", token=None)
     assert status == 401
     status, answer = await admin_post(client, daemon, "/api/v1/destinations/sink/pause")
@@ -274,20 +306,20 @@ async def test_paused_destination_receives_nothing_until_resumed_even_across_res
 
     await send_many(client, daemon, [event(n) for n in range(5)])
     assert await state_of(daemon, "sink") == "paused"
-    await asyncio.sleep(0.5)  # a delivery, were one to go, takes milliseconds here
+    await canary_delivered(5)
     assert downstream.requests == []
 
     daemon.kill()  # the pause was durable before the API answered
     await daemon.start()
     assert await state_of(daemon, "sink") == "paused"
     await send_many(client, daemon, [event(n) for n in range(5, 8)])
-    await asyncio.sleep(0.5)
+    await canary_delivered(8)
     assert downstream.requests == []
-    assert daemon.delivery_states() == {"pending": 8}
+    assert states("sink") == {"pending": 8}
 
     status, answer = await admin_post(client, daemon, "/api/v1/destinations/sink/resume")
     assert (status, answer["state"], answer["paused"]) == (200, "ok", False)
-    await delivered(daemon, 8)
+    await delivered(daemon, 16)  # the sink's 8 and the canary's 8
     assert sorted(number_of(r) for r in downstream.requests) == list(range(8))
 
 

@@ -133,10 +133,26 @@ class Relay:
         return cfg
 
     async def stop(self) -> None:
-        if self.dispatcher is not None:
-            await self.dispatcher.stop(grace=1.0)
-        if self.store is not None:
-            await self.store.close()
+        """Stop the dispatcher (its requests in flight end first), then the store; idempotent."""
+        dispatcher, self.dispatcher = self.dispatcher, None
+        store, self.store = self.store, None
+        if dispatcher is not None:
+            await dispatcher.stop(grace=1.0)
+        if store is not None:
+            await store.close()
+
+    async def settle(self) -> str:
+        """Accept a marker, wait until its delivery is attempted, then stop; its id.
+
+        Instead of sleeping before asserting that something was *not* sent: a worker
+        claims one step at a time, so once the marker (accepted last) has been
+        attempted, every claim made before has started its requests, and stopping
+        waits for those to end. Whatever was going to be sent has been sent.
+        """
+        marker = await self.accept(b'{"type":"marker"}')
+        await wait_for(lambda: self.delivery(marker)[0] != "pending")
+        await self.stop()
+        return marker
 
     async def accept(
         self,
@@ -351,8 +367,14 @@ async def test_gone_is_dead_at_once(relay: Relay, downstream: Downstream) -> Non
     await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n' + FAST_RETRIES)
     message_id = await relay.accept()
     assert await relay.wait_state(message_id, "dead") == ("dead", 1, 410, "HTTP 410")
-    await asyncio.sleep(0.1)  # longer than any backoff here: still one request
-    assert len(downstream.received) == 1
+    # Past the longest backoff here a retry, were one scheduled, is due; the marker,
+    # accepted after that, is attempted only once the worker has claimed again.
+    ((*_, started_at, duration_ms),) = relay.attempts(message_id)
+    await wait_for(lambda: time.time() > started_at + duration_ms / 1000 + 0.05)
+    marker = await relay.settle()
+    assert relay.delivery(marker) == ("dead", 1, 410, "HTTP 410")
+    assert [r.headers["webhook-id"] for r in downstream.received] == [message_id, marker]
+    assert relay.delivery(message_id) == ("dead", 1, 410, "HTTP 410")
 
 
 async def test_redirects_are_not_followed(relay: Relay, downstream: Downstream) -> None:
@@ -479,12 +501,25 @@ async def test_retried_delivery_survives_restart(tmp_path: Path, downstream: Dow
 async def test_paused_destination_keeps_deliveries_pending(
     relay: Relay, downstream: Downstream
 ) -> None:
-    await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n')
+    await relay.start(
+        """
+        [destinations.orders]
+        url = "{url}"
+        sources = ["stripe"]
+
+        [destinations.audit]
+        url = "{url}"
+        sources = ["stripe"]
+        """
+    )
     assert relay.dispatcher is not None
     await relay.dispatcher.set_paused("orders", True)
     message_id = await relay.accept()
-    await asyncio.sleep(0.2)
-    assert downstream.received == []
+    # The commit woke the paused worker; a marker for another destination, accepted
+    # after it, is delivered only once that worker has had its chance to send.
+    marker = await relay.accept(destinations=("audit",))
+    await relay.wait_state(marker, "delivered")
+    assert [r.headers["webhook-id"] for r in downstream.received] == [marker]
     assert relay.delivery(message_id)[0] == "pending"
     await relay.dispatcher.set_paused("orders", False)
     assert (await relay.wait_state(message_id, "delivered"))[0] == "delivered"
@@ -517,10 +552,10 @@ async def test_each_delivery_is_sent_once_when_all_succeed(
             == [(150,)]
         )
     )
-    await asyncio.sleep(0.1)
+    ids.append(await relay.settle())  # a late second send of any of them is in by now
     sent = [r.headers["webhook-id"] for r in downstream.received]
     assert sorted(sent) == sorted(ids)  # every one, and each once
-    assert db_rows(relay.db, "SELECT count(*) FROM attempts") == [(150,)]
+    assert db_rows(relay.db, "SELECT count(*) FROM attempts") == [(151,)]
 
 
 class LateReadStore(SQLiteStore):
@@ -577,12 +612,15 @@ async def test_attempt_ending_during_a_claim_is_not_sent_again(
             ids.append(await relay.accept())
             for message_id in ids:
                 await relay.wait_state(message_id, "delivered")
-        await asyncio.sleep(0.3)
+        # Rather than sleeping past a late claim answer (100 ms): a marker's claim
+        # comes after any such claim has started its requests.
+        ids.append(await relay.settle())
     finally:
         await relay.stop()
+    assert relay.delivery(ids[-1])[0] == "delivered"
     sent = [r.headers["webhook-id"] for r in downstream.received]
     assert sorted(sent) == sorted(ids)  # each once
-    assert db_rows(relay.db, "SELECT count(*) FROM attempts") == [(6,)]
+    assert db_rows(relay.db, "SELECT count(*) FROM attempts") == [(7,)]
 
 
 async def test_ordered_destination_delivers_everything_in_order(
