@@ -15,7 +15,7 @@ from hookgate import metrics
 from hookgate.api import AdminApi
 from hookgate.config import Config
 from hookgate.dispatch import Dispatcher
-from hookgate.store import StoreError
+from hookgate.store import QueueStats, StoreError
 from hookgate.store.sqlite import SQLiteStore
 from hookgate.store.sqlite_admin import SQLiteAdmin
 
@@ -88,13 +88,9 @@ class Admin:
                 "dead": stats.dead,
             }
             body["destinations"] = {
-                name: {
-                    "state": self._destination_state(name),
-                    "pending": stats.destinations[name].pending
-                    if name in stats.destinations
-                    else 0,
-                }
-                for name in self.dispatcher.workers
+                name: {"state": worker.state_with(pending), "pending": pending}
+                for name, worker in self.dispatcher.workers.items()
+                for pending in (_pending(stats, name),)
             }
         ready = all(v == "ok" for v in checks.values())
         body["status"] = "ok" if ready else "failing"
@@ -113,8 +109,10 @@ class Admin:
     def _delivery_check(self) -> str:
         return "ok" if self.dispatcher.running else "failing: a delivery worker stopped"
 
-    def _destination_state(self, name: str) -> str:
-        return self.dispatcher.workers[name].state
+
+def _pending(stats: QueueStats, name: str) -> int:
+    queue = stats.destinations.get(name)
+    return queue.pending if queue is not None else 0
 
 
 def _age(since: float | None, now: float) -> float:

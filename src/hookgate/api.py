@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from hookgate import __version__
@@ -28,10 +29,13 @@ from hookgate.store import (
     DeliveryState,
     MessageFilter,
     MessageRow,
+    StoreError,
     format_time,
     parse_message_id,
 )
 from hookgate.store.sqlite_admin import ConflictError, SQLiteAdmin
+
+log = structlog.get_logger("hookgate.api")
 
 PREFIX = "/api/v1"
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
@@ -81,6 +85,8 @@ class Delivery(msgspec.Struct):
     last_status: int | None
     last_error: str | None
     updated_at: str
+    # Why it died: "gone" (410), "max_attempts" or "max_age"; null unless dead.
+    dead_reason: str | None
 
 
 class DeliveryDetail(Delivery):
@@ -135,6 +141,7 @@ class RetryResult(msgspec.Struct):
 class DestinationStats(msgspec.Struct):
     pending: int
     dead: int
+    delivered: int = 0
 
 
 class Stats(msgspec.Struct):
@@ -195,6 +202,9 @@ class AdminApi:
                 return _answer(200, await handler(request))
             except Problem as exc:
                 return _answer(exc.status, ApiError(exc.code, exc.detail))
+            except StoreError as exc:
+                log.error("api.store_failed", path=request.path, error=str(exc))
+                return _answer(503, ApiError("unavailable", "the store cannot answer now"))
 
         return endpoint
 
@@ -267,6 +277,8 @@ class AdminApi:
                 if d.matches(row.source, row.event_type)
             ]
         created = await self.admin.replay(row.id, targets)
+        if targets and not created:
+            raise Problem(404, "not_found", "no such message (retention may have pruned it)")
         self.dispatcher.wake(frozenset(targets))
         return ReplayResult([_delivery(d) for d in created])
 
@@ -350,8 +362,8 @@ class AdminApi:
     def _destination(self, name: str, counts: dict[str, dict[str, int]]) -> Destination:
         config = self.config.destinations.get(name)
         worker = self.dispatcher.workers.get(name)
-        state = worker.state if worker is not None else "ok"
         queue = counts.get(name, {})
+        state = worker.state_with(queue.get("pending", 0)) if worker is not None else "ok"
         return Destination(
             name=name,
             url=masked_url(config.url) if config is not None else None,
@@ -372,8 +384,9 @@ class AdminApi:
             deliveries=DeliveryCounts(**by_state),
             oldest_pending_age_s=0.0 if oldest is None else round(time.time() - oldest, 3),
             destinations={
-                name: DestinationStats(c.get("pending", 0), c.get("dead", 0))
-                for name, c in counts.items()
+                name: DestinationStats(c.get("pending", 0), c.get("dead", 0), c.get("delivered", 0))
+                for name in sorted(set(self.config.destinations) | set(counts))
+                for c in (counts.get(name, {}),)
             },
         )
 
@@ -403,6 +416,7 @@ def _delivery(row: DeliveryRow) -> Delivery:
         next_attempt_at=format_time(row.next_attempt_at),
         last_status=row.last_status,
         last_error=row.last_error,
+        dead_reason=row.dead_reason,
         updated_at=format_time(row.updated_at),
     )
 
@@ -627,7 +641,7 @@ def _op(
         }
 
     responses: dict[str, Any] = {"200": {"description": "OK", **ref(answer)}}
-    for status in (401, *errors):
+    for status in (401, *errors, 503):
         responses[str(status)] = {"description": "Error", **ref("ApiError")}
     return {"summary": summary, "parameters": params, "responses": responses}
 

@@ -66,8 +66,9 @@ class Daemon:
 
     async def run(self) -> int:
         """Serve until a signal or a crashed background task; return the exit code."""
-        running = await self._start()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_log_loop_error)
+        running = await self._start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal, running)
@@ -107,15 +108,19 @@ class Daemon:
         store.on_commit(dispatcher.wake)
         running = _Running(store, dispatcher, alerter)
         try:
-            await dispatcher.start()
             running.ingress = Ingress(self.config, store)
             running.admin = Admin(
                 self.config, store, dispatcher, alive=lambda: self._failure is None
             )
+            # Listen first: a start that cannot bind its ports must not have sent anything.
             await self._listen(running, running.ingress, running.admin, tls)
+            await dispatcher.start()
         except OSError as exc:
             await self._shutdown(running)
             raise StartupError(f"cannot listen: {exc}") from exc
+        except StoreError as exc:
+            await self._shutdown(running)
+            raise StartupError(str(exc)) from exc
         except BaseException:
             # Whatever went wrong, close what was opened: an open database thread
             # would keep a process that failed to start from ever exiting.
@@ -230,6 +235,16 @@ class Daemon:
         while True:
             notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own error reports (a task's unretrieved exception) as structured logs."""
+    error = context.get("exception")
+    log.error(
+        "asyncio.error",
+        message=context.get("message"),
+        error=repr(error) if error is not None else None,
+    )
 
 
 async def _serve(

@@ -34,6 +34,9 @@ SNIPPET_BYTES = 1024
 # Read (and drop) at most this much of a response so the connection can be reused.
 _DRAIN_BYTES = 64 * 1024
 _CLAIM_RETRY_DELAY = 1.0
+# While the store cannot record outcomes, retry writing them this often (doubling).
+_RECORD_RETRY_FIRST = 0.5
+_RECORD_RETRY_MAX = 30.0
 
 DestinationState = Literal["ok", "backing_off", "open", "paused"]
 
@@ -57,7 +60,7 @@ class DestinationWorker:
         self.store = store
         self.session = session
         self.rng = rng
-        self.builder = RequestBuilder(destination)
+        self.builder = RequestBuilder(destination, store.identity)
         self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
         self.limiter = RateLimiter(self.policy.rate_limit) if self.policy.rate_limit else None
         self._rate_slot_freed = asyncio.Event()
@@ -86,6 +89,11 @@ class DestinationWorker:
         if self.circuit.state != "closed":
             return "open"
         return "backing_off" if self.circuit.failures else "ok"
+
+    def state_with(self, pending: int) -> DestinationState:
+        """The state as an operator reads it: no backing off with nothing left to send."""
+        state = self.state
+        return "ok" if state == "backing_off" and pending == 0 else state
 
     @property
     def stopping(self) -> bool:
@@ -185,29 +193,66 @@ class DestinationWorker:
         # counted it would see no free slot and sleep with work due.
         self.requests.discard(task)
         self.wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "dispatch.attempt_crashed", destination=self.name, error=repr(task.exception())
+            )
 
     async def _attempt(self, deliveries: list[DueDelivery]) -> None:
         try:
-            await self._take_rate_slot()
-            try:
-                timestamp = int(time.time())
-                if len(deliveries) == 1:
-                    request = self.builder.single(deliveries[0], timestamp)
-                else:
-                    request = self.builder.batch(deliveries, timestamp)
-                records = await self._send(request)
-            finally:
-                self._free_rate_slot()
-            # Shielded: a cancel during shutdown must not lose a result already known.
-            committed = [self.store.record_attempt(r) for r in records]
-            await asyncio.shield(
-                committed[0] if len(committed) == 1 else asyncio.gather(*committed)
-            )
-            self._report(request, records)
-        except StoreError as exc:
-            log.error("delivery.record_failed", destination=self.name, error=str(exc))
+            records, request = await self._deliver(deliveries)
+            await self._record(records)
+            self._report(deliveries, request.webhook_id if request else None, records)
         finally:
             self.inflight -= {d.id for d in deliveries}
+
+    async def _deliver(
+        self, deliveries: list[DueDelivery]
+    ) -> tuple[list[AttemptRecord], OutboundRequest | None]:
+        """Send one request; any error, expected or not, is a failed attempt with backoff."""
+        request: OutboundRequest | None = None
+        await self._take_rate_slot()
+        started = time.time()
+        try:
+            timestamp = int(started)
+            if len(deliveries) == 1:
+                request = self.builder.single(deliveries[0], timestamp)
+            else:
+                request = self.builder.batch(deliveries, timestamp)
+            outcome, snippet = await self._post(request)
+        except Exception as exc:
+            # Never a bare re-claim: a crash here would otherwise repeat at once, forever.
+            log.error("delivery.internal_error", destination=self.name, error=repr(exc))
+            outcome, snippet = retry.Outcome(None, f"internal error: {type(exc).__name__}"), b""
+        finally:
+            self._free_rate_slot()
+        return self._settle(deliveries, outcome, snippet, started), request
+
+    async def _record(self, records: list[AttemptRecord]) -> None:
+        """Commit the outcomes, retrying with backoff while the store cannot write.
+
+        The deliveries stay in flight meanwhile: one that reached its destination is
+        never claimed and sent again only because its result was not yet written.
+        """
+        delay = _RECORD_RETRY_FIRST
+        while True:
+            try:
+                committed = [self.store.record_attempt(r) for r in records]
+                # Shielded: a cancel during shutdown must not lose a result already known.
+                await asyncio.shield(
+                    committed[0] if len(committed) == 1 else asyncio.gather(*committed)
+                )
+                return
+            except StoreError as exc:
+                log.error(
+                    "delivery.record_failed",
+                    destination=self.name,
+                    deliveries=len(records),
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECORD_RETRY_MAX)
 
     async def _take_rate_slot(self) -> None:
         if self.limiter is None:
@@ -225,9 +270,14 @@ class DestinationWorker:
             self.limiter.finished(time.time())
             self._rate_slot_freed.set()
 
-    async def _send(self, request: OutboundRequest) -> list[AttemptRecord]:
-        started = time.time()
-        outcome, snippet = await self._post(request)
+    def _settle(
+        self,
+        deliveries: Sequence[DueDelivery],
+        outcome: retry.Outcome,
+        snippet: bytes,
+        started: float,
+    ) -> list[AttemptRecord]:
+        """Count the outcome, move the circuit, and decide each delivery's next state."""
         ended = time.time()
         self.attempt_seconds.observe(ended - started)
         self.attempt_outcomes[outcome.kind].inc()
@@ -240,7 +290,7 @@ class DestinationWorker:
                 self.alerter.circuit_changed(self.name, change)
         records = []
         retry_at: float | None = None
-        for delivery in request.deliveries:
+        for delivery in deliveries:
             attempt = delivery.attempts + 1
             decision = retry.decide(
                 outcome, attempt, delivery.received_at, ended, self.policy, self.rng
@@ -261,6 +311,7 @@ class DestinationWorker:
                     state=decision.state,
                     attempts=attempt,
                     next_attempt_at=next_at,
+                    dead_reason=decision.reason if decision.state == "dead" else None,
                 )
             )
         return records
@@ -286,14 +337,23 @@ class DestinationWorker:
             return retry.Outcome(None, "timeout"), b""
         except aiohttp.ClientError as exc:
             return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
+        except (ValueError, OSError) as exc:
+            # aiohttp raises these for a request it will not send (a bad header value)
+            # or a socket failing outside its own error types.
+            return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
 
-    def _report(self, request: OutboundRequest, records: list[AttemptRecord]) -> None:
+    def _report(
+        self,
+        deliveries: Sequence[DueDelivery],
+        webhook_id: str | None,
+        records: list[AttemptRecord],
+    ) -> None:
         """Count, log and (for dead ones) alert each delivery's outcome."""
-        for delivery, record in zip(request.deliveries, records, strict=True):
+        for delivery, record in zip(deliveries, records, strict=True):
             fields = {
                 "destination": self.name,
                 "message_id": delivery.message_id,
-                "webhook_id": request.webhook_id,
+                "webhook_id": webhook_id,
                 "attempt": record.attempts,
                 "status": record.status,
                 "duration_ms": round(record.duration_ms, 1),
@@ -304,7 +364,7 @@ class DestinationWorker:
             elif record.state == "dead":
                 self.dead.inc()
                 self.alerter.delivery_dead(self.name, delivery.message_id)
-                log.error("delivery.dead", error=record.error, **fields)
+                log.error("delivery.dead", error=record.error, reason=record.dead_reason, **fields)
             else:
                 retry_in = round(record.next_attempt_at - time.time(), 3)
                 log.warning("delivery.failed", error=record.error, retry_in_s=retry_in, **fields)

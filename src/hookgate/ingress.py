@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hookgate import metrics, verify
+from hookgate import metrics, outbound, verify
 from hookgate.config import Config, DestinationConfig, SourceConfig
 from hookgate.store import NewMessage, Store, StoreError
 
@@ -47,6 +47,8 @@ _RETRY_AFTER_SECONDS = "5"
 # Idle keep-alive connections are closed after this; aiohttp's default is an hour.
 KEEPALIVE_TIMEOUT = 15.0
 _READ_CHUNK = 65536
+# A webhook relayed through more hookgates than this is taken to be going round a loop.
+MAX_HOPS = 10
 
 
 class Rejected(Exception):
@@ -160,6 +162,7 @@ class Ingress:
 
     def __init__(self, config: Config, store: Store) -> None:
         self.store = store
+        self.own_via = outbound.via_name(store.identity)
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -215,6 +218,9 @@ class Ingress:
         if request.method not in route.methods:
             allow = ", ".join(sorted(route.methods))
             raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
+        via = request.headers.getall("Via", None)
+        if via is not None and self._is_loop(", ".join(via)):
+            raise Rejected(508, "loop_detected", "this webhook already passed through this relay")
         if route.allow and not _allowed(self.client_ip(request), route.allow):
             raise Rejected(403, "forbidden", "this client address is not allowed")
         encoding = request.headers.get("Content-Encoding")
@@ -316,6 +322,10 @@ class Ingress:
             body=body,
             destinations=route.destinations_for(event_type),
         )
+
+    def _is_loop(self, via: str) -> bool:
+        """Did this relay send it (a destination pointing back here), or too many relays?"""
+        return self.own_via in via or via.count(outbound.VIA_PREFIX) >= MAX_HOPS
 
     def client_ip(self, request: web.BaseRequest) -> IPAddress | None:
         """The client's address; X-Forwarded-For counts only when the peer is a trusted proxy."""

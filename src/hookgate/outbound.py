@@ -30,8 +30,10 @@ OWN_HEADERS = frozenset(
         "hookgate-event-type",
         "hookgate-attempt",
         "hookgate-batch-size",
+        "via",
     }
 )
+VIA_PREFIX = "hookgate-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,10 @@ def is_json(body: bytes) -> bool:
 class RequestBuilder:
     """Builds one destination's requests; its signer and fixed headers are prepared once."""
 
-    def __init__(self, destination: DestinationConfig) -> None:
+    def __init__(self, destination: DestinationConfig, identity: str) -> None:
+        # RFC 9110 Via: each hookgate a webhook passed through, so that one that comes
+        # back to an ingress it already passed is refused instead of relayed forever.
+        self.via = via_entry(identity)
         self.signer = Signer(destination.sign, destination.secret)
         self.forward = [
             (name, name.lower())
@@ -79,6 +84,8 @@ class RequestBuilder:
         if delivery.event_type is not None:
             headers["Hookgate-Event-Type"] = delivery.event_type
         headers["Hookgate-Attempt"] = str(delivery.attempts + 1)
+        upstream = inbound.get("via")
+        headers["Via"] = f"{upstream}, {self.via}" if upstream else self.via
         headers.update(self.signer.headers(delivery.message_id, timestamp, delivery.body))
         return OutboundRequest(delivery.message_id, delivery.body, headers, (delivery,))
 
@@ -109,8 +116,18 @@ class RequestBuilder:
             headers["Hookgate-Source"] = sources.pop()
         headers["Hookgate-Attempt"] = str(max(d.attempts for d in deliveries) + 1)
         headers["Hookgate-Batch-Size"] = str(len(deliveries))
+        headers["Via"] = self.via
         headers.update(self.signer.headers(batch_id, timestamp, body))
         return OutboundRequest(batch_id, body, headers, tuple(deliveries))
+
+
+def via_name(identity: str) -> str:
+    """The name this hookgate goes by in Via headers: its database's identity, shortened."""
+    return f"{VIA_PREFIX}{identity[:16]}"
+
+
+def via_entry(identity: str) -> str:
+    return f"1.1 {via_name(identity)}"
 
 
 def batch_id_of(deliveries: Sequence[DueDelivery]) -> str:

@@ -366,9 +366,12 @@ async def test_same_event_id_after_window_is_new(store: SQLiteStore, db_path: Pa
 
 
 async def test_same_event_id_after_window_with_real_time(store: SQLiteStore) -> None:
-    first = await store.accept(new_message(event_id="evt_t", dedup_window=0.05))
-    inside = await store.accept(new_message(event_id="evt_t", dedup_window=0.05))
-    await asyncio.sleep(0.1)
+    # Both received (stamped) at once, before either commit: on a slow machine a commit
+    # alone can outlast the 50 ms window, and the second must still fall inside it.
+    received = [new_message(event_id="evt_t", dedup_window=0.05) for _ in range(2)]
+    first = await store.accept(received[0])
+    inside = await store.accept(received[1])
+    await asyncio.sleep(0.1)  # the window passes (a lower bound: slower only helps)
     after = await store.accept(new_message(event_id="evt_t", dedup_window=0.05))
     assert inside == Accepted(first.message_id, duplicate=True)
     assert after.duplicate is False
@@ -504,7 +507,7 @@ async def test_queue_stats(store: SQLiteStore) -> None:
     )
     t0 = time.time() - 500
     await store.accept(new_message(received_at=t0 + 5, destinations=("orders", "audit")))
-    await store.accept(new_message(received_at=t0 + 1, destinations=("audit",)))
+    await store.accept(new_message(received_at=t0 + 7, destinations=("audit",)))
     await store.accept(new_message(received_at=t0 + 9, destinations=("orders",)))
     due = await store.due_deliveries("orders", time.time(), 10)
     await store.record_attempt(record(due[0].id, state="dead", attempts=12))
@@ -513,10 +516,11 @@ async def test_queue_stats(store: SQLiteStore) -> None:
     stats = await store.queue_stats()
     assert stats.pending == 2
     assert stats.dead == 1
-    assert stats.oldest_pending_at == t0 + 1
+    # The age of the head of the line: the message of the delivery pending longest.
+    assert stats.oldest_pending_at == t0 + 5
     assert set(stats.destinations) == {"audit"}
     assert stats.destinations["audit"].pending == 2
-    assert stats.destinations["audit"].oldest_pending_at == t0 + 1
+    assert stats.destinations["audit"].oldest_pending_at == t0 + 5
 
 
 async def test_reopen_keeps_everything(db_path: Path) -> None:

@@ -66,6 +66,7 @@ class AttemptRecord(msgspec.Struct, frozen=True):
     state: DeliveryState
     attempts: int
     next_attempt_at: float
+    dead_reason: str | None = None  # gone, max_attempts or max_age once dead
 
 
 class DestinationQueue(msgspec.Struct, frozen=True):
@@ -119,6 +120,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     last_status: int | None
     last_error: str | None
     updated_at: float
+    dead_reason: str | None = None
 
 
 class AttemptRow(msgspec.Struct, frozen=True):
@@ -130,6 +132,9 @@ class AttemptRow(msgspec.Struct, frozen=True):
 
 
 class Store(Protocol):
+    identity: str
+    """The database's identity: random, made once when the database is created."""
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -164,8 +169,19 @@ class Store(Protocol):
 
     async def queue_stats(self) -> QueueStats: ...
 
+    async def delivery_counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries per destination and state (only the non-zero ones)."""
+        ...
+
+    async def message_count(self) -> int: ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the store cannot take writes now, or None while it can."""
+        ...
+
     async def check_writable(self) -> None:
-        """Raise StoreError unless a write transaction can be taken now."""
+        """Raise StoreError unless a write transaction commits now."""
         ...
 
     async def prune(self, before: float, limit: int) -> int:

@@ -1,19 +1,32 @@
-"""The SQLite outbox: WAL, one writer task with group commit, one read connection.
+"""The SQLite outbox: WAL, one writer task with group commit, two read connections.
 
 Every write goes through the writer task: callers enqueue and await a future; it
 drains everything queued, commits it in one transaction (one fsync for
-many webhooks), then resolves the futures. Reads use a second connection, which
-WAL lets run beside the writer.
+many webhooks), then resolves the futures. Reads use two more connections, which
+WAL lets run beside the writer: one for the dispatcher's claims, one for everything
+else (admin API, health, metrics), so that a slow admin query never delays a claim.
+
+Each read runs start to finish in one call on its connection's thread: a statement
+left open between two calls would pin the connection's snapshot, and a claim that
+ran in that old snapshot could see a just-settled delivery as still pending.
+
+One process serves a database: ``<path>.lock`` is held (flock) from before the
+database is opened until the store closes, and records the database's identity, so
+that a database deleted or replaced behind hookgate's back is noticed, not silently
+recreated empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -86,6 +99,43 @@ MIGRATIONS: tuple[str, ...] = (
     -- Ordered destinations take their head in delivery order, whatever its due time.
     CREATE INDEX deliveries_fifo ON deliveries(destination, id) WHERE state = 'pending';
     """,
+    """
+    -- The database's identity: the lock file records it, ingress loop detection uses it.
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('identity', lower(hex(randomblob(16)))), ('heartbeat', '0');
+    ALTER TABLE deliveries ADD COLUMN dead_reason TEXT;
+    -- Counts kept by triggers, so that stats cost the same at ten rows or ten million.
+    CREATE TABLE message_count (id INTEGER PRIMARY KEY CHECK (id = 1), count INTEGER NOT NULL);
+    INSERT INTO message_count SELECT 1, count(*) FROM messages;
+    CREATE TABLE delivery_counts (
+        destination TEXT NOT NULL,
+        state TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (destination, state)
+    ) WITHOUT ROWID;
+    INSERT INTO delivery_counts SELECT destination, state, count(*) FROM deliveries GROUP BY 1, 2;
+    CREATE TRIGGER messages_count_insert AFTER INSERT ON messages BEGIN
+        UPDATE message_count SET count = count + 1;
+    END;
+    CREATE TRIGGER messages_count_delete AFTER DELETE ON messages BEGIN
+        UPDATE message_count SET count = count - 1;
+    END;
+    CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries BEGIN
+        INSERT INTO delivery_counts VALUES (new.destination, new.state, 1)
+        ON CONFLICT (destination, state) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state ON deliveries
+    WHEN old.state != new.state BEGIN
+        UPDATE delivery_counts SET count = count - 1
+        WHERE destination = old.destination AND state = old.state;
+        INSERT INTO delivery_counts VALUES (new.destination, new.state, 1)
+        ON CONFLICT (destination, state) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries BEGIN
+        UPDATE delivery_counts SET count = count - 1
+        WHERE destination = old.destination AND state = old.state;
+    END;
+    """,
 )
 
 _INSERT_MESSAGE = (
@@ -101,7 +151,7 @@ _INSERT_DELIVERY = (
 )
 _UPDATE_DELIVERY = (
     "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_status = ?,"
-    " last_error = ?, updated_at = ? WHERE id = ?"
+    " last_error = ?, dead_reason = ?, updated_at = ? WHERE id = ?"
 )
 _INSERT_ATTEMPT = (
     "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet)"
@@ -133,11 +183,15 @@ _SELECT_NEXT_DUE = """
     WHERE destination = ? AND state = 'pending' AND next_attempt_at > ?
     ORDER BY next_attempt_at LIMIT 1
 """
-_SELECT_PENDING_BY_DESTINATION = """
-    SELECT d.destination, count(*), min(m.received_at)
-    FROM deliveries d JOIN messages m ON m.id = d.message_id
-    WHERE d.state = 'pending' GROUP BY d.destination
+# The head of a destination's line: the delivery pending longest, and its message's age.
+_SELECT_OLDEST_PENDING = """
+    SELECT m.received_at
+    FROM deliveries d INDEXED BY deliveries_fifo JOIN messages m ON m.id = d.message_id
+    WHERE d.destination = ? AND d.state = 'pending'
+    ORDER BY d.id LIMIT 1
 """
+_SELECT_DELIVERY_COUNTS = "SELECT destination, state, count FROM delivery_counts WHERE count > 0"
+_SELECT_MESSAGE_COUNT = "SELECT count FROM message_count"
 # Ids are time-ordered, so "received before" is an id range on the primary key.
 _PRUNE = """
     DELETE FROM messages WHERE id IN (
@@ -145,17 +199,17 @@ _PRUNE = """
             SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = 'pending')
         ORDER BY m.id LIMIT ?)
 """
-_COUNT_DEAD = "SELECT count(*) FROM deliveries WHERE state = 'dead'"
+_HEARTBEAT = "UPDATE meta SET value = ? WHERE key = 'heartbeat'"
 # SQLite's limit on bound variables is 32766; stay far below it.
 _LOOKUP_CHUNK = 400
+# A write that succeeded this recently shows the database takes writes: no heartbeat needed.
+_HEARTBEAT_FRESH = 1.0
+# These error codes mean the file itself is damaged: retrying will not help.
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 CommitListener = Callable[[frozenset[str]], None]
 WriteCall = Callable[[aiosqlite.Connection], Awaitable[Any]]
-
-
-async def _nothing(conn: aiosqlite.Connection) -> None:
-    return None
 
 
 @dataclass(slots=True)
@@ -173,14 +227,68 @@ class _Pending:
         yield from (f for _, f in self.calls)
 
 
+class LockFile:
+    """``<database>.lock``: held while a store has the database open; names its holder.
+
+    Its content, ``{"pid": ..., "database": <identity>}``, outlives the process, so the
+    next start knows which database belongs here even when the file is gone.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> str | None:
+        """Take the lock or raise StoreError naming the holder; return the recorded identity."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_record(fd).get("pid", "unknown")
+            os.close(fd)
+            database = self.path.with_suffix("")
+            raise StoreError(
+                f"database {database} is in use by another hookgate (pid {holder})"
+            ) from None
+        self._fd = fd
+        identity = _lock_record(fd).get("database")
+        return identity if isinstance(identity, str) else None
+
+    def record(self, identity: str) -> None:
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, orjson.dumps({"pid": os.getpid(), "database": identity}), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+def _lock_record(fd: int) -> dict[str, Any]:
+    try:
+        record = orjson.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 class SQLiteStore:
     """The embedded outbox. ``open()`` before use, ``close()`` drains queued writes."""
 
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = path
         self.sync = sync
+        self.identity = ""
+        self._lock = LockFile(Path(path))
         self._write: aiosqlite.Connection | None = None
+        self._claims: aiosqlite.Connection | None = None
         self._read: aiosqlite.Connection | None = None
+        self._file_id: tuple[int, int] | None = None
         self._pending = _Pending()
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -189,21 +297,51 @@ class SQLiteStore:
         self._last_id = 0
         self._listeners: list[CommitListener] = []
         self.last_batch_size = 0
+        # Why writes fail now (cleared by the next good commit), and why they never will
+        # succeed again in this process (the file vanished or is corrupt).
+        self._failure: str | None = None
+        self._broken: str | None = None
+        self._last_good_write = float("-inf")
+        self._committing = False
 
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:
         try:
-            self._write = await self._connect()
-            await self._migrate(self._write)
-            self._read = await self._connect()
-            self._last_id = await self._max_message_id()
-        except (sqlite3.Error, StoreError) as exc:
+            await self._open()
+        except (sqlite3.Error, StoreError, OSError) as exc:
             await self.close()
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise StoreError(f"cannot open database {self.path}: {detail}") from None
         # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
         self._loop = asyncio.get_running_loop()
         self._writer_task = self._loop.create_task(self._run_writer(), name="outbox-writer")
+
+    async def _open(self) -> None:
+        folder = Path(self.path).parent
+        if not folder.is_dir():
+            raise StoreError(f"the directory {folder} does not exist")
+        recorded = self._lock.acquire()
+        if recorded is not None and not os.path.exists(self.path):
+            raise StoreError(
+                f"the database file is missing, but {self._lock.path} records database"
+                f" {recorded} here: restore the file, or remove {self._lock.path} to start"
+                " with a new, empty database"
+            )
+        self._write = await self._connect()
+        await self._migrate(self._write)
+        self.identity = await self._identity()
+        if recorded is not None and recorded != self.identity:
+            raise StoreError(
+                f"this is database {self.identity}, but {self._lock.path} records database"
+                f" {recorded} here: put the right file back, or remove {self._lock.path} to"
+                " adopt this one"
+            )
+        self._lock.record(self.identity)
+        self._file_id = _file_id(self.path)
+        self._claims = await self._connect()
+        self._read = await self._connect()
+        self._last_id = await self._max_message_id()
 
     async def close(self) -> None:
         self._closing = True
@@ -211,10 +349,12 @@ class SQLiteStore:
         if self._writer_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._writer_task
-        for conn in (self._read, self._write):
+        for conn in (self._read, self._claims, self._write):
             if conn is not None:
-                await conn.close()
-        self._read = self._write = None
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.close()
+        self._read = self._claims = self._write = None
+        self._lock.release()
 
     @property
     def writer_task(self) -> asyncio.Task[None] | None:
@@ -226,10 +366,16 @@ class SQLiteStore:
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute(f"PRAGMA synchronous = {'FULL' if self.sync == 'full' else 'NORMAL'}")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 5000")
+        try:
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            synchronous = "FULL" if self.sync == "full" else "NORMAL"
+            await conn.execute(f"PRAGMA synchronous = {synchronous}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            # An unclosed connection's thread would keep a failed start from exiting.
+            await conn.close()
+            raise
         return conn
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
@@ -237,24 +383,84 @@ class SQLiteStore:
         if version > len(MIGRATIONS):
             raise StoreError(f"database schema {version} is newer than this hookgate knows")
         for number in range(version, len(MIGRATIONS)):
-            await conn.execute("BEGIN IMMEDIATE")
-            await self._apply_migration(conn, number)
-            await conn.execute("COMMIT")
+            script = f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
+            try:
+                await conn.executescript(script + " COMMIT;")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
             log.info("store.migrated", version=number + 1)
 
-    async def _apply_migration(self, conn: aiosqlite.Connection, number: int) -> None:
-        for statement in _statements(MIGRATIONS[number]):
-            await conn.execute(statement)
-        await conn.execute(f"PRAGMA user_version = {number + 1}")
+    async def _identity(self) -> str:
+        return str(await self._scalar(self._write, "SELECT value FROM meta WHERE key = 'identity'"))
 
     async def _max_message_id(self) -> int:
-        return int(await self._scalar(self.reader(), "SELECT coalesce(max(id), 0) FROM messages"))
+        sql = "SELECT coalesce(max(id), 0) FROM messages"
+        return int(await self._scalar(self.reader(), sql))
 
-    @staticmethod
-    async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with conn.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return row[0] if row else None
+    async def _scalar(
+        self, conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any] = ()
+    ) -> Any:
+        rows = await self._fetch(conn, sql, params)
+        return rows[0][0] if rows else None
+
+    async def _fetch(
+        self, conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any] = ()
+    ) -> list[Any]:
+        """All rows of one query, run start to finish in one call (see the module doc)."""
+        if conn is None:
+            raise StoreError("the store is not open")
+        try:
+            return list(await conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            self._note_error(exc)
+            raise StoreError(f"read failed: {exc}") from None
+        except ValueError as exc:  # aiosqlite: the connection was closed meanwhile
+            raise StoreError(str(exc)) from None
+
+    def _note_error(self, exc: sqlite3.Error) -> None:
+        if getattr(exc, "sqlite_errorcode", None) in _CORRUPT_CODES and self._broken is None:
+            self._broken = f"the database is corrupt: {exc}"
+            log.critical("store.corrupt", error=str(exc), path=self.path)
+
+    # -- health -------------------------------------------------------------------
+
+    @property
+    def failure(self) -> str | None:
+        """Why the store cannot take writes now, or None while it can."""
+        return self._broken or self._failure
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a write transaction commits now.
+
+        A recent good commit answers for an idle writer; otherwise a heartbeat row is
+        written, so that a full disk or a read-only file shows before a webhook meets it,
+        and a writer stuck in a commit shows as not answering.
+        """
+        if self._broken is not None:
+            raise StoreError(self._broken)
+        idle = not self._committing and not self._pending
+        fresh = time.monotonic() - self._last_good_write < _HEARTBEAT_FRESH
+        if idle and fresh and self._failure is None:
+            return
+
+        async def heartbeat(conn: aiosqlite.Connection) -> None:
+            await conn.execute(_HEARTBEAT, (str(time.time()),))
+
+        await self.write_call(heartbeat)
+
+    def _check_file(self) -> None:
+        """Mark the store broken when its file was deleted or replaced since it opened."""
+        if self._broken is not None:
+            return
+        try:
+            current = _file_id(self.path)
+        except OSError:
+            current = None
+        if current != self._file_id:
+            self._broken = f"the database file {self.path} was deleted or replaced"
+            log.critical("store.file_lost", path=self.path)
 
     # -- writes (through the writer) -----------------------------------------
 
@@ -262,6 +468,8 @@ class SQLiteStore:
         """A future for a queued write, after checking that the writer will resolve it."""
         if self._closing:
             raise StoreError("the store is closing")
+        if self._broken is not None:
+            raise StoreError(self._broken)
         task = self._writer_task
         if self._loop is None or task is None or task.done():
             raise StoreError("the outbox writer is not running")
@@ -279,9 +487,6 @@ class SQLiteStore:
         self._pending.attempts.append((record, future))
         return future
 
-    async def check_writable(self) -> None:
-        await self.write_call(_nothing)
-
     async def prune(self, before: float, limit: int) -> int:
         """Delete up to ``limit`` messages received before ``before`` with nothing pending."""
         floor = message_id_floor(before)
@@ -293,7 +498,11 @@ class SQLiteStore:
         return int(await self.write_call(delete))
 
     async def write_call(self, call: WriteCall) -> Any:
-        """Run ``call`` inside the writer's next transaction and return its result."""
+        """Run ``call`` inside the writer's next transaction and return its result.
+
+        The call runs in a savepoint of its own: if it fails, only its caller sees the
+        error; the webhooks committed in the same transaction are not touched.
+        """
         future: asyncio.Future[Any] = self._future()
         self._pending.calls.append((call, future))
         return await future
@@ -304,33 +513,57 @@ class SQLiteStore:
             self._wake.clear()
             batch, self._pending = self._pending, _Pending()
             if batch:
-                # Shielded: once a batch is taken, it is committed or failed, never dropped.
-                await asyncio.shield(self._commit(batch))
+                self._committing = True
+                try:
+                    # Shielded: once a batch is taken, it is committed or failed, never dropped.
+                    await asyncio.shield(self._commit(batch))
+                finally:
+                    self._committing = False
             if self._closing and not self._pending:
                 return
 
     async def _commit(self, batch: _Pending) -> None:
         conn = self._write
-        if conn is None:
-            raise StoreError("the store is not open")
         started = time.monotonic()
         try:
+            if conn is None:
+                raise StoreError("the store is not open")
+            if self._broken is not None:
+                raise StoreError(self._broken)
             await conn.execute("BEGIN IMMEDIATE")
             accepted = await self._insert_messages(conn, batch.messages)
             await self._record_attempts(conn, [r for r, _ in batch.attempts])
-            results = [await call(conn) for call, _ in batch.calls]
+            results = [await _in_savepoint(conn, call) for call, _ in batch.calls]
             await conn.execute("COMMIT")
+            # After the commit, before any 2xx: a vanished file means nothing was kept.
+            self._check_file()
+            if self._broken is not None:
+                raise StoreError(self._broken)
         except Exception as exc:  # any failure fails this batch, never the writer
-            log.error("store.commit_failed", error=repr(exc), batch=len(batch.messages))
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
+            self._commit_failed(conn, batch, exc)
+            if conn is not None and conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
             return
+        self._failure = None
+        self._last_good_write = time.monotonic()
         metrics.commit_seconds.observe(time.monotonic() - started)
         if batch.messages:
             metrics.commit_size.observe(len(batch.messages))
         self.last_batch_size = len(batch.messages)
         _resolve(batch.futures(), [*accepted, *(None for _ in batch.attempts), *results])
+        self._notify(batch, accepted)
+
+    def _commit_failed(
+        self, conn: aiosqlite.Connection | None, batch: _Pending, exc: Exception
+    ) -> None:
+        if isinstance(exc, sqlite3.Error):
+            self._note_error(exc)
+        self._failure = str(exc)
+        log.error("store.commit_failed", error=str(exc), batch=len(batch.messages))
+        _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
+
+    def _notify(self, batch: _Pending, accepted: list[Accepted]) -> None:
         touched = frozenset(
             d
             for (m, _), r in zip(batch.messages, accepted, strict=True)
@@ -347,17 +580,17 @@ class SQLiteStore:
         if not items:
             return []
         ids = [self._next_id(m.received_at) for m, _ in items]
-        keyed = [(i, m) for i, (m, _) in enumerate(items) if m.event_id is not None]
+        keyed = [m for m, _ in items if m.event_id is not None]
         if keyed:
             await conn.executemany(
                 _EXPIRE_DEDUP_KEY,
-                [(m.source, m.event_id, m.received_at - m.dedup_window) for _, m in keyed],
+                [(m.source, m.event_id, m.received_at - m.dedup_window) for m in keyed],
             )
         await conn.executemany(
             _INSERT_MESSAGE,
             [
                 (
-                    ids[i],
+                    message_id,
                     m.source,
                     m.received_at,
                     m.event_type,
@@ -366,10 +599,10 @@ class SQLiteStore:
                     m.headers,
                     m.body,
                 )
-                for i, (m, _) in enumerate(items)
+                for message_id, (m, _) in zip(ids, items, strict=True)
             ],
         )
-        owners = await self._dedup_owners(conn, [m for _, m in keyed]) if keyed else {}
+        owners = await self._dedup_owners(conn, keyed) if keyed else {}
         results: list[Accepted] = []
         rows: list[tuple[int, str, float, float]] = []
         for message_id, (message, _) in zip(ids, items, strict=True):
@@ -385,18 +618,24 @@ class SQLiteStore:
     async def _dedup_owners(
         self, conn: aiosqlite.Connection, messages: list[NewMessage]
     ) -> dict[tuple[str, str | None], int]:
-        """Which message id holds each (source, event_id) after this batch's inserts."""
+        """Which message id holds each (source, event_id) after this batch's inserts.
+
+        One ``source = ? AND dedup_key IN (...)`` query per source and chunk: an
+        equality and an IN list are what SQLite's planner turns into index lookups
+        (a row-value IN over VALUES scans the whole table on SQLite 3.40).
+        """
+        by_source: dict[str, list[str]] = {}
+        for message in messages:
+            if message.event_id is not None:
+                by_source.setdefault(message.source, []).append(message.event_id)
         owners: dict[tuple[str, str | None], int] = {}
-        keys = list(dict.fromkeys((m.source, m.event_id) for m in messages))
-        for start in range(0, len(keys), _LOOKUP_CHUNK):
-            chunk = keys[start : start + _LOOKUP_CHUNK]
-            values = ",".join("(?, ?)" for _ in chunk)
-            # Only "(?, ?)" placeholders are formatted in; the values are bound.
-            sql = f"SELECT source, dedup_key, id FROM messages WHERE (source, dedup_key) IN (VALUES {values})"  # noqa: S608, E501
-            params = [p for key in chunk for p in key]
-            async with conn.execute(sql, params) as cursor:
-                for source, key, message_id in await cursor.fetchall():
-                    owners[(source, key)] = message_id
+        for source, event_ids in by_source.items():
+            keys = list(dict.fromkeys(event_ids))
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                chunk = keys[start : start + _LOOKUP_CHUNK]
+                async with conn.execute(_dedup_sql(len(chunk)), (source, *chunk)) as cursor:
+                    for key, message_id in await cursor.fetchall():
+                        owners[(source, key)] = message_id
         return owners
 
     def _next_id(self, received_at: float) -> int:
@@ -412,7 +651,16 @@ class SQLiteStore:
         await conn.executemany(
             _UPDATE_DELIVERY,
             [
-                (r.state, r.attempts, r.next_attempt_at, r.status, r.error, now, r.delivery_id)
+                (
+                    r.state,
+                    r.attempts,
+                    r.next_attempt_at,
+                    r.status,
+                    r.error,
+                    r.dead_reason,
+                    now,
+                    r.delivery_id,
+                )
                 for r in records
             ],
         )
@@ -424,12 +672,17 @@ class SQLiteStore:
             ],
         )
 
-    # -- reads (on the read connection) ---------------------------------------
+    # -- reads ----------------------------------------------------------------------
 
     def reader(self) -> aiosqlite.Connection:
+        """The connection for admin, health and metrics reads (not the dispatcher's)."""
         if self._read is None:
             raise StoreError("the store is not open")
         return self._read
+
+    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one admin query, errors as StoreError."""
+        return await self._fetch(self._read, sql, params)
 
     async def due_deliveries(
         self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
@@ -444,8 +697,7 @@ class SQLiteStore:
     async def _deliveries(
         self, sql: str, params: Sequence[Any], destination: str
     ) -> list[DueDelivery]:
-        async with self.reader().execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._fetch(self._claims, sql, params)
         return [
             DueDelivery(
                 id=row[0],
@@ -463,8 +715,8 @@ class SQLiteStore:
         ]
 
     async def paused_destinations(self) -> set[str]:
-        async with self.reader().execute("SELECT name FROM destinations WHERE paused") as cursor:
-            return {row[0] for row in await cursor.fetchall()}
+        rows = await self._fetch(self._claims, "SELECT name FROM destinations WHERE paused")
+        return {row[0] for row in rows}
 
     async def set_paused(self, destination: str, paused: bool) -> None:
         async def write(conn: aiosqlite.Connection) -> None:
@@ -473,24 +725,66 @@ class SQLiteStore:
         await self.write_call(write)
 
     async def next_due_at(self, destination: str, after: float) -> float | None:
-        value = await self._scalar(self.reader(), _SELECT_NEXT_DUE, (destination, after))
+        value = await self._scalar(self._claims, _SELECT_NEXT_DUE, (destination, after))
         return None if value is None else float(value)
 
+    async def delivery_counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries per destination and state (only the non-zero ones)."""
+        counts: dict[str, dict[str, int]] = {}
+        for destination, state, count in await self.read(_SELECT_DELIVERY_COUNTS):
+            counts.setdefault(destination, {})[state] = count
+        return counts
+
+    async def message_count(self) -> int:
+        return int(await self._scalar(self._read, _SELECT_MESSAGE_COUNT) or 0)
+
     async def queue_stats(self) -> QueueStats:
-        conn = self.reader()
-        async with conn.execute(_SELECT_PENDING_BY_DESTINATION) as cursor:
-            rows = await cursor.fetchall()
-        destinations = {
-            name: DestinationQueue(pending=count, oldest_pending_at=oldest)
-            for name, count, oldest in rows
-        }
-        oldest = [q.oldest_pending_at for q in destinations.values() if q.oldest_pending_at]
+        counts = await self.delivery_counts()
+        destinations: dict[str, DestinationQueue] = {}
+        for name, by_state in counts.items():
+            pending = by_state.get("pending", 0)
+            if pending:
+                oldest = await self._scalar(self._read, _SELECT_OLDEST_PENDING, (name,))
+                destinations[name] = DestinationQueue(pending=pending, oldest_pending_at=oldest)
+        oldest_times = [q.oldest_pending_at for q in destinations.values() if q.oldest_pending_at]
         return QueueStats(
             pending=sum(q.pending for q in destinations.values()),
-            oldest_pending_at=min(oldest) if oldest else None,
-            dead=await self._scalar(conn, _COUNT_DEAD),
+            oldest_pending_at=min(oldest_times) if oldest_times else None,
+            dead=sum(by_state.get("dead", 0) for by_state in counts.values()),
             destinations=destinations,
         )
+
+
+async def _in_savepoint(conn: aiosqlite.Connection, call: WriteCall) -> Any:
+    """Run ``call``; on its failure undo only its changes and return the error as a value."""
+    await conn.execute("SAVEPOINT call")
+    try:
+        result = await call(conn)
+    except sqlite3.Error as exc:
+        if not conn.in_transaction:
+            raise  # SQLite rolled the whole transaction back (disk full, I/O): fail the batch
+        await conn.execute("ROLLBACK TO call")
+        result = _CallFailed(exc)
+    await conn.execute("RELEASE call")
+    return result
+
+
+class _CallFailed:
+    """A write call's error, carried as its result so that only its caller sees it."""
+
+    def __init__(self, error: sqlite3.Error) -> None:
+        self.error = error
+
+
+def _dedup_sql(keys: int) -> str:
+    marks = ", ".join("?" for _ in range(keys))
+    # Only "?" placeholders are formatted in; the values are bound.
+    return f"SELECT dedup_key, id FROM messages WHERE source = ? AND dedup_key IN ({marks})"  # noqa: S608
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 def _resolve(
@@ -504,9 +798,7 @@ def _resolve(
             continue
         if exception is not None:
             future.set_exception(exception)
+        elif isinstance(values[i], _CallFailed):
+            future.set_exception(StoreError(f"write failed: {values[i].error}"))
         else:
             future.set_result(values[i])
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]

@@ -28,19 +28,22 @@ from hookgate.store.sqlite import SQLiteStore
 _MESSAGE_COLUMNS = "m.id, m.source, m.event_type, m.event_id, m.received_at, length(m.body)"
 _DELIVERY_COLUMNS = (
     "d.id, d.message_id, d.destination, d.state, d.attempts, d.next_attempt_at,"
-    " d.last_status, d.last_error, d.updated_at"
+    " d.last_status, d.last_error, d.updated_at, d.dead_reason"
 )
 _RETRY_DELIVERY = """
-    UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+    UPDATE deliveries
+    SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?, dead_reason = NULL
     WHERE id = ? AND state != 'delivered'
 """
 _RETRY_DEAD = """
-    UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+    UPDATE deliveries
+    SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?, dead_reason = NULL
     WHERE destination = ? AND state = 'dead' AND updated_at >= ?
 """
+# Nothing is inserted when retention pruned the message meanwhile.
 _INSERT_DELIVERY = """
     INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
-    VALUES (?, ?, 'pending', ?, ?)
+    SELECT id, ?, 'pending', ?, ? FROM messages WHERE id = ?
 """
 
 
@@ -55,8 +58,7 @@ class SQLiteAdmin:
         self.store = store
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.store.reader().execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await self.store.read(sql, params)
 
     # -- messages -------------------------------------------------------------
 
@@ -188,8 +190,9 @@ class SQLiteAdmin:
             now = time.time()
             ids = []
             for destination in destinations:
-                async with conn.execute(_INSERT_DELIVERY, (number, destination, now, now)) as cur:
-                    ids.append(int(cur.lastrowid or 0))
+                async with conn.execute(_INSERT_DELIVERY, (destination, now, now, number)) as cur:
+                    if cur.rowcount:
+                        ids.append(int(cur.lastrowid or 0))
             return ids
 
         ids = await self.store.write_call(write)
@@ -199,23 +202,16 @@ class SQLiteAdmin:
     # -- counts ------------------------------------------------------------------
 
     async def destination_counts(self) -> dict[str, dict[str, int]]:
-        """Pending and dead deliveries per destination (both served by partial indexes)."""
-        counts: dict[str, dict[str, int]] = {}
-        for state in ("pending", "dead"):
-            sql = "SELECT destination, count(*) FROM deliveries WHERE state = ? GROUP BY 1"
-            for name, count in await self._rows(sql, (state,)):
-                counts.setdefault(name, {"pending": 0, "dead": 0})[state] = count
-        return counts
+        """Deliveries per destination and state, from the store's counters."""
+        return await self.store.delivery_counts()
 
     async def totals(self) -> tuple[int, dict[str, int]]:
         """How many messages, and how many deliveries in each state."""
-        messages = (await self._rows("SELECT count(*) FROM messages"))[0][0]
         by_state = {"pending": 0, "delivered": 0, "dead": 0}
-        for state, count in await self._rows(
-            "SELECT state, count(*) FROM deliveries GROUP BY state"
-        ):
-            by_state[state] = count
-        return int(messages), by_state
+        for counts in (await self.store.delivery_counts()).values():
+            for state, count in counts.items():
+                by_state[state] += count
+        return await self.store.message_count(), by_state
 
 
 def _message_row(row: Sequence[Any], counts: dict[str, int]) -> MessageRow:
@@ -244,4 +240,5 @@ def _delivery_row(row: Sequence[Any]) -> DeliveryRow:
         last_status=row[6],
         last_error=row[7],
         updated_at=row[8],
+        dead_reason=row[9],
     )
