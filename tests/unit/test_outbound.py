@@ -41,6 +41,13 @@ def now() -> int:
     return int(time.time())
 
 
+IDENTITY = "0123456789abcdef0123456789abcdef"
+
+
+def make_builder(destination: DestinationConfig) -> outbound.RequestBuilder:
+    return outbound.RequestBuilder(destination, IDENTITY)
+
+
 def destination(
     *,
     sign: SignMode = "standard",
@@ -110,7 +117,7 @@ def verify_standard(body: bytes, headers: dict[str, str]) -> Any:
 
 
 def test_single_request_headers_and_body(now: int) -> None:
-    builder = outbound.RequestBuilder(
+    builder = make_builder(
         destination(
             forward_headers=["Stripe-Signature", "X-Missing"],
             headers={"X-Env": "prod"},
@@ -143,7 +150,7 @@ def test_single_request_headers_and_body(now: int) -> None:
 
 
 def test_single_request_without_event_type_or_content_type(now: int) -> None:
-    builder = outbound.RequestBuilder(destination(sign="none", secret=None))
+    builder = make_builder(destination(sign="none", secret=None))
     request = builder.single(delivery(1, b"plain", inbound={}, event_type=None), now)
     assert "Hookgate-Event-Type" not in request.headers
     assert "Content-Type" not in request.headers
@@ -153,7 +160,7 @@ def test_single_request_without_event_type_or_content_type(now: int) -> None:
 
 
 def test_single_request_hmac_sha256_signature(now: int) -> None:
-    builder = outbound.RequestBuilder(destination(sign="hmac-sha256", secret="s3cret"))
+    builder = make_builder(destination(sign="hmac-sha256", secret="s3cret"))
     body = b"not json \x00"
     request = builder.single(delivery(1, body), now)
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
@@ -164,9 +171,7 @@ def test_single_request_hmac_sha256_signature(now: int) -> None:
 @pytest.mark.parametrize("name", [*OWN, *(n.upper() for n in OWN), *(n.lower() for n in OWN)])
 def test_fixed_and_forwarded_headers_cannot_override_own_headers(name: str, now: int) -> None:
     inbound = {"content-type": "application/json", name.lower(): "from-provider"}
-    builder = outbound.RequestBuilder(
-        destination(forward_headers=[name], headers={name: "from-config"})
-    )
+    builder = make_builder(destination(forward_headers=[name], headers={name: "from-config"}))
     item = delivery(5, inbound=inbound, attempts=0)
     for request in (builder.single(item, now), builder.batch([item, delivery(6)], now)):
         sent = on_the_wire(request.headers)
@@ -181,7 +186,7 @@ def test_fixed_and_forwarded_headers_cannot_override_own_headers(name: str, now:
 @pytest.mark.parametrize("name", ["User-Agent", "user-agent", "USER-AGENT"])
 def test_config_may_set_user_agent_once(name: str, now: int) -> None:
     """README: headers may set User-Agent; it replaces hookgate's, it does not add one."""
-    builder = outbound.RequestBuilder(destination(headers={name: "orders-relay/2"}))
+    builder = make_builder(destination(headers={name: "orders-relay/2"}))
     for request in (
         builder.single(delivery(1), now),
         builder.batch([delivery(1), delivery(2)], now),
@@ -191,7 +196,7 @@ def test_config_may_set_user_agent_once(name: str, now: int) -> None:
 
 @pytest.mark.parametrize("name", ["User-Agent", "user-agent"])
 def test_forwarded_user_agent_replaces_hookgate_s(name: str, now: int) -> None:
-    builder = outbound.RequestBuilder(destination(forward_headers=[name]))
+    builder = make_builder(destination(forward_headers=[name]))
     item = delivery(1, inbound={"content-type": "application/json", "user-agent": "Stripe/1.0"})
     assert on_the_wire(builder.single(item, now).headers).getall("User-Agent") == ["Stripe/1.0"]
 
@@ -212,7 +217,7 @@ def test_fixed_header_wins_over_a_forwarded_one_of_the_same_name(
 ) -> None:
     """``headers`` come after ``forward_headers``; header names ignore case."""
     inbound = {"content-type": "application/json", "x-env": "inbound", "user-agent": "p/1"}
-    builder = outbound.RequestBuilder(
+    builder = make_builder(
         destination(forward_headers=[forward_name], headers={fixed_name: "fixed"})
     )
     sent = on_the_wire(builder.single(delivery(1, inbound=inbound), now).headers)
@@ -235,7 +240,7 @@ def test_batch_envelope_carries_each_inbound_json_as_is(now: int) -> None:
         delivery(12, bodies[2], event_type="list", received_at=1_700_000_002.0),
         delivery(13, bodies[3], event_type="text", received_at=1_700_000_003.999),
     ]
-    request = outbound.RequestBuilder(destination()).batch(items, now)
+    request = make_builder(destination()).batch(items, now)
     assert request.deliveries == tuple(items)
     envelope = json.loads(request.body)
     assert list(envelope) == ["batch_id", "events"]
@@ -276,7 +281,7 @@ def test_batch_envelope_carries_each_inbound_json_as_is(now: int) -> None:
 
 def test_batch_headers_and_signature_verified_by_official_library(now: int) -> None:
     items = [delivery(1, attempts=0), delivery(2, attempts=3), delivery(3, attempts=1)]
-    builder = outbound.RequestBuilder(destination(headers={"X-Env": "prod"}))
+    builder = make_builder(destination(headers={"X-Env": "prod"}))
     request = builder.batch(items, now)
     headers = request.headers
     assert {k: v for k, v in headers.items() if k != "webhook-signature"} == {
@@ -298,13 +303,13 @@ def test_batch_headers_and_signature_verified_by_official_library(now: int) -> N
 
 def test_batch_of_several_sources_names_none(now: int) -> None:
     items = [delivery(1, source="stripe"), delivery(2, source="github")]
-    request = outbound.RequestBuilder(destination()).batch(items, now)
+    request = make_builder(destination()).batch(items, now)
     assert "Hookgate-Source" not in request.headers
     assert [e["source"] for e in json.loads(request.body)["events"]] == ["stripe", "github"]
 
 
 def test_batch_hmac_sha256_signature_covers_the_envelope(now: int) -> None:
-    builder = outbound.RequestBuilder(destination(sign="hmac-sha256", secret="s3cret"))
+    builder = make_builder(destination(sign="hmac-sha256", secret="s3cret"))
     request = builder.batch([delivery(1), delivery(2)], now)
     expected = hmac.new(b"s3cret", request.body, hashlib.sha256).hexdigest()
     assert request.headers["X-Webhook-Signature"] == expected
@@ -312,7 +317,7 @@ def test_batch_hmac_sha256_signature_covers_the_envelope(now: int) -> None:
 
 def test_batch_id_is_stable_for_the_same_set(now: int) -> None:
     items = [delivery(n) for n in (3, 1, 4, 15, 9)]
-    builder = outbound.RequestBuilder(destination())
+    builder = make_builder(destination())
     first = builder.batch(items, now)
     # A retry, later, with the members now at attempt 2: the same id.
     retried = [delivery(d.id, attempts=1) for d in items]
@@ -352,3 +357,15 @@ def test_batch_id_does_not_depend_on_member_order(now: int) -> None:
 )
 def test_is_json(body: bytes, expected: bool) -> None:
     assert outbound.is_json(body) is expected
+
+
+def test_via_names_this_relay_after_the_upstream_ones(now: int) -> None:
+    builder = make_builder(destination(forward_headers=["Via"], headers={"Via": "forged"}))
+    first = builder.single(delivery(1, inbound={}), now)
+    assert first.headers.getall("Via") == ["1.1 hookgate-0123456789abcdef"]
+    relayed = builder.single(delivery(2, inbound={"via": "1.1 hookgate-fedcba9876543210"}), now)
+    assert relayed.headers.getall("Via") == [
+        "1.1 hookgate-fedcba9876543210, 1.1 hookgate-0123456789abcdef"
+    ]
+    batch = builder.batch([delivery(3), delivery(4)], now)
+    assert batch.headers.getall("Via") == ["1.1 hookgate-0123456789abcdef"]
