@@ -145,6 +145,7 @@ def test_single_request_headers_and_body(now: int) -> None:
         "Hookgate-Source": "stripe",
         "Hookgate-Event-Type": "charge.succeeded",
         "Hookgate-Attempt": "3",
+        "Via": "1.1 hookgate-0123456789abcdef",
     }
     assert verify_standard(body, headers) == {"type": "charge.succeeded", "id": "evt_1"}
 
@@ -293,6 +294,7 @@ def test_batch_headers_and_signature_verified_by_official_library(now: int) -> N
         "Hookgate-Source": "stripe",
         "Hookgate-Attempt": "4",  # the most-tried member's next attempt
         "Hookgate-Batch-Size": "3",
+        "Via": "1.1 hookgate-0123456789abcdef",
     }
     assert request.webhook_id.startswith("batch_")
     envelope = verify_standard(request.body, headers)
