@@ -82,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         "check-config",
         parents=[common],
         help="validate the config and print it resolved, secrets redacted",
+        description="Validate the config and print it resolved, secrets redacted. Every "
+        "error is printed, one per line, with its key and line; exit 1 if there is any. "
+        "Also checks that storage.path's directory exists and is writable by the user "
+        "running the check: run it as the service's user.",
+    )
+    check.add_argument(
+        "--no-storage-check",
+        dest="storage_check",
+        action="store_false",
+        help="skip the storage.path check (e.g. before systemd creates StateDirectory=)",
     )
     check.set_defaults(handler=_check_config)
     _add_admin_commands(commands, common)
@@ -265,7 +275,8 @@ def _reporting_errors(loader: Callable[[Path], _T], args: argparse.Namespace) ->
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    storage_check: bool = args.storage_check
+    loaded = _reporting_errors(lambda path: config.load(path, check_storage=storage_check), args)
     if loaded is None:
         return EXIT_FAILURE
     sys.stdout.buffer.write(orjson.dumps(config.redacted(loaded), option=orjson.OPT_INDENT_2))

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import fnmatch
 import ipaddress
+import json
 import os
 import re
+import socket
+import stat
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -119,6 +124,21 @@ class LogConfig(_Table, frozen=True):
     format: Literal["json", "console"] = "json"
 
 
+# Where deliveries may not go unless the config says so: link-local addresses (the
+# cloud metadata services of AWS, GCP, Azure, OpenStack... at 169.254.169.254), AWS's
+# IPv6 metadata address, Alibaba Cloud's metadata address, and "this host" (0.0.0.0,
+# ::), which reaches local services. Private networks (10/8, 172.16/12, 192.168/16,
+# 127/8, ::1, fc00::/7) stay allowed: internal services live there.
+DEFAULT_DENY_NETWORKS = (
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fd00:ec2::254/128",
+    "100.100.100.200/32",
+    "0.0.0.0/8",
+    "::/128",
+)
+
+
 class DeliveryPolicy(_Table, frozen=True):
     """How one destination's deliveries are attempted and retried."""
 
@@ -131,6 +151,8 @@ class DeliveryPolicy(_Table, frozen=True):
     rate_limit: float | None = None
     circuit_failures: int = 5
     circuit_cooldown: Duration = Duration(30)
+    # CIDRs no delivery may connect to (see hookgate.egress); [] allows every address.
+    deny_networks: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_DENY_NETWORKS))
 
 
 class AlertsConfig(_Table, frozen=True):
@@ -190,6 +212,7 @@ class _DestinationTable(_Table, frozen=True):
     rate_limit: float | None = None
     circuit_failures: int | None = None
     circuit_cooldown: Duration | None = None
+    deny_networks: list[str] | None = None
 
 
 class DestinationConfig(_Table, frozen=True):
@@ -249,11 +272,18 @@ def config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("HOOKGATE_CONFIG") or DEFAULT_PATH)
 
 
-def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, substitute, decode and validate the config file at ``path``."""
+def load(
+    path: Path, environ: Mapping[str, str] | None = None, *, check_storage: bool = False
+) -> Config:
+    """Read, substitute, decode and validate the config file at ``path``.
+
+    Every error found is reported at once, in one ``ConfigError``. With
+    ``check_storage`` (``check-config``), storage.path's directory must also exist
+    and be writable by the current user; ``serve`` leaves that to opening the store.
+    """
     env = os.environ if environ is None else environ
     text, raw = _read_toml(path)
-    return _Loader(path, text, env).build(raw)
+    return _Loader(path, text, env, check_storage=check_storage).build(raw)
 
 
 def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -285,42 +315,70 @@ def load_admin(path: Path, environ: Mapping[str, str] | None = None) -> AdminCon
     return admin
 
 
+# At most this many errors are collected from one table before giving up on it.
+_MAX_TABLE_ERRORS = 50
+
+
 class _Loader:
-    def __init__(self, path: Path, text: str, env: Mapping[str, str]) -> None:
+    """One pass over the file that collects every error it can find.
+
+    A value that is wrong (or missing, for ``${ENV}`` and secret files) is
+    reported, then left out so that the rest of its table can still be decoded;
+    checks that would only repeat the same mistake (a key that was left out, a
+    source that did not decode) are not reported again.
+    """
+
+    def __init__(
+        self, path: Path, text: str, env: Mapping[str, str], *, check_storage: bool = False
+    ) -> None:
         self.path = path
         self.folder = path.resolve().parent
         self.lines = text.splitlines()
         self.env = env
+        self.check_storage = check_storage
         self.errors: list[str] = []
+        self._error_lines: list[int | None] = []  # the line of each error, where known
+        # Key paths already reported, and key paths whose value was left out.
+        self._reported: list[str] = []
+        self._dropped: set[str] = set()
+        # Per destination: the [delivery] keys it sets itself.
+        self._overrides: dict[str, set[str]] = {}
 
     def build(self, raw: dict[str, Any]) -> Config:
         raw = self._substitute(raw, "")
-        for key in raw.keys() - {*_SECTIONS, "sources", "destinations", "alerts"}:
+        for key in sorted(raw.keys() - {*_SECTIONS, "sources", "destinations", "alerts"}):
             self._error(key, "unknown key")
-        tables = {
-            name: self._convert(raw.get(name, {}), tp, name) for name, tp in _SECTIONS.items()
-        }
+        delivery = self._section(raw, DeliveryPolicy, "delivery")
         sources = self._sources(raw.get("sources", {}))
-        defaults = typing.cast(DeliveryPolicy | None, tables["delivery"])
-        destinations = self._destinations(raw.get("destinations", {}), defaults)
-        alerts = self._alerts(raw["alerts"]) if "alerts" in raw else None
-        if self.errors:
-            raise ConfigError(self.errors)
         config = Config(
             path=self.path.resolve(),
-            server=typing.cast(ServerConfig, tables["server"]),
-            admin=typing.cast(AdminConfig, tables["admin"]),
-            storage=typing.cast(StorageConfig, tables["storage"]),
-            log=typing.cast(LogConfig, tables["log"]),
-            delivery=typing.cast(DeliveryPolicy, tables["delivery"]),
+            server=self._section(raw, ServerConfig, "server"),
+            admin=self._with_admin_token(self._section(raw, AdminConfig, "admin")),
+            storage=self._section(raw, StorageConfig, "storage"),
+            log=self._section(raw, LogConfig, "log"),
+            delivery=delivery,
             sources=sources,
-            destinations=destinations,
-            alerts=alerts,
+            destinations=self._destinations(raw.get("destinations", {}), delivery),
+            alerts=self._alerts(raw["alerts"]) if "alerts" in raw else None,
         )
-        self._validate(config)
+        # Destinations are checked against every source the file names, decoded or not.
+        declared = raw.get("sources")
+        self._validate(config, set(declared) if isinstance(declared, dict) else set())
         if self.errors:
-            raise ConfigError(self.errors)
+            raise ConfigError(self._in_file_order())
         return self._with_alert_destination(self._resolve_paths(config))
+
+    def _in_file_order(self) -> list[str]:
+        """The errors by line, those without a known line last (each group as found)."""
+        order = sorted(
+            range(len(self.errors)),
+            key=lambda i: (self._error_lines[i] is None, self._error_lines[i] or 0, i),
+        )
+        return [self.errors[i] for i in order]
+
+    def _section(self, raw: dict[str, Any], tp: type[_T], name: str) -> _T:
+        """A top-level table, or its defaults when it cannot be decoded (reported)."""
+        return self._convert(raw.get(name, {}), tp, name) or tp()
 
     # -- decoding ---------------------------------------------------------
 
@@ -336,39 +394,62 @@ class _Loader:
     def _env_value(self, name: str, path: str) -> str:
         if name not in self.env:
             self._error(path, f"environment variable {name} is not set")
+            self._dropped.add(path)
             return ""
         return self.env[name]
 
     def _convert(self, raw: object, tp: type[_T], path: str) -> _T | None:
+        """``raw`` decoded as ``tp``; every wrong key reported, not only the first.
+
+        msgspec stops at the first error, so each wrong key is reported and removed
+        (the struct's default stands in) and the table decoded again. None when it
+        cannot be decoded at all (not a table, a required key missing).
+        """
         if not isinstance(raw, dict):
             self._error(path, f"expected a table, got {type(raw).__name__}")
+            self._dropped.add(path)
             return None
-        try:
-            return msgspec.convert(raw, tp, dec_hook=_dec_hook)
-        except msgspec.ValidationError as exc:
-            self._error_from_msgspec(exc, tp, path)
-            return None
+        table = copy.deepcopy(raw)
+        for _ in range(_MAX_TABLE_ERRORS):
+            try:
+                return msgspec.convert(table, tp, dec_hook=_dec_hook)
+            except msgspec.ValidationError as exc:
+                wrong = self._error_from_msgspec(exc, tp, path)
+            if not wrong or not _remove(table, wrong):
+                return None
+            self._dropped.add(_join(path, ".".join(wrong)))
+        return None
 
-    def _error_from_msgspec(self, exc: msgspec.ValidationError, tp: type, path: str) -> None:
+    def _error_from_msgspec(
+        self, exc: msgspec.ValidationError, tp: type, path: str
+    ) -> list[str] | None:
+        """Report ``exc``; return the keys (from the table's root) of the wrong value.
+
+        None when no value can be removed to go on (a required key is missing).
+        """
         message, _, where = str(exc).partition(" - at `$")
         where = where.rstrip("`")
         inner = where.lstrip(".")
+        # The struct fields down to the value; a list item or map entry stands for
+        # its whole list or map.
+        keys = re.findall(r"\.(\w+)", re.split(r"\[", where, maxsplit=1)[0])
         unknown = re.match(r"Object contains unknown field `(.+)`", message)
         if unknown:
             self._error(_join(_join(path, inner), unknown[1]), "unknown key")
-            return
+            return [*keys, unknown[1]]
         if message.startswith("Object missing required field"):
             field = message.split("`")[1]
             self._error(_join(_join(path, inner), field), "required key is missing")
-            return
+            return None
         full = _join(path, inner)
         choices = _literal_choices(tp, where.lstrip("."))
         if choices and message.startswith("Invalid enum value"):
             value = message.removeprefix("Invalid enum value ").strip()
             expected = ", ".join(choices)
             self._error(full, f"unknown value {value} (expected one of: {expected})")
-            return
-        self._error(full, message[0].lower() + message[1:])
+        else:
+            self._error(full, message[0].lower() + message[1:])
+        return keys
 
     def _sources(self, raw: object) -> dict[str, SourceConfig]:
         sources: dict[str, SourceConfig] = {}
@@ -379,19 +460,20 @@ class _Loader:
                 sources[name] = msgspec.structs.replace(source, verify=verify)
         return sources
 
-    def _destinations(
-        self, raw: object, defaults: DeliveryPolicy | None
-    ) -> dict[str, DestinationConfig]:
+    def _destinations(self, raw: object, defaults: DeliveryPolicy) -> dict[str, DestinationConfig]:
         destinations: dict[str, DestinationConfig] = {}
         for name, table in self._named_tables(raw, "destinations"):
             path = f"destinations.{name}"
             dest = self._convert(table, _DestinationTable, path)
-            if dest is None or defaults is None:
+            if dest is None:
                 continue
             overrides = {k: getattr(dest, k) for k in _OVERRIDABLE if getattr(dest, k) is not None}
+            self._overrides[name] = set(overrides)
             secret = dest.secret
             if dest.secret_file is not None:
-                secret = self._read_secret_file(dest.secret_file, f"{path}.secret_file")
+                secret = self._read_secret_file(
+                    dest.secret_file, f"{path}.secret_file", feeds=f"{path}.secret"
+                )
             destinations[name] = DestinationConfig(
                 name=name,
                 url=dest.url,
@@ -412,8 +494,16 @@ class _Loader:
         alerts = self._convert(raw, AlertsConfig, "alerts")
         if alerts is None or alerts.secret_file is None:
             return alerts
-        secret = self._read_secret_file(alerts.secret_file, "alerts.secret_file")
+        secret = self._read_secret_file(
+            alerts.secret_file, "alerts.secret_file", feeds="alerts.secret"
+        )
         return msgspec.structs.replace(alerts, secret=secret, secret_file=None)
+
+    def _with_admin_token(self, admin: AdminConfig) -> AdminConfig:
+        if admin.token_file is None:
+            return admin
+        token = self._read_secret_file(admin.token_file, "admin.token_file", feeds="admin.token")
+        return msgspec.structs.replace(admin, token=token, token_file=None)
 
     def _with_alert_destination(self, config: Config) -> Config:
         """Alerts travel as messages of an internal source to an internal destination."""
@@ -446,21 +536,30 @@ class _Loader:
     def _with_secret_file(self, verify: VerifyConfig, path: str) -> VerifyConfig:
         if verify.secret_file is None:
             return verify
-        secret = self._read_secret_file(verify.secret_file, f"{path}.secret_file")
+        secret = self._read_secret_file(
+            verify.secret_file, f"{path}.secret_file", feeds=f"{path}.secrets"
+        )
         return msgspec.structs.replace(verify, secrets=[*verify.secrets, secret], secret_file=None)
 
-    def _read_secret_file(self, name: str, path: str) -> str:
+    def _read_secret_file(self, name: str, path: str, feeds: str | None = None) -> str:
+        """The secret in file ``name``; "" when unreadable, reported at ``path``.
+
+        ``feeds``: the key the secret stands in for, whose checks (such as "sign
+        needs a secret") would only repeat the same error.
+        """
         base = self.env.get("CREDENTIALS_DIRECTORY") or str(self.folder)
         file = Path(base) / name
         try:
             return file.read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
             self._error(path, f"cannot read secret file {str(file)!r}: {exc}")
+            if feeds is not None:
+                self._dropped.add(feeds)
             return ""
 
     # -- validation -------------------------------------------------------
 
-    def _validate(self, config: Config) -> None:
+    def _validate(self, config: Config, declared_sources: set[str]) -> None:
         self._validate_listen(config.server.listen, "server.listen")
         self._validate_listen(config.admin.listen, "admin.listen")
         if config.admin.token is None and config.admin.token_file is None:
@@ -474,13 +573,15 @@ class _Loader:
         for name, source in config.sources.items():
             self._validate_source(name, source, paths)
         for name, dest in config.destinations.items():
-            self._validate_destination(name, dest, config.sources)
+            self._validate_destination(name, dest, declared_sources)
         if ALERT_DESTINATION in config.destinations:
             self._error(f"destinations.{ALERT_DESTINATION}", "this name is reserved for alerts")
-        if ALERT_SOURCE in config.sources:
+        if ALERT_SOURCE in declared_sources:
             self._error(f"sources.{ALERT_SOURCE}", "this name is reserved for alerts")
         if config.alerts is not None:
-            self._validate_alerts(config.alerts)
+            self._validate_alerts(config.alerts, config.delivery)
+        if self.check_storage and "storage.path" not in self._dropped:
+            self._check_storage(config.storage.path)
 
     def _validate_source(self, name: str, source: SourceConfig, paths: dict[str, str]) -> None:
         where = f"sources.{name}"
@@ -515,9 +616,10 @@ class _Loader:
             for i, secret in enumerate(verify.secrets):
                 if not _is_standard_secret(secret):
                     self._error(f"{where}.secrets[{i}]", 'expected "whsec_<base64>"')
-        if not self.errors:
-            # The scheme's own checks (templates, credential forms); imported here
-            # because verify builds on config, not the other way round.
+        if not self._troubled(where):
+            # The scheme's own checks (templates, credential forms), on a table with
+            # no error of its own; imported here because verify builds on config,
+            # not the other way round.
             from hookgate import verify as verify_module
 
             try:
@@ -526,13 +628,12 @@ class _Loader:
                 self._error(where, str(exc))
 
     def _validate_destination(
-        self, name: str, dest: DestinationConfig, sources: dict[str, SourceConfig]
+        self, name: str, dest: DestinationConfig, declared_sources: set[str]
     ) -> None:
         where = f"destinations.{name}"
-        if not re.match(r"^https?://[^/\s]+", dest.url):
-            self._error(f"{where}.url", f"expected an http:// or https:// URL, got {dest.url!r}")
+        self._validate_url(dest.url, f"{where}.url", dest.policy.deny_networks)
         for i, source in enumerate(dest.sources):
-            if source not in sources:
+            if source not in declared_sources:
                 self._error(f"{where}.sources[{i}]", f"no source named {source!r}")
         if dest.sign != "none" and not dest.secret:
             self._error(f"{where}.secret", f'sign = "{dest.sign}" needs a secret')
@@ -540,17 +641,74 @@ class _Loader:
             self._error(f"{where}.secret", 'expected "whsec_<base64>" for sign = "standard"')
         if dest.batch_max < 1:
             self._error(f"{where}.batch_max", f"expected an integer >= 1, got {dest.batch_max}")
-        self._validate_policy(dest.policy, where)
+        self._validate_headers(dest.headers, where)
+        for i, header in enumerate(dest.forward_headers):
+            if not _HEADER_NAME.match(header):
+                self._error(f"{where}.forward_headers[{i}]", _bad_header_name(header))
+        # Inherited values were checked (and any mistake reported) under [delivery].
+        overrides = self._overrides.get(name, set())
+        if "initial_backoff" in overrides:
+            overrides = {*overrides, "max_backoff"}  # checked against initial_backoff
+        self._validate_policy(dest.policy, where, overrides)
 
-    def _validate_alerts(self, alerts: AlertsConfig) -> None:
-        if not re.match(r"^https?://[^/\s]+", alerts.url):
-            self._error("alerts.url", f"expected an http:// or https:// URL, got {alerts.url!r}")
+    def _validate_alerts(self, alerts: AlertsConfig, delivery: DeliveryPolicy) -> None:
+        self._validate_url(alerts.url, "alerts.url", delivery.deny_networks)
         if alerts.sign != "none" and not alerts.secret:
             self._error("alerts.secret", f'sign = "{alerts.sign}" needs a secret')
         if alerts.sign == "standard" and alerts.secret and not _is_standard_secret(alerts.secret):
             self._error("alerts.secret", 'expected "whsec_<base64>" for sign = "standard"')
+        self._validate_headers(alerts.headers, "alerts")
 
-    def _validate_policy(self, policy: DeliveryPolicy, where: str) -> None:
+    def _validate_url(self, url: str, where: str, deny_networks: list[str]) -> None:
+        """An http(s) URL whose host, when an IP address, is not in ``deny_networks``.
+
+        A host name is checked when it resolves, at each connection (hookgate.egress).
+        """
+        if not re.match(r"^https?://[^/\s]+", url):
+            self._error(where, f"expected an http:// or https:// URL, got {masked_url(url)!r}")
+            return
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError as exc:
+            self._error(where, f"expected an http:// or https:// URL: {exc}")
+            return
+        from hookgate import egress  # the resolver side of the same policy
+
+        address = egress.parse_address(host)
+        if address is None:
+            if _is_legacy_ipv4(host):
+                self._error(where, f"expected a dotted IPv4 address such as 10.0.0.1, got {host}")
+            return
+        network = egress.denied_by(address, _networks(deny_networks))
+        if network is not None:
+            self._error(
+                where,
+                f"address {host} is in deny_networks ({network}); to send there, "
+                "leave that network out of deny_networks (in [delivery] or this destination)",
+            )
+
+    def _validate_headers(self, headers: dict[str, str], where: str) -> None:
+        """Names must be HTTP tokens; values must hold no control character but tab.
+
+        A value is never echoed: fixed headers often carry credentials.
+        """
+        for name, value in headers.items():
+            key = f"{where}.headers.{_quoted(name)}"
+            if not _HEADER_NAME.match(name):
+                self._error(key, _bad_header_name(name), line_key=f"{where}.headers")
+            bad = _HEADER_VALUE_BAD.search(value)
+            if bad:
+                self._error(
+                    key,
+                    f"the value holds {_describe_control(bad[0])} at offset {bad.start()}; a "
+                    "header value may contain no control character but tab",
+                    line_key=f"{where}.headers",
+                )
+
+    def _validate_policy(
+        self, policy: DeliveryPolicy, where: str, keys: set[str] | None = None
+    ) -> None:
+        """Check ``policy``; only its ``keys`` when given (the others are inherited)."""
         checks: list[tuple[str, bool, str]] = [
             ("timeout", policy.timeout > 0, "a duration > 0"),
             ("max_attempts", policy.max_attempts >= 1, "an integer >= 1"),
@@ -563,8 +721,11 @@ class _Loader:
             ("circuit_cooldown", policy.circuit_cooldown > 0, "a duration > 0"),
         ]
         for key, ok, expected in checks:
-            if not ok:
+            if not ok and (keys is None or key in keys):
                 self._error(f"{where}.{key}", f"expected {expected}, got {getattr(policy, key)}")
+        if keys is None or "deny_networks" in keys:
+            for i, cidr in enumerate(policy.deny_networks):
+                self._validate_cidr(cidr, f"{where}.deny_networks[{i}]")
 
     def _validate_listen(self, listen: str, where: str) -> None:
         try:
@@ -591,6 +752,19 @@ class _Loader:
         except ValueError:
             self._error(where, f"expected an IP address or CIDR such as 10.0.0.0/8, got {cidr!r}")
 
+    def _check_storage(self, path: str) -> None:
+        """Can this user create and write the database, its -wal and -shm files?"""
+        file = self.folder / path
+        directory = file.parent
+        problem = _unusable(directory, stat.S_ISDIR, os.W_OK | os.X_OK, "directory")
+        if problem:
+            self._error("storage.path", problem)
+            return
+        for candidate in (file, Path(f"{file}-wal"), Path(f"{file}-shm")):
+            problem = _unusable(candidate, stat.S_ISREG, os.R_OK | os.W_OK, "file", missing_ok=True)
+            if problem:
+                self._error("storage.path", problem)
+
     def _resolve_paths(self, config: Config) -> Config:
         def resolve(value: str | None) -> str | None:
             return None if value is None else str(self.folder / value)
@@ -603,18 +777,25 @@ class _Loader:
         storage = msgspec.structs.replace(
             config.storage, path=str(self.folder / config.storage.path)
         )
-        admin = config.admin
-        if admin.token_file is not None:
-            token = self._read_secret_file(admin.token_file, "admin.token_file")
-            admin = msgspec.structs.replace(admin, token=token, token_file=None)
-        if self.errors:
-            raise ConfigError(self.errors)
-        return msgspec.structs.replace(config, server=server, storage=storage, admin=admin)
+        return msgspec.structs.replace(config, server=server, storage=storage)
 
-    def _error(self, key: str, message: str) -> None:
-        line = self._line_of(key)
+    def _troubled(self, prefix: str) -> bool:
+        """Was an error reported, or a value left out, at ``prefix`` or under it?"""
+        return any(_under(key, prefix) for key in (*self._reported, *self._dropped))
+
+    def _error(self, key: str, message: str, line_key: str | None = None) -> None:
+        """Report ``message`` at ``key``, unless it follows from a value left out there.
+
+        ``line_key``: where to look for the line, when ``key`` is not a plain
+        dotted path (a quoted header name).
+        """
+        if any(_under(key, dropped) or dropped.startswith(f"{key}[") for dropped in self._dropped):
+            return
+        line = self._line_of(line_key or key)
         at = f" (line {line})" if line else ""
         self.errors.append(f"{key}: {message}{at}")
+        self._error_lines.append(line)
+        self._reported.append(key)
 
     def _line_of(self, key: str) -> int | None:
         """Best effort: the line where the last part of ``key`` is set under its table."""
@@ -634,7 +815,16 @@ class _Loader:
                 return i + 1
         # Not a key = value line: maybe the key is a table of its own, [a.b] or [a.b.c].
         own = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, parts)) + r"\s*[\].]")
-        return next((i + 1 for i, ln in enumerate(self.lines) if own.match(ln)), None)
+        found = next((i + 1 for i, ln in enumerate(self.lines) if own.match(ln)), None)
+        # Else a key that is not in the file (required, or inherited): its table's header.
+        for depth in range(len(parts) - 1, 0, -1):
+            if found is not None:
+                break
+            table_header = re.compile(
+                r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, parts[:depth])) + r"\s*\]"
+            )
+            found = next((i + 1 for i, ln in enumerate(self.lines) if table_header.match(ln)), None)
+        return found
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -677,6 +867,95 @@ def _unwrap(tp: Any) -> Any:
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix and key else prefix or key
+
+
+def _under(key: str, prefix: str) -> bool:
+    """Is ``key`` the key path ``prefix`` or one under it (a subkey, a list item)?"""
+    return key == prefix or key.startswith((f"{prefix}.", f"{prefix}["))
+
+
+def _remove(table: dict[str, Any], keys: list[str]) -> bool:
+    """Delete ``table[keys[0]][keys[1]]...``; False when there is no such entry."""
+    node: Any = table
+    for key in keys[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not keys or not isinstance(node, dict) or keys[-1] not in node:
+        return False
+    del node[keys[-1]]
+    return True
+
+
+# RFC 9110 5.1: a field name is a token of tchar.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9110 5.5: no CR, LF, NUL or other control character in a value; tab is allowed.
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_NAMES = {"\r": "a carriage return", "\n": "a line feed", "\x00": "a NUL"}
+
+
+def _bad_header_name(name: str) -> str:
+    return (
+        f"{_quoted(name)} is not a valid header name "
+        "(letters, digits and !#$%&'*+-.^_`|~ only, no spaces or colons)"
+    )
+
+
+def _describe_control(char: str) -> str:
+    name = _CONTROL_NAMES.get(char, "a control character")
+    return f"{name} (U+{ord(char):04X})"
+
+
+def _quoted(name: str) -> str:
+    """``name`` as a quoted TOML key, control characters escaped."""
+    return json.dumps(name)
+
+
+def _networks(cidrs: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The valid networks of ``cidrs`` (the others are reported on their own)."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            continue
+    return networks
+
+
+def _is_legacy_ipv4(host: str) -> bool:
+    """A host such as "2852039166" or "0xa9.254.169.254", which inet_aton reads as IPv4.
+
+    aiohttp refuses to connect to those forms, so they are an error at load time.
+    """
+    if not re.fullmatch(r"[0-9a-fA-FxX.]+", host) or not re.match(r"^[0-9]", host):
+        return False
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
+
+
+def _unusable(
+    path: Path,
+    is_kind: Callable[[int], bool],
+    mode: int,
+    kind: str,
+    *,
+    missing_ok: bool = False,
+) -> str | None:
+    """What keeps this user from using ``path`` as a ``kind`` with access ``mode``, if anything."""
+    label = f"directory {path}" if kind == "directory" else str(path)
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None if missing_ok else f"{label} does not exist"
+    except OSError as exc:
+        return f"{label} cannot be reached: {exc.strerror}"
+    if not is_kind(status.st_mode):
+        return f"{path} is not a {'directory' if kind == 'directory' else 'regular file'}"
+    if not os.access(path, mode):
+        what = "writable" if kind == "directory" else "readable and writable"
+        return f"{label} is not {what} by uid {os.getuid()}"
+    return None
 
 
 SECRET_KEYS = frozenset({"secrets", "secret", "token"})

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -18,6 +29,7 @@ import stripe
 from multidict import CIMultiDict
 from slack_sdk.signature import SignatureVerifier
 
+import hookgate.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
 from hookgate import cli, client, config, signing, tools, verify
 
 BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
@@ -653,3 +665,183 @@ def test_admin_settings_load_without_the_services_other_secrets(tmp_path: Path) 
     assert missing.value.errors == [
         "admin.token: environment variable ADMIN_TOKEN is not set (line 3)"
     ]
+
+
+# -- check-config: every error, and the storage directory (issue 8) ------------------------
+
+THREE_MISTAKES = """\
+[server]
+listen = "0.0.0.0:99999"
+
+[delivery]
+timeout = "soon"
+
+[sources.x]
+path = "/x"
+
+[destinations.y]
+url = "http://127.0.0.1:5000/"
+sources = ["x"]
+max_atempts = 3
+"""
+
+
+def check_config(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command: ``python -m hookgate check-config ARGS``."""
+    return subprocess.run(
+        [sys.executable, "-m", "hookgate", "check-config", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_check_config_prints_every_error_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "hookgate.toml"
+    path.write_text(THREE_MISTAKES)
+    result = check_config("-c", str(path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        'hookgate: config error: server.listen: expected "host:port" or "[::]:port", '
+        "got '0.0.0.0:99999' (line 2)",
+        "hookgate: config error: delivery.timeout: expected a duration with a unit such as "
+        '"250ms", "10s", "5m", got \'soon\' (line 5)',
+        "hookgate: config error: destinations.y.max_atempts: unknown key (line 13)",
+    ]
+
+
+def test_check_config_names_a_missing_storage_directory(tmp_path: Path) -> None:
+    path = tmp_path / "hookgate.toml"
+    path.write_text('[storage]\npath = "state/hookgate.db"\n')
+    result = check_config("-c", str(path))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"hookgate: config error: storage.path: directory {tmp_path.resolve() / 'state'} "
+        "does not exist (line 2)\n"
+    )
+    skipped = check_config("--no-storage-check", "-c", str(path))
+    assert skipped.returncode == 0, skipped.stderr
+    assert json.loads(skipped.stdout)["storage"]["path"].endswith("state/hookgate.db")
+    (tmp_path / "state").mkdir()
+    assert check_config("-c", str(path)).returncode == 0
+
+
+NOBODY = 65534
+
+
+def check_config_as(uid: int, path: Path) -> tuple[int, str, str]:
+    """``hookgate check-config -c PATH`` as ``uid`` (every uid and gid of the process).
+
+    Run by ``cli.main`` in a forked child that drops to ``uid``, not by exec: this
+    interpreter may live where that user cannot read it (a pyenv under /root).
+    """
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        result: dict[str, Any] = {"code": 99, "out": "", "err": ""}
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            out, err = io.BytesIO(), io.BytesIO()
+            sys.stdout = io.TextIOWrapper(out, encoding="utf-8")
+            sys.stderr = io.TextIOWrapper(err, encoding="utf-8")
+            result["code"] = cli.main(["check-config", "-c", str(path)])
+            sys.stdout.flush()
+            sys.stderr.flush()
+            result["out"], result["err"] = out.getvalue().decode(), err.getvalue().decode()
+        except BaseException as exc:
+            result["err"] += f"child failed: {exc!r}"
+        finally:
+            os.write(write_end, json.dumps(result).encode())
+            os._exit(0)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([read_end], [], [], 1.0)
+            if ready:
+                chunk = os.read(read_end, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("check-config as another user did not finish")
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    result = json.loads(b"".join(chunks))
+    return result["code"], result["out"], result["err"]
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder any user may read (pytest's tmp_path is private to root when root runs it)."""
+    folder = Path(tempfile.mkdtemp(prefix="hookgate-storage-check-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_unprivileged(path: Path) -> tuple[int, str, str, int]:
+    """check-config by a user that file permissions apply to: exit code, out, err, uid.
+
+    As root (the test containers), chmod denies nothing, so the check runs as
+    nobody (65534); as anyone else it runs as that user.
+    """
+    if os.geteuid() == 0:
+        return (*check_config_as(NOBODY, path), NOBODY)
+    result = check_config("-c", str(path))
+    return result.returncode, result.stdout, result.stderr, os.getuid()
+
+
+def test_check_config_names_an_unwritable_storage_directory(shared_dir: Path) -> None:
+    path = shared_dir / "hookgate.toml"
+    path.write_text('[storage]\npath = "state/hookgate.db"\n')
+    path.chmod(0o644)
+    state = shared_dir / "state"
+    state.mkdir()
+    # Root's 0755 folder is not nobody's to write; for an ordinary user, take write away.
+    state.chmod(0o755 if os.geteuid() == 0 else 0o555)
+    code, out, err, uid = run_unprivileged(path)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"hookgate: config error: storage.path: directory {state.resolve()} is not "
+        f"writable by uid {uid} (line 2)\n"
+    )
+    # The same user, once the folder is theirs: the check passes, so the refusal above
+    # was about the folder and nothing else (the config was readable, the code ran).
+    if os.geteuid() == 0:
+        os.chown(state, NOBODY, NOBODY)
+    else:
+        state.chmod(0o755)
+    code, out, err, _ = run_unprivileged(path)
+    assert (code, err) == (0, "")
+    assert json.loads(out)["storage"]["path"] == str(state.resolve() / "hookgate.db")
+
+
+def test_check_config_names_a_database_file_it_cannot_write(shared_dir: Path) -> None:
+    path = shared_dir / "hookgate.toml"
+    path.write_text('[storage]\npath = "state/hookgate.db"\n')
+    path.chmod(0o644)
+    state = shared_dir / "state"
+    state.mkdir(mode=0o777)
+    state.chmod(0o777)  # the folder is fine; the file is read-only to the user checking
+    database = state / "hookgate.db"
+    database.write_bytes(b"")
+    database.chmod(0o444)
+    code, _, err, uid = run_unprivileged(path)
+    assert code == 1
+    assert err == (
+        f"hookgate: config error: storage.path: {database.resolve()} is not readable and "
+        f"writable by uid {uid} (line 2)\n"
+    )

@@ -697,8 +697,10 @@ def test_sign_needs_a_secret(tmp_path: Path) -> None:
     sign = "hmac-sha256"
     """
     )
+    # Not in the file: the line is its table's.
     assert errors_of(tmp_path, text) == [
         'destinations.y.secret: sign = "hmac-sha256" needs a secret'
+        f" (line {line_of(text, '[destinations.y]')})"
     ]
 
 
@@ -734,7 +736,7 @@ def test_verify_standard_needs_whsec_secrets(tmp_path: Path) -> None:
 def test_scheme_needs_secret(tmp_path: Path) -> None:
     text = '[sources.x]\npath = "/x"\n[sources.x.verify]\nscheme = "github"\n'
     assert errors_of(tmp_path, text) == [
-        'sources.x.verify.secrets: scheme "github" needs at least one secret'
+        'sources.x.verify.secrets: scheme "github" needs at least one secret (line 3)'
     ]
 
 
@@ -1021,3 +1023,346 @@ def test_redacted_masks_fixed_headers_and_url_passwords(tmp_path: Path) -> None:
     assert destination["url"] == "https://user:***@example.com/x"
     assert destination["headers"] == {"Authorization": "***"}
     assert "pa55" not in str(shown) and "xyz" not in str(shown)
+
+
+# -- header names and values (issue 8) ----------------------------------------------------
+
+
+def destination_with(headers: str, forward: str = "[]") -> str:
+    return (
+        MINIMAL_SOURCE
+        + f"""
+    [destinations.orders]
+    url = "http://127.0.0.1:5000/"
+    sources = ["x"]
+    forward_headers = {forward}
+    headers = {headers}
+    """
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [
+        (r"prod\n", "a line feed (U+000A) at offset 4"),
+        (r"prod\r\nX-Injected: 1", "a carriage return (U+000D) at offset 4"),
+        (r"a\u0000b", "a NUL (U+0000) at offset 1"),
+        (r"\u001b[31m", "a control character (U+001B) at offset 0"),
+        (r"del\u007f", "a control character (U+007F) at offset 3"),
+    ],
+)
+def test_header_value_with_a_control_character(tmp_path: Path, value: str, described: str) -> None:
+    text = destination_with(f'{{ "X-Env" = "{value}" }}')
+    assert errors_of(tmp_path, text) == [
+        f'destinations.orders.headers."X-Env": the value holds {described}; a header value '
+        f"may contain no control character but tab (line {line_of(text, 'headers = {')})"
+    ]
+
+
+def test_header_value_error_never_echoes_the_value(tmp_path: Path) -> None:
+    text = destination_with('{ Authorization = "Bearer sk_live_abc123\\n" }')
+    [error] = errors_of(tmp_path, text)
+    assert error.startswith('destinations.orders.headers."Authorization": the value holds')
+    assert "sk_live" not in error
+
+
+def test_header_value_from_the_environment_with_a_newline(tmp_path: Path) -> None:
+    """The usual way one gets there: `$(cat token)` or a file with a trailing newline."""
+    text = destination_with('{ "X-Token" = "${TOKEN}" }')
+    [error] = errors_of(tmp_path, text, {"TOKEN": "abc\n"})
+    assert error.startswith('destinations.orders.headers."X-Token": the value holds a line feed')
+
+
+def test_header_values_may_hold_tabs_spaces_and_non_ascii(tmp_path: Path) -> None:
+    cfg = load(tmp_path, destination_with('{ "X-A" = "a\\tb c", "X-B" = "caf\u00e9 \u2713" }'))
+    assert cfg.destinations["orders"].headers == {"X-A": "a\tb c", "X-B": "caf\u00e9 \u2713"}
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Bad Name", '"Bad Name"'),
+        ("X-Env:", '"X-Env:"'),
+        ("", '""'),
+        ("X(1)", '"X(1)"'),
+        ("X-\u00e9", '"X-\\u00e9"'),
+        ("X\\nY", '"X\\nY"'),  # a TOML escape: a real line feed in the name
+    ],
+)
+def test_header_name_must_be_a_token(tmp_path: Path, name: str, shown: str) -> None:
+    text = destination_with(f'{{ "{name}" = "v" }}')
+    assert errors_of(tmp_path, text) == [
+        f"destinations.orders.headers.{shown}: {shown} is not a valid header name "
+        "(letters, digits and !#$%&'*+-.^_`|~ only, no spaces or colons) "
+        f"(line {line_of(text, 'headers = {')})"
+    ]
+
+
+def test_header_names_of_every_token_character_are_accepted(tmp_path: Path) -> None:
+    name = "!#$%&'*+-.^_`|~09azAZ"
+    text = destination_with(f'{{ "{name}" = "v" }}', forward=f'["X-Request-Id", "{name}"]')
+    assert load(tmp_path, text).destinations["orders"].headers == {name: "v"}
+
+
+def test_forward_header_names_must_be_tokens(tmp_path: Path) -> None:
+    text = destination_with("{}", forward='["User-Agent", "X Forwarded", "Stripe-Signature:"]')
+    line = line_of(text, "forward_headers")
+    assert errors_of(tmp_path, text) == [
+        f'destinations.orders.forward_headers[1]: "X Forwarded" is not a valid header name '
+        f"(letters, digits and !#$%&'*+-.^_`|~ only, no spaces or colons) (line {line})",
+        f'destinations.orders.forward_headers[2]: "Stripe-Signature:" is not a valid header '
+        f"name (letters, digits and !#$%&'*+-.^_`|~ only, no spaces or colons) (line {line})",
+    ]
+
+
+def test_headers_as_a_table_of_their_own(tmp_path: Path) -> None:
+    text = (
+        MINIMAL_SOURCE
+        + """
+    [destinations.orders]
+    url = "http://127.0.0.1:5000/"
+    sources = ["x"]
+
+    [destinations.orders.headers]
+    "X-Env" = "prod\\r"
+    """
+    )
+    [error] = errors_of(tmp_path, text)
+    assert error.startswith('destinations.orders.headers."X-Env": the value holds a carriage')
+    assert error.endswith(f"(line {line_of(text, '[destinations.orders.headers]')})")
+
+
+def test_alert_headers_are_checked_too(tmp_path: Path) -> None:
+    text = '[alerts]\nurl = "http://127.0.0.1:5000/"\nsign = "none"\nheaders = { "A B" = "x\\n" }\n'
+    errors = errors_of(tmp_path, text)
+    assert [e.split(": ")[0] for e in errors] == ['alerts.headers."A B"', 'alerts.headers."A B"']
+    assert "not a valid header name" in errors[0]
+    assert "line feed" in errors[1]
+
+
+# -- every error in one pass (issue 8) -----------------------------------------------------
+
+THREE_MISTAKES = """
+[server]
+listen = "0.0.0.0:99999"
+
+[delivery]
+timeout = "soon"
+
+[sources.x]
+path = "/x"
+
+[destinations.y]
+url = "http://127.0.0.1:5000/"
+sources = ["x"]
+max_atempts = 3
+"""
+
+
+def test_three_mistakes_in_three_tables_are_three_errors(tmp_path: Path) -> None:
+    text = THREE_MISTAKES
+    assert errors_of(tmp_path, text) == [
+        f'server.listen: expected "host:port" or "[::]:port", got \'0.0.0.0:99999\' '
+        f"(line {line_of(text, 'listen')})",
+        'delivery.timeout: expected a duration with a unit such as "250ms", "10s", '
+        f"\"5m\", got 'soon' (line {line_of(text, 'soon')})",
+        f"destinations.y.max_atempts: unknown key (line {line_of(text, 'max_atempts')})",
+    ]
+
+
+def test_every_kind_of_error_at_once_without_echoes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Env, secret file, decoding and validation errors together; none repeated.
+
+    The unset variable leaves an empty secret and the missing file an empty signing
+    secret: "a secret is empty" or 'sign = "standard" needs a secret' would only
+    say the same thing again.
+    """
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    text = """
+    retries = 3
+
+    [admin]
+    listen = "127.0.0.1:9090"
+    token_file = "admin.token"
+
+    [sources.x]
+    path = "x"
+
+    [sources.x.verify]
+    scheme = "github"
+    secrets = ["${GITHUB_SECRET}"]
+
+    [destinations.y]
+    url = "http://127.0.0.1:5000/"
+    sources = ["x"]
+    sign = "standard"
+    secret_file = "signing.key"
+    batch_max = 0
+    """
+    errors = errors_of(tmp_path, text)
+    assert [e.split(": ")[0] for e in errors] == [
+        "retries",
+        "admin.token_file",
+        "sources.x.path",
+        "sources.x.verify.secrets[0]",
+        "destinations.y.secret_file",
+        "destinations.y.batch_max",
+    ]
+    assert errors[3].startswith(
+        "sources.x.verify.secrets[0]: environment variable GITHUB_SECRET is not set"
+    )
+
+
+def test_several_errors_in_one_table(tmp_path: Path) -> None:
+    text = """
+    [delivery]
+    timeout = "soon"
+    max_attempts = "many"
+    concurency = 4
+    max_backoff = "1x"
+    """
+    errors = errors_of(tmp_path, text)
+    assert [e.split(": ")[0] for e in errors] == [
+        "delivery.timeout",
+        "delivery.max_attempts",
+        "delivery.concurency",
+        "delivery.max_backoff",
+    ]
+    assert errors[2] == f"delivery.concurency: unknown key (line {line_of(text, 'concurency')})"
+
+
+def test_several_errors_in_a_nested_table(tmp_path: Path) -> None:
+    text = """
+    [sources.x]
+    path = "/x"
+    methods = ["GET"]
+    dedup_windw = "1h"
+
+    [sources.x.verify]
+    scheme = "strpe"
+    tolerence = "5m"
+    """
+    assert [e.split(": ")[0] for e in errors_of(tmp_path, text)] == [
+        "sources.x.methods[0]",
+        "sources.x.dedup_windw",
+        "sources.x.verify.scheme",
+        "sources.x.verify.tolerence",
+    ]
+
+
+def test_a_value_left_out_is_not_checked_against_the_others(tmp_path: Path) -> None:
+    """max_backoff is wrong; its default (1h) must not be reported as below 2h."""
+    text = '[delivery]\ninitial_backoff = "2h"\nmax_backoff = "1x"\n'
+    [error] = errors_of(tmp_path, text)
+    assert error.startswith("delivery.max_backoff: expected a duration")
+
+
+def test_a_source_that_does_not_decode_is_still_a_source(tmp_path: Path) -> None:
+    text = """
+    [sources.x]
+    methods = ["POST"]
+
+    [destinations.y]
+    url = "http://127.0.0.1:5000/"
+    sources = ["x"]
+    """
+    assert errors_of(tmp_path, text) == [
+        f"sources.x.path: required key is missing (line {line_of(text, '[sources.x]')})"
+    ]
+
+
+def test_an_inherited_mistake_is_reported_once(tmp_path: Path) -> None:
+    text = (
+        MINIMAL_SOURCE
+        + """
+    [delivery]
+    timeout = "0s"
+
+    [destinations.a]
+    url = "http://127.0.0.1:5000/"
+    sources = ["x"]
+
+    [destinations.b]
+    url = "http://127.0.0.1:5001/"
+    sources = ["x"]
+    initial_backoff = "2h"
+    """
+    )
+    assert errors_of(tmp_path, text) == [
+        f"delivery.timeout: expected a duration > 0, got 0.0 (line {line_of(text, 'timeout')})",
+        # b's own initial_backoff is above the max_backoff it inherits: b's mistake.
+        "destinations.b.max_backoff: expected >= initial_backoff, got 3600.0"
+        f" (line {line_of(text, '[destinations.b]')})",
+    ]
+
+
+def test_errors_are_in_file_order(tmp_path: Path) -> None:
+    text = """
+    [destinations.y]
+    url = "ftp://nope/"
+    sources = ["x"]
+
+    [sources.x]
+    path = "/x"
+    event_type = "body:type"
+
+    [server]
+    listen = "nope"
+    """
+    assert [e.split(": ")[0] for e in errors_of(tmp_path, text)] == [
+        "destinations.y.url",
+        "sources.x.event_type",
+        "server.listen",
+    ]
+
+
+# -- the storage check of check-config (issue 8) --------------------------------------------
+
+
+def test_storage_directory_is_not_checked_by_plain_loading(tmp_path: Path) -> None:
+    """serve opens the store itself, which reports a missing directory its own way."""
+    cfg = load(tmp_path, '[storage]\npath = "missing/hookgate.db"\n')
+    assert cfg.storage.path == str(tmp_path.resolve() / "missing" / "hookgate.db")
+
+
+def test_storage_directory_must_exist(tmp_path: Path) -> None:
+    path = write(tmp_path, '[log]\nlevel = "info"\n[storage]\npath = "missing/hookgate.db"\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path, {}, check_storage=True)
+    missing = tmp_path.resolve() / "missing"
+    assert info.value.errors == [f"storage.path: directory {missing} does not exist (line 4)"]
+
+
+def test_storage_check_is_reported_with_the_other_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nlisten = "x"\n[storage]\npath = "/nonexistent/db/h.db"\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path, {}, check_storage=True)
+    assert [e.split(": ")[0] for e in info.value.errors] == ["server.listen", "storage.path"]
+
+
+def test_storage_path_that_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "hookgate.db").mkdir()
+    with pytest.raises(config.ConfigError) as info:
+        config.load(write(tmp_path, ""), {}, check_storage=True)
+    assert info.value.errors == [
+        f"storage.path: {tmp_path.resolve() / 'hookgate.db'} is not a regular file"
+    ]
+
+
+def test_storage_directory_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    with pytest.raises(config.ConfigError) as info:
+        config.load(write(tmp_path, '[storage]\npath = "data/h.db"\n'), {}, check_storage=True)
+    assert info.value.errors == [
+        f"storage.path: {tmp_path.resolve() / 'data'} is not a directory (line 2)"
+    ]
+
+
+def test_storage_check_passes_for_a_usable_directory_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    assert config.load(path, {}, check_storage=True).storage.path.endswith("hookgate.db")
+    (tmp_path / "hookgate.db").write_bytes(b"")
+    (tmp_path / "hookgate.db-wal").write_bytes(b"")
+    config.load(path, {}, check_storage=True)

@@ -1,0 +1,151 @@
+"""Outbound address policy: deliveries never reach the networks in ``deny_networks``.
+
+A destination's URL comes from the config, but the address its host name resolves
+to comes from DNS at send time, and an answer from a cloud metadata service
+(169.254.169.254 and friends) is stored and shown by the admin API. So the policy
+is enforced where the address is known:
+
+- ``DenyingResolver`` wraps aiohttp's resolver and drops denied addresses from each
+  answer; a host left with none fails with ``EgressDenied`` (an ``OSError``, which
+  aiohttp raises as ``aiohttp.ClientConnectorDNSError``, a ``ClientConnectorError``);
+- the connector's socket factory checks every address once more before a socket is
+  made, which also covers IP literals (aiohttp does not resolve those; the config
+  loader already refuses a destination URL whose literal IP is denied).
+
+The connection is made to the very address that was checked, so a DNS answer that
+changes between the check and the connect (rebinding) gains nothing.
+
+IPv4-mapped IPv6 addresses (``::ffff:169.254.169.254``) are matched against IPv4
+networks, and IPv4 addresses against networks written in the mapped form.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# The connector settings the dispatcher has always used: no pool-wide cap (each
+# destination's own concurrency is its limit), idle connections kept for 30 s.
+CONNECTOR_LIMIT = 0
+KEEPALIVE_TIMEOUT = 30.0
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+class EgressDenied(OSError):
+    """A host's every address, or the address about to be connected, is denied.
+
+    The message names the host (or the literal address being connected), never the
+    addresses a name resolved to: those are internal, and an attempt's error text
+    is stored and shown by the admin API.
+    """
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(errno.EACCES, f"{host}: {reason}")
+        self.host = host
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """``["169.254.0.0/16", "::1"]`` as networks (host bits allowed); ValueError if one is not."""
+    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """``text`` as an IP address (an IPv6 zone such as ``%eth0`` ignored), else None."""
+    try:
+        return ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+
+
+def denied_by(address: IPAddress | str, deny: Sequence[IPNetwork]) -> IPNetwork | None:
+    """The first network of ``deny`` that holds ``address`` (in either IPv4 form), else None.
+
+    A string that is not an IP address is held by none.
+    """
+    addr = parse_address(address) if isinstance(address, str) else address
+    if addr is None:
+        return None
+    forms: list[IPAddress] = [addr]
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        forms.append(addr.ipv4_mapped)
+    elif isinstance(addr, ipaddress.IPv4Address):
+        forms.append(ipaddress.IPv6Address(int(_MAPPED.network_address) | int(addr)))
+    for network in deny:
+        if any(form.version == network.version and form in network for form in forms):
+            return network
+    return None
+
+
+def is_denied(address: IPAddress | str, deny: Sequence[IPNetwork]) -> bool:
+    return denied_by(address, deny) is not None
+
+
+class DenyingResolver(AbstractResolver):
+    """aiohttp's resolver (or ``resolver``) without the addresses in ``deny``.
+
+    Must be made inside a running event loop, as aiohttp's own resolvers are.
+    """
+
+    def __init__(self, deny: Sequence[IPNetwork], resolver: AbstractResolver | None = None) -> None:
+        self.deny = tuple(deny)
+        self._resolver = resolver if resolver is not None else aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._resolver.resolve(host, port, family)
+        allowed = [answer for answer in answers if not is_denied(answer["host"], self.deny)]
+        if not allowed:
+            raise EgressDenied(host, "every address it resolves to is in deny_networks")
+        return allowed
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+class _EgressConnector(aiohttp.TCPConnector):
+    """A TCPConnector that also closes the resolver it was given."""
+
+    def __init__(self, resolver: DenyingResolver, **kwargs: Any) -> None:
+        super().__init__(resolver=resolver, **kwargs)
+        self._denying_resolver = resolver
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        await super().close(abort_ssl=abort_ssl)
+        await self._denying_resolver.close()
+
+
+def make_connector(
+    deny: Sequence[IPNetwork], *, resolver: AbstractResolver | None = None
+) -> aiohttp.TCPConnector:
+    """The dispatcher's connector, refusing every address in ``deny``.
+
+    ``limit=0, keepalive_timeout=30`` as before. ``resolver`` replaces aiohttp's
+    default resolver under the deny filter (tests use it to script DNS answers).
+    Call it inside a running event loop; an empty ``deny`` allows every address.
+    """
+    networks = tuple(deny)
+
+    def socket_factory(addr_info: tuple[Any, ...]) -> socket.socket:
+        family, kind, proto, _, sockaddr = addr_info
+        host = str(sockaddr[0])
+        if is_denied(host, networks):
+            raise EgressDenied(host, "this address is in deny_networks")
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return _EgressConnector(
+        DenyingResolver(networks, resolver),
+        limit=CONNECTOR_LIMIT,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        socket_factory=socket_factory,
+    )
