@@ -254,6 +254,7 @@ class Delivery(_Shape, frozen=True):
     last_status: int | None = None
     last_error: str | None = None
     updated_at: str | None = None
+    dead_reason: str | None = None
     attempt_log: list[Attempt] = []
 
 
@@ -454,7 +455,17 @@ def _attempts_text(delivery: Delivery) -> str:
         for a in delivery.attempt_log
     ]
     title = f"attempts of delivery {delivery.id} ({printable(delivery.destination)}):\n"
-    return title + table(("STARTED", "DURATION", "RESULT", "RESPONSE"), rows, right={1})
+    text = title + table(("STARTED", "DURATION", "RESULT", "RESPONSE"), rows, right={1})
+    if delivery.state == "dead" and delivery.dead_reason:
+        text += f"\ndead: {_DEAD_REASONS.get(delivery.dead_reason, delivery.dead_reason)}"
+    return text
+
+
+_DEAD_REASONS = {
+    "gone": "gone (the destination answered 410 Gone)",
+    "max_attempts": "max_attempts (no attempt left)",
+    "max_age": "max_age (the message grew too old to retry)",
+}
 
 
 def _result(status: int | None, error: str | None) -> str:

@@ -21,7 +21,7 @@ from typing import Literal
 import aiohttp
 import structlog
 
-from hookgate import metrics, retry
+from hookgate import egress, metrics, retry
 from hookgate.alerts import Alerter
 from hookgate.config import DestinationConfig
 from hookgate.limits import CircuitBreaker, RateLimiter
@@ -422,28 +422,40 @@ class Dispatcher:
         self._destinations = list(destinations)
         self.workers: dict[str, DestinationWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[tuple[egress.IPNetwork, ...], aiohttp.ClientSession] = {}
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         # Resolved when a worker ends without being asked to: the daemon stops then.
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
-        # No per-host cap: each worker's own concurrency is the limit, so one
-        # destination's slow requests never queue another's behind them.
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-        # Cookies are never kept and the process's proxy variables never used.
-        self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-        )
         paused = await self.store.paused_destinations()
         for destination in self._destinations:
             self._start_worker(destination, destination.name in paused)
 
+    def _session_for(self, destination: DestinationConfig) -> aiohttp.ClientSession:
+        """The pooled session of the destination's deny list (most share the default one)."""
+        deny = egress.parse_networks(destination.policy.deny_networks)
+        session = self._sessions.get(deny)
+        if session is None:
+            # No per-host cap: each worker's own concurrency is the limit, so one
+            # destination's slow requests never queue another's behind them. Cookies
+            # are never kept and the process's proxy variables never used.
+            session = aiohttp.ClientSession(
+                connector=egress.make_connector(deny),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+            self._sessions[deny] = session
+        return session
+
     def _start_worker(self, destination: DestinationConfig, paused: bool) -> None:
-        if self._session is None:
-            raise RuntimeError("the dispatcher is not started")
         worker = DestinationWorker(
-            destination, self.store, self._session, self._rng, self.alerter, paused=paused
+            destination,
+            self.store,
+            self._session_for(destination),
+            self._rng,
+            self.alerter,
+            paused=paused,
         )
         task = asyncio.create_task(worker.run(), name=f"worker-{worker.name}")
         task.add_done_callback(lambda t: self._on_worker_done(worker, t))
@@ -500,5 +512,5 @@ class Dispatcher:
     async def stop(self, grace: float) -> None:
         """Stop claiming, let in-flight requests finish within ``grace``, close the pool."""
         await asyncio.gather(*(self._retire(name, grace) for name in list(self.workers)))
-        if self._session is not None:
-            await self._session.close()
+        for session in self._sessions.values():
+            await session.close()

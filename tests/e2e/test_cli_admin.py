@@ -320,3 +320,29 @@ async def test_config_and_token_from_the_environment(admin: Admin) -> None:
     )
     assert token_env.returncode == 0, token_env.stderr
     assert token_env.stdout.startswith(f"hookgate at {url}: ready\n")
+
+
+async def test_stats_name_every_destination_and_why_deliveries_died(
+    admin: Admin, client: aiohttp.ClientSession
+) -> None:
+    message_id = await accept(admin, client, {"type": "order.created"})
+    await admin.settled()
+    stats = await admin.get("/stats")
+    # Configured destinations are listed even when nothing is pending or dead there.
+    assert stats["destinations"] == {
+        "orders": {"pending": 0, "dead": 0, "delivered": 1},
+        "crm": {"pending": 0, "dead": 1, "delivered": 0},
+    }
+    # A 410 killed crm's only delivery: nothing is left to back off from.
+    listed = {d["name"]: d["state"] for d in (await admin.get("/destinations"))["items"]}
+    assert listed == {"orders": "ok", "crm": "ok"}
+    async with client.get(admin.daemon.admin_url("/readyz")) as answer:
+        ready = await answer.json()
+    assert ready["destinations"]["crm"] == {"state": "ok", "pending": 0}
+    (dead,) = (await admin.get("/deliveries", destination="crm"))["items"]
+    assert (dead["state"], dead["dead_reason"]) == ("dead", "gone")
+    (delivered,) = (await admin.get("/deliveries", destination="orders"))["items"]
+    assert delivered["dead_reason"] is None
+    shown = await admin.cli("messages", "show", message_id)
+    assert shown.code == 0, shown
+    assert "dead: gone (the destination answered 410 Gone)" in shown.out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .conftest import Daemon, post, to_toml, wait_for
+from .conftest import Daemon, Downstream, post, to_toml, wait_for
 
 
 async def test_destination_pointing_at_own_ingress_is_refused_not_multiplied(
@@ -63,3 +63,36 @@ async def test_via_of_other_relays_passes_until_too_many_hops(
     status, answer = await post(client, url, b"{}", headers={"Via": chain})
     assert (status, answer["error"]) == (508, "loop_detected")
     assert daemon.query("SELECT count(*) FROM messages") == [(1,)]
+
+
+async def test_host_resolving_into_a_denied_network_is_never_contacted(
+    start_daemon: Callable[..., Awaitable[Daemon]],
+    downstream: Downstream,
+    client: aiohttp.ClientSession,
+) -> None:
+    # "localhost" resolves to 127.0.0.1: deny loopback for this destination only, as the
+    # default list denies cloud metadata and link-local addresses for every destination.
+    daemon = await start_daemon(
+        sources={"open": {"path": "/hooks/open", "verify": {"scheme": "none"}}},
+        destinations={
+            "internal": {
+                "url": downstream.url("/hook").replace("127.0.0.1", "localhost"),
+                "sources": ["open"],
+                "deny_networks": ["127.0.0.0/8", "::1/128"],
+                "max_attempts": 2,
+                "initial_backoff": "10ms",
+                "max_backoff": "20ms",
+            },
+            "allowed": {"url": downstream.url("/ok"), "sources": ["open"]},
+        },
+    )
+    status, answer = await post(client, daemon.url("/hooks/open"), b'{"n": 1}')
+    assert status == 202, answer
+    await wait_for(lambda: daemon.delivery_states() == {"delivered": 1, "dead": 1})
+    assert [r.path for r in downstream.requests] == ["/ok"]
+    errors = daemon.query(
+        "SELECT a.error FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+        " WHERE d.destination = 'internal'"
+    )
+    assert len(errors) == 2
+    assert all("deny_networks" in e or "denied" in e for (e,) in errors), errors
