@@ -397,7 +397,7 @@ class SQLiteStore:
 
     async def _max_message_id(self) -> int:
         sql = "SELECT coalesce(max(id), 0) FROM messages"
-        return int(await self._scalar(self.reader(), sql))
+        return int(await self._scalar(self._read, sql))
 
     async def _scalar(
         self, conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any] = ()
@@ -540,7 +540,7 @@ class SQLiteStore:
             if self._broken is not None:
                 raise StoreError(self._broken)
         except Exception as exc:  # any failure fails this batch, never the writer
-            self._commit_failed(conn, batch, exc)
+            self._commit_failed(batch, exc)
             if conn is not None and conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
@@ -554,9 +554,7 @@ class SQLiteStore:
         _resolve(batch.futures(), [*accepted, *(None for _ in batch.attempts), *results])
         self._notify(batch, accepted)
 
-    def _commit_failed(
-        self, conn: aiosqlite.Connection | None, batch: _Pending, exc: Exception
-    ) -> None:
+    def _commit_failed(self, batch: _Pending, exc: Exception) -> None:
         if isinstance(exc, sqlite3.Error):
             self._note_error(exc)
         self._failure = str(exc)
@@ -674,12 +672,6 @@ class SQLiteStore:
 
     # -- reads ----------------------------------------------------------------------
 
-    def reader(self) -> aiosqlite.Connection:
-        """The connection for admin, health and metrics reads (not the dispatcher's)."""
-        if self._read is None:
-            raise StoreError("the store is not open")
-        return self._read
-
     async def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """All rows of one admin query, errors as StoreError."""
         return await self._fetch(self._read, sql, params)
@@ -760,7 +752,7 @@ async def _in_savepoint(conn: aiosqlite.Connection, call: WriteCall) -> Any:
     await conn.execute("SAVEPOINT call")
     try:
         result = await call(conn)
-    except sqlite3.Error as exc:
+    except Exception as exc:
         if not conn.in_transaction:
             raise  # SQLite rolled the whole transaction back (disk full, I/O): fail the batch
         await conn.execute("ROLLBACK TO call")
@@ -772,7 +764,7 @@ async def _in_savepoint(conn: aiosqlite.Connection, call: WriteCall) -> Any:
 class _CallFailed:
     """A write call's error, carried as its result so that only its caller sees it."""
 
-    def __init__(self, error: sqlite3.Error) -> None:
+    def __init__(self, error: Exception) -> None:
         self.error = error
 
 
