@@ -151,7 +151,7 @@ class DeliveryPolicy(_Table, frozen=True):
     rate_limit: float | None = None
     circuit_failures: int = 5
     circuit_cooldown: Duration = Duration(30)
-    # CIDRs no delivery may connect to (see hookgate.egress); [] allows every address.
+    # CIDRs no delivery may connect to (see hookgate.outbound.egress); [] allows every address.
     deny_networks: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_DENY_NETWORKS))
 
 
@@ -662,7 +662,7 @@ class _Loader:
     def _validate_url(self, url: str, where: str, deny_networks: list[str]) -> None:
         """An http(s) URL whose host, when an IP address, is not in ``deny_networks``.
 
-        A host name is checked when it resolves, at each connection (hookgate.egress).
+        A host name is checked when it resolves, at each connection (hookgate.outbound.egress).
         """
         if not re.match(r"^https?://[^/\s]+", url):
             self._error(where, f"expected an http:// or https:// URL, got {masked_url(url)!r}")
@@ -672,7 +672,7 @@ class _Loader:
         except ValueError as exc:
             self._error(where, f"expected an http:// or https:// URL: {exc}")
             return
-        from hookgate import egress  # the resolver side of the same policy
+        from hookgate.outbound import egress  # the resolver side of the same policy
 
         address = egress.parse_address(host)
         if address is None:

@@ -15,14 +15,14 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from hookgate import __version__, retention
+from hookgate import __version__
 from hookgate import config as config_module
-from hookgate.admin import Admin
-from hookgate.alerts import Alerter
+from hookgate.admin.listener import Admin
 from hookgate.config import Config, parse_listen
-from hookgate.dispatch import Dispatcher
-from hookgate.ingress import KEEPALIVE_TIMEOUT, Ingress
-from hookgate.store import StoreError
+from hookgate.inbound.listener import KEEPALIVE_TIMEOUT, Ingress
+from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.dispatcher import Dispatcher
+from hookgate.store import StoreError, retention
 from hookgate.store.sqlite import SQLiteStore
 
 log = structlog.get_logger("hookgate.daemon")

@@ -24,16 +24,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook
 
-from hookgate import config, retention
-from hookgate.alerts import Alerter
-from hookgate.dispatch import Dispatcher
-from hookgate.store import AttemptRecord, NewMessage, parse_message_id
-from hookgate.store.sqlite import (
-    _SELECT_DUE,
-    _SELECT_HEAD,
-    _SELECT_NEXT_DUE,
-    SQLiteStore,
-)
+from hookgate import config
+from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.dispatcher import Dispatcher
+from hookgate.store import AttemptRecord, NewMessage, parse_message_id, retention
+from hookgate.store.sqlite import _SELECT_DUE, _SELECT_HEAD, _SELECT_NEXT_DUE, SQLiteStore
 
 HOST = "127.0.0.1"
 WAIT = 10.0  # a bound for waiting, not an expectation of speed

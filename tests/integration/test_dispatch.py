@@ -19,8 +19,8 @@ from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook
 
 from hookgate import __version__, config
-from hookgate.alerts import Alerter
-from hookgate.dispatch import Dispatcher
+from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.store import DueDelivery, NewMessage, parse_message_id
 from hookgate.store.sqlite import SQLiteStore
 

@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from hookgate import config, egress
+from hookgate import config
+from hookgate.outbound import egress
 
 HOST = "127.0.0.1"
 WAIT = aiohttp.ClientTimeout(total=10)  # a bound, not an expectation of speed

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from hookgate import config
-from hookgate.ingress import Ingress
+from hookgate.inbound.listener import Ingress
 from hookgate.store import parse_message_id
 from hookgate.store.sqlite import SQLiteStore
 

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookgate import config
-from hookgate.ingress import Ingress
+from hookgate.inbound.listener import Ingress
 from hookgate.store import parse_message_id
 from hookgate.store.sqlite import SQLiteStore
 

@@ -26,12 +26,12 @@ from test_dispatch import Downstream, Relay, db_rows, wait_for
 from test_store import record
 
 from hookgate import config
-from hookgate.alerts import Alerter
-from hookgate.dispatch import Dispatcher
+from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.store import MessageFilter, NewMessage, StoreError, parse_message_id
 from hookgate.store import sqlite as sqlite_store
 from hookgate.store.sqlite import SQLiteStore
-from hookgate.store.sqlite_admin import SQLiteAdmin
+from hookgate.store.sqlite.admin import SQLiteAdmin
 
 
 def message(event_id: str | None = None, destinations: tuple[str, ...] = ("orders",)) -> NewMessage:

@@ -25,7 +25,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hookgate import cli, signing
+from hookgate import cli
+from hookgate.outbound import signing
 
 WAIT = 20.0  # a bound for a subprocess to answer, not an expectation of speed
 SECRET = "whsec_" + base64.b64encode(b"integration test key 0123").decode()

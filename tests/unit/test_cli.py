@@ -23,14 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
+import hookgate.outbound.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
 import pytest
 import standardwebhooks.webhooks
 import stripe
 from multidict import CIMultiDict
 from slack_sdk.signature import SignatureVerifier
 
-import hookgate.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
-from hookgate import cli, client, config, signing, tools, verify
+from hookgate import cli, config, verify
+from hookgate.cli import client, tools
+from hookgate.outbound import signing
 
 BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hookgate.limits import CircuitBreaker, RateLimiter
+from hookgate.outbound.limits import CircuitBreaker, RateLimiter
 
 # -- the rate limiter ---------------------------------------------------------------
 

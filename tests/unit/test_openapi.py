@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from hookgate import api
+from hookgate.admin import api
 
 
 def test_openapi_file_is_current() -> None:
     kept = json.loads(api.OPENAPI_FILE.read_text())
     assert kept == json.loads(json.dumps(api.openapi_document())), (
-        "src/hookgate/openapi.json is stale: run python -m hookgate.api"
+        "src/hookgate/admin/openapi.json is stale: run python -m hookgate.admin.api"
     )
 
 

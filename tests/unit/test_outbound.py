@@ -14,8 +14,9 @@ import pytest
 from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from hookgate import __version__, outbound
+from hookgate import __version__
 from hookgate.config import DeliveryPolicy, DestinationConfig, Duration, SignMode
+from hookgate.outbound import requests as outbound
 from hookgate.store import DueDelivery
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

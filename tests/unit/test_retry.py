@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from hookgate import retry
 from hookgate.config import DeliveryPolicy, Duration
+from hookgate.outbound import retry
 
 POLICY = DeliveryPolicy(
     timeout=Duration(10),

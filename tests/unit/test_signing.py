@@ -10,7 +10,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from hookgate import signing
+from hookgate.outbound import signing
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BODY = b'{"type":"payment_intent.succeeded","id":"evt_1","amount":4200}'

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from hookgate import __version__
 from hookgate.config import DestinationConfig
-from hookgate.signing import Signer
+from hookgate.outbound.signing import Signer
 from hookgate.store import DueDelivery, format_time
 
 USER_AGENT = f"hookgate/{__version__}"

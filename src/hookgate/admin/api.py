@@ -22,7 +22,7 @@ from aiohttp import web
 
 from hookgate import __version__
 from hookgate.config import Config, masked_url
-from hookgate.dispatch import Dispatcher
+from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.store import (
     AttemptRow,
     DeliveryRow,
@@ -33,7 +33,7 @@ from hookgate.store import (
     format_time,
     parse_message_id,
 )
-from hookgate.store.sqlite_admin import ConflictError, SQLiteAdmin
+from hookgate.store.sqlite.admin import ConflictError, SQLiteAdmin
 
 log = structlog.get_logger("hookgate.api")
 
@@ -647,5 +647,5 @@ def _op(
 
 
 if __name__ == "__main__":
-    # Regenerate the document kept in the repository: python -m hookgate.api
+    # Regenerate the document kept in the repository: python -m hookgate.admin.api
     OPENAPI_FILE.write_bytes(msgspec.json.format(msgspec.json.encode(openapi_document())) + b"\n")

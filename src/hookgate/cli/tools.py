@@ -21,7 +21,9 @@ from typing import TextIO
 
 from aiohttp import web
 
-from hookgate import client, config, signing, verify
+from hookgate import config, verify
+from hookgate.cli import client
+from hookgate.outbound import signing
 
 # Room for hookgate's batches, which can be far larger than one inbound body.
 _MAX_RECEIVED = 64 * 1024**2

@@ -12,12 +12,12 @@ import prometheus_client
 from aiohttp import web
 
 from hookgate import metrics
-from hookgate.api import AdminApi
+from hookgate.admin.api import AdminApi
 from hookgate.config import Config
-from hookgate.dispatch import Dispatcher
+from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.store import QueueStats, StoreError
 from hookgate.store.sqlite import SQLiteStore
-from hookgate.store.sqlite_admin import SQLiteAdmin
+from hookgate.store.sqlite.admin import SQLiteAdmin
 
 _WRITE_CHECK_TIMEOUT = 2.0
 

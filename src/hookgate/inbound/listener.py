@@ -17,8 +17,9 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hookgate import metrics, outbound, verify
+from hookgate import metrics, verify
 from hookgate.config import Config, DestinationConfig, SourceConfig
+from hookgate.outbound import requests as outbound
 from hookgate.store import NewMessage, Store, StoreError
 
 log = structlog.get_logger("hookgate.ingress")

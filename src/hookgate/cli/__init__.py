@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hookgate import __version__, client, config, daemon, tools
-from hookgate import logging as hookgate_logging
+from hookgate import __version__, config, daemon
+from hookgate import logs as hookgate_logging
+from hookgate.cli import client, tools
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

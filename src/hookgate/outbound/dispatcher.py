@@ -21,11 +21,12 @@ from typing import Literal
 import aiohttp
 import structlog
 
-from hookgate import egress, metrics, retry
-from hookgate.alerts import Alerter
+from hookgate import metrics
 from hookgate.config import DestinationConfig
-from hookgate.limits import CircuitBreaker, RateLimiter
-from hookgate.outbound import OutboundRequest, RequestBuilder, is_json
+from hookgate.outbound import egress, retry
+from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.limits import CircuitBreaker, RateLimiter
+from hookgate.outbound.requests import OutboundRequest, RequestBuilder, is_json
 from hookgate.store import AttemptRecord, DueDelivery, Store, StoreError
 
 log = structlog.get_logger("hookgate.dispatch")
