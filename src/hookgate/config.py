@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from hookgate.errors import ConfigError
+
 DEFAULT_PATH = "/etc/hookgate/hookgate.toml"
 
 Scheme = Literal[
@@ -34,14 +36,6 @@ Scheme = Literal[
 SignMode = Literal["none", "standard", "hmac-sha256"]
 Method = Literal["POST", "PUT", "PATCH"]
 _T = TypeVar("_T")
-
-
-class ConfigError(Exception):
-    """The configuration is invalid."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
 
 
 class Duration(float):

@@ -19,17 +19,14 @@ from hookgate import __version__
 from hookgate import config as config_module
 from hookgate.admin.listener import Admin
 from hookgate.config import Config, parse_listen
+from hookgate.errors import ConfigError, StartupError, StoreError
 from hookgate.inbound.listener import KEEPALIVE_TIMEOUT, Ingress
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import StoreError, retention
+from hookgate.store import retention
 from hookgate.store.sqlite import SQLiteStore
 
 log = structlog.get_logger("hookgate.daemon")
-
-
-class StartupError(Exception):
-    """The daemon could not start (port in use, database unusable, bad TLS files)."""
 
 
 def notify(message: str) -> None:
@@ -170,7 +167,7 @@ class Daemon:
         async with self._reload_lock:
             try:
                 new = config_module.load(self.config.path)
-            except config_module.ConfigError as exc:
+            except ConfigError as exc:
                 log.error("config.reload_failed", errors=exc.errors)
                 return
             new = self._keep_restart_only(new)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from hookgate.config import Scheme, VerifyConfig
+from hookgate.errors import VerificationFailed
 
 DEFAULT_EVENT_TYPE: dict[str, tuple[str, ...]] = {
     "github": ("header:X-GitHub-Event",),
@@ -42,18 +43,6 @@ DEFAULT_EVENT_ID: dict[str, tuple[str, ...]] = {
 # Unix seconds have 10 digits until the year 2286; a longer "timestamp" is garbage,
 # and bounding it keeps int() cheap on hostile input.
 _MAX_TIMESTAMP_DIGITS = 12
-
-
-class VerificationFailed(Exception):
-    """The request's signature or credentials are not valid.
-
-    ``reason`` is short and meant for the log only; it never contains a secret or an
-    expected signature.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Verifier(Protocol):

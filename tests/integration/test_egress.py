@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hookgate import config
+from hookgate.errors import ConfigError
 from hookgate.outbound import egress
 
 HOST = "127.0.0.1"
@@ -236,7 +237,7 @@ def load(tmp_path: Path, text: str) -> config.Config:
 
 
 def errors_of(tmp_path: Path, text: str) -> list[str]:
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         load(tmp_path, text)
     return info.value.errors
 

@@ -13,14 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hookgate.store import (
-    Accepted,
-    AttemptRecord,
-    NewMessage,
-    StoreError,
-    format_message_id,
-    parse_message_id,
-)
+from hookgate.errors import StoreError
+from hookgate.store import Accepted, AttemptRecord, NewMessage, format_message_id, parse_message_id
 from hookgate.store import sqlite as sqlite_store
 from hookgate.store.sqlite import SQLiteStore
 

@@ -26,9 +26,10 @@ from test_dispatch import Downstream, Relay, db_rows, wait_for
 from test_store import record
 
 from hookgate import config
+from hookgate.errors import StoreError
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import MessageFilter, NewMessage, StoreError, parse_message_id
+from hookgate.store import MessageFilter, NewMessage, parse_message_id
 from hookgate.store import sqlite as sqlite_store
 from hookgate.store.sqlite import SQLiteStore
 from hookgate.store.sqlite.admin import SQLiteAdmin

@@ -23,15 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
-import hookgate.outbound.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
 import pytest
 import standardwebhooks.webhooks
 import stripe
 from multidict import CIMultiDict
 from slack_sdk.signature import SignatureVerifier
 
+import hookgate.outbound.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
 from hookgate import cli, config, verify
 from hookgate.cli import client, tools
+from hookgate.errors import ConfigError, VerificationFailed
 from hookgate.outbound import signing
 
 BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
@@ -533,7 +534,7 @@ def test_another_secret_does_not_verify(scheme: config.Scheme, now: int) -> None
     options = signing_options(scheme, SECRETS[scheme])
     headers = tools.signature_headers(options, BODY, now)
     other = "whsec_" + base64.b64encode(b"someone else").decode() if scheme == "standard" else "x:y"
-    with pytest.raises(verify.VerificationFailed):
+    with pytest.raises(VerificationFailed):
         verify.build_verifier(signing_options(scheme, other)).verify(
             CIMultiDict(headers), BODY, now
         )
@@ -659,10 +660,10 @@ def test_admin_settings_load_without_the_services_other_secrets(tmp_path: Path) 
     )
     admin = config.load_admin(path, {"ADMIN_TOKEN": "t0k"})
     assert (admin.listen, admin.token) == ("127.0.0.1:9191", "t0k")
-    with pytest.raises(config.ConfigError) as failure:
+    with pytest.raises(ConfigError) as failure:
         config.load(path, {"ADMIN_TOKEN": "t0k"})
     assert "STRIPE_SECRET" in str(failure.value)
-    with pytest.raises(config.ConfigError) as missing:
+    with pytest.raises(ConfigError) as missing:
         config.load_admin(path, {})
     assert missing.value.errors == [
         "admin.token: environment variable ADMIN_TOKEN is not set (line 3)"

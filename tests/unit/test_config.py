@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hookgate import config
+from hookgate.errors import ConfigError
 
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -116,7 +117,7 @@ def load(tmp_path: Path, text: str, env: Mapping[str, str] | None = None) -> con
 
 
 def errors_of(tmp_path: Path, text: str, env: Mapping[str, str] | None = None) -> list[str]:
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         load(tmp_path, text, env)
     assert str(info.value) == "\n".join(info.value.errors)
     return info.value.errors
@@ -579,7 +580,7 @@ def test_invalid_toml(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(config.ConfigError, match="cannot read config file"):
+    with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(tmp_path / "absent.toml", {})
 
 
@@ -1329,7 +1330,7 @@ def test_storage_directory_is_not_checked_by_plain_loading(tmp_path: Path) -> No
 
 def test_storage_directory_must_exist(tmp_path: Path) -> None:
     path = write(tmp_path, '[log]\nlevel = "info"\n[storage]\npath = "missing/hookgate.db"\n')
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         config.load(path, {}, check_storage=True)
     missing = tmp_path.resolve() / "missing"
     assert info.value.errors == [f"storage.path: directory {missing} does not exist (line 4)"]
@@ -1337,14 +1338,14 @@ def test_storage_directory_must_exist(tmp_path: Path) -> None:
 
 def test_storage_check_is_reported_with_the_other_errors(tmp_path: Path) -> None:
     path = write(tmp_path, '[server]\nlisten = "x"\n[storage]\npath = "/nonexistent/db/h.db"\n')
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         config.load(path, {}, check_storage=True)
     assert [e.split(": ")[0] for e in info.value.errors] == ["server.listen", "storage.path"]
 
 
 def test_storage_path_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "hookgate.db").mkdir()
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         config.load(write(tmp_path, ""), {}, check_storage=True)
     assert info.value.errors == [
         f"storage.path: {tmp_path.resolve() / 'hookgate.db'} is not a regular file"
@@ -1353,7 +1354,7 @@ def test_storage_path_that_is_a_directory(tmp_path: Path) -> None:
 
 def test_storage_directory_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("")
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         config.load(write(tmp_path, '[storage]\npath = "data/h.db"\n'), {}, check_storage=True)
     assert info.value.errors == [
         f"storage.path: {tmp_path.resolve() / 'data'} is not a directory (line 2)"

@@ -23,13 +23,8 @@ from multidict import CIMultiDict
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from hookgate.config import Duration, Scheme, VerifyConfig
-from hookgate.verify import (
-    DEFAULT_EVENT_ID,
-    DEFAULT_EVENT_TYPE,
-    VerificationFailed,
-    Verifier,
-    build_verifier,
-)
+from hookgate.errors import VerificationFailed
+from hookgate.verify import DEFAULT_EVENT_ID, DEFAULT_EVENT_TYPE, Verifier, build_verifier
 
 TOLERANCE = 300
 

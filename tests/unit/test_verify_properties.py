@@ -18,7 +18,8 @@ from multidict import CIMultiDict
 from slack_sdk.signature import SignatureVerifier
 
 from hookgate.config import Duration, Scheme, VerifyConfig
-from hookgate.verify import VerificationFailed, Verifier, build_verifier
+from hookgate.errors import VerificationFailed
+from hookgate.verify import Verifier, build_verifier
 
 NOW = 1_700_000_000
 TOLERANCE = 300

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from hookgate import __version__
 from hookgate.config import Config, masked_url
+from hookgate.errors import ConflictError, StoreError
 from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.store import (
     AttemptRow,
@@ -29,11 +30,10 @@ from hookgate.store import (
     DeliveryState,
     MessageFilter,
     MessageRow,
-    StoreError,
     format_time,
     parse_message_id,
 )
-from hookgate.store.sqlite.admin import ConflictError, SQLiteAdmin
+from hookgate.store.sqlite.admin import SQLiteAdmin
 
 log = structlog.get_logger("hookgate.api")
 

@@ -14,8 +14,9 @@ from aiohttp import web
 from hookgate import metrics
 from hookgate.admin.api import AdminApi
 from hookgate.config import Config
+from hookgate.errors import StoreError
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import QueueStats, StoreError
+from hookgate.store import QueueStats
 from hookgate.store.sqlite import SQLiteStore
 from hookgate.store.sqlite.admin import SQLiteAdmin
 

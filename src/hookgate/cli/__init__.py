@@ -16,6 +16,7 @@ import orjson
 from hookgate import __version__, config, daemon
 from hookgate import logs as hookgate_logging
 from hookgate.cli import client, tools
+from hookgate.errors import ConfigError, StartupError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -269,7 +270,7 @@ def _reporting_errors(loader: Callable[[Path], _T], args: argparse.Namespace) ->
     path = config.config_path(getattr(args, "config", None))
     try:
         return loader(path)
-    except config.ConfigError as exc:
+    except ConfigError as exc:
         for line in exc.errors:
             print(f"hookgate: config error: {line}", file=sys.stderr)
         return None
@@ -292,7 +293,7 @@ def _serve(args: argparse.Namespace) -> int:
     hookgate_logging.configure(loaded.log)
     try:
         return _run(daemon.Daemon(loaded).run())
-    except daemon.StartupError as exc:
+    except StartupError as exc:
         print(f"hookgate: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from hookgate import config, verify
 from hookgate.cli import client
+from hookgate.errors import VerificationFailed
 from hookgate.outbound import signing
 
 # Room for hookgate's batches, which can be far larger than one inbound body.
@@ -213,7 +214,7 @@ def verdict(verifier: verify.Verifier | None, headers: Mapping[str, str], body: 
         return "not checked"
     try:
         verifier.verify(headers, body, time.time())
-    except verify.VerificationFailed as exc:
+    except VerificationFailed as exc:
         return f"INVALID ({exc.reason})"
     return "valid"
 

@@ -19,8 +19,9 @@ from aiohttp import web
 
 from hookgate import metrics, verify
 from hookgate.config import Config, DestinationConfig, SourceConfig
+from hookgate.errors import StoreError, VerificationFailed
 from hookgate.outbound import requests as outbound
-from hookgate.store import NewMessage, Store, StoreError
+from hookgate.store import NewMessage, Store
 
 log = structlog.get_logger("hookgate.ingress")
 
@@ -232,7 +233,7 @@ class Ingress:
         now = time.time()
         try:
             route.verifier.verify(request.headers, body, now)
-        except verify.VerificationFailed as exc:
+        except VerificationFailed as exc:
             log.warning("webhook.unverified", source=route.name, reason=exc.reason)
             raise Rejected(
                 401, "invalid_signature", "the signature is missing or invalid"

@@ -18,7 +18,8 @@ import orjson
 import structlog
 
 from hookgate.config import ALERT_DESTINATION, ALERT_SOURCE, AlertsConfig
-from hookgate.store import NewMessage, Store, StoreError, format_time
+from hookgate.errors import StoreError
+from hookgate.store import NewMessage, Store, format_time
 
 log = structlog.get_logger("hookgate.alerts")
 

@@ -23,11 +23,12 @@ import structlog
 
 from hookgate import metrics
 from hookgate.config import DestinationConfig
+from hookgate.errors import StoreError
 from hookgate.outbound import egress, retry
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound.requests import OutboundRequest, RequestBuilder, is_json
-from hookgate.store import AttemptRecord, DueDelivery, Store, StoreError
+from hookgate.store import AttemptRecord, DueDelivery, Store
 
 log = structlog.get_logger("hookgate.dispatch")
 

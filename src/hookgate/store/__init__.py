@@ -17,10 +17,6 @@ import msgspec
 DeliveryState = Literal["pending", "delivered", "dead"]
 
 
-class StoreError(Exception):
-    """The store cannot take writes right now (disk full, locked, or closing)."""
-
-
 class NewMessage(msgspec.Struct, frozen=True):
     """A verified inbound webhook, ready to be committed with its deliveries."""
 

@@ -11,7 +11,8 @@ import time
 
 import structlog
 
-from hookgate.store import Store, StoreError
+from hookgate.errors import StoreError
+from hookgate.store import Store
 
 log = structlog.get_logger("hookgate.retention")
 

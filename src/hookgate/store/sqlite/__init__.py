@@ -34,6 +34,7 @@ import orjson
 import structlog
 
 from hookgate import metrics
+from hookgate.errors import StoreError
 from hookgate.store import (
     Accepted,
     AttemptRecord,
@@ -41,7 +42,6 @@ from hookgate.store import (
     DueDelivery,
     NewMessage,
     QueueStats,
-    StoreError,
     format_message_id,
     message_id_floor,
     new_message_id,

@@ -12,13 +12,13 @@ from typing import Any
 
 import aiosqlite
 
+from hookgate.errors import ConflictError
 from hookgate.store import (
     AttemptRow,
     DeliveryRow,
     MessageContent,
     MessageFilter,
     MessageRow,
-    StoreError,
     format_message_id,
     message_id_floor,
     parse_message_id,
@@ -45,10 +45,6 @@ _INSERT_DELIVERY = """
     INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
     SELECT id, ?, 'pending', ?, ? FROM messages WHERE id = ?
 """
-
-
-class ConflictError(StoreError):
-    """The change does not apply to the row in its current state."""
 
 
 class SQLiteAdmin:
