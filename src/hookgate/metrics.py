@@ -71,7 +71,7 @@ queue_dead = Gauge(
     "Dead deliveries kept in the store.",
     registry=REGISTRY,
 )
-circuit_open = Gauge(
+circuit_state = Gauge(
     "hookgate_circuit_state",
     "Circuit state per destination: 0 closed, 1 half-open, 2 open.",
     ["destination"],

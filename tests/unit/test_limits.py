@@ -40,7 +40,7 @@ def send_when_allowed(
             now = running[0] if delay is None else now + delay
         else:
             raise AssertionError(f"never allowed after {now}")
-        limiter.record(now)
+        limiter.started()
         sent.append(now)
         heapq.heappush(running, now + duration(i))
     return sent
@@ -122,8 +122,8 @@ def test_a_slow_request_keeps_its_slot_until_a_second_after_it_ended(rate: int) 
 
 def test_every_slot_held_by_a_running_request_means_wait_for_one_to_end() -> None:
     limiter = RateLimiter(2)
-    limiter.record(0.0)
-    limiter.record(0.0)
+    limiter.started()
+    limiter.started()
     assert limiter.delay(5.0) is None
     limiter.finished(5.0)
     assert limiter.delay(5.5) == pytest.approx(0.5)
@@ -141,7 +141,7 @@ def test_the_window_slides_rather_than_resets() -> None:
     limiter = RateLimiter(5)
     for t in (0.9, 0.91, 0.92, 0.93, 0.94):
         assert limiter.delay(t) == 0
-        limiter.record(t)
+        limiter.started()
         limiter.finished(t)
     assert limiter.delay(1.05) >= 0.85 - 1e-9  # not before 0.9 + 1
     assert limiter.delay(2.5) == 0

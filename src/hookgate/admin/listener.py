@@ -60,7 +60,7 @@ class Admin:
             metrics.queue_pending.labels(name).set(queue.pending if queue else 0)
             oldest = queue.oldest_pending_at if queue else None
             metrics.queue_oldest_age.labels(name).set(_age(oldest, now))
-            metrics.circuit_open.labels(name).set(metrics.CIRCUIT_VALUES[worker.circuit.state])
+            metrics.circuit_state.labels(name).set(metrics.CIRCUIT_VALUES[worker.circuit.state])
             metrics.destination_paused.labels(name).set(1 if worker.paused else 0)
         if stats is not None:
             metrics.queue_dead.set(stats.dead)

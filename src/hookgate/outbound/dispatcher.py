@@ -265,7 +265,7 @@ class DestinationWorker:
                 await self._rate_slot_freed.wait()
             else:
                 await asyncio.sleep(delay)
-        self.limiter.record(time.time())
+        self.limiter.started()
 
     def _free_rate_slot(self) -> None:
         if self.limiter is not None:

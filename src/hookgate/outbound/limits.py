@@ -46,8 +46,8 @@ class RateLimiter:
             return self._finished[0] + self.window - now
         return None
 
-    def record(self, now: float) -> None:
-        """A request starts at ``now`` and takes a slot."""
+    def started(self) -> None:
+        """A request starts and takes a slot (until one window after it finishes)."""
         self.running += 1
 
     def finished(self, now: float) -> None:
