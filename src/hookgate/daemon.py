@@ -23,8 +23,7 @@ from hookgate.errors import ConfigError, StartupError, StoreError
 from hookgate.inbound.listener import KEEPALIVE_TIMEOUT, Ingress
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import retention
-from hookgate.store.sqlite import SQLiteStore
+from hookgate.store import Store, open_store, retention
 
 log = structlog.get_logger("hookgate.daemon")
 
@@ -45,7 +44,7 @@ def notify(message: str) -> None:
 
 @dataclass
 class _Running:
-    store: SQLiteStore
+    store: Store
     dispatcher: Dispatcher
     alerter: Alerter
     ingress: Ingress | None = None
@@ -95,9 +94,8 @@ class Daemon:
     async def _start(self) -> _Running:
         server = self.config.server
         tls = _tls_context(server.tls_cert, server.tls_key)
-        store = SQLiteStore(self.config.storage.path, sync=self.config.storage.sync)
         try:
-            await store.open()
+            store = await open_store(self.config.storage)
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
         alerter = Alerter(store, self.config.alerts)

@@ -28,7 +28,7 @@ from hookgate import config
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.store import AttemptRecord, NewMessage, parse_message_id, retention
-from hookgate.store.sqlite import _SELECT_DUE, _SELECT_HEAD, _SELECT_NEXT_DUE, SQLiteStore
+from hookgate.store.sqlite import QUERIES, SQLiteStore
 
 HOST = "127.0.0.1"
 WAIT = 10.0  # a bound for waiting, not an expectation of speed
@@ -423,9 +423,9 @@ async def test_claim_queries_use_their_indexes(tmp_path: Path, analyzed: bool) -
     with contextlib.closing(sqlite3.connect(db)) as conn:
         if analyzed:  # with statistics the planner could prefer another path
             conn.execute("ANALYZE")
-        due = plan(conn, _SELECT_DUE, ("dest1", time.time(), "[1, 2]", 100))
-        head = plan(conn, _SELECT_HEAD, ("dest1", 100))
-        next_due = plan(conn, _SELECT_NEXT_DUE, ("dest1", time.time()))
+        due = plan(conn, QUERIES["select_due"], ("dest1", time.time(), "[1, 2]", 100))
+        head = plan(conn, QUERIES["select_head"], ("dest1", 100))
+        next_due = plan(conn, QUERIES["select_next_due"], ("dest1", time.time()))
     assert "SEARCH d USING INDEX deliveries_due (destination=? AND next_attempt_at<?)" in due
     assert "SEARCH d USING INDEX deliveries_fifo (destination=?)" in head
     assert "INDEX deliveries_due (destination=? AND next_attempt_at>?)" in next_due
@@ -556,15 +556,14 @@ async def test_prune_once_works_through_a_backlog_in_batches(
     delivered = [m for m in messages if m not in pending][:total]
     await settle(store, db, delivered, "orders", "delivered")
     still = set(messages) - pending - set(delivered)
-    sizes: list[int] = []
+    ingested: list[int] = []
 
-    async def commit_sizes() -> None:  # ingest goes on while the backlog is pruned
+    async def ingest_meanwhile() -> None:  # ingest goes on while the backlog is pruned
         while True:
-            await accept_at(store, time.time(), ())
-            sizes.append(store.last_batch_size)
+            ingested.append(await accept_at(store, time.time(), ()))
             await asyncio.sleep(0.01)
 
-    ingest = asyncio.create_task(commit_sizes())
+    ingest = asyncio.create_task(ingest_meanwhile())
     try:
         removed = await retention.prune_once(store, retention=7 * DAY)
     finally:
@@ -574,5 +573,5 @@ async def test_prune_once_works_through_a_backlog_in_batches(
     assert removed == total
     left = {m for (m,) in db_rows(db, "SELECT id FROM messages WHERE received_at < ?", (old + 60,))}
     assert left == pending | still
-    assert sizes  # ingest committed while pruning ran
+    assert ingested  # ingest committed while pruning ran
     assert await retention.prune_once(store, retention=7 * DAY) == 0

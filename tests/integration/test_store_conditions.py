@@ -30,9 +30,8 @@ from hookgate.errors import StoreError
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.store import MessageFilter, NewMessage, parse_message_id
-from hookgate.store import sqlite as sqlite_store
-from hookgate.store.sqlite import SQLiteStore
-from hookgate.store.sqlite.admin import SQLiteAdmin
+from hookgate.store.sqlite import QUERIES, SQLiteStore
+from hookgate.store.sqlite.writer import dedup_lookup
 
 
 def message(event_id: str | None = None, destinations: tuple[str, ...] = ("orders",)) -> NewMessage:
@@ -73,20 +72,20 @@ async def downstream() -> AsyncIterator[Downstream]:
 # Each query the hot paths run (ingest, claim, settle, stats, health, retention), with
 # parameters of the right types.
 HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "dedup lookup": (sqlite_store._dedup_sql(3), ("stripe", "a", "b", "c")),
-    "dedup expiry": (sqlite_store._EXPIRE_DEDUP_KEY, ("stripe", "a", 0.0)),
-    "claim due": (sqlite_store._SELECT_DUE, ("orders", 0.0, "[1, 2]", 100)),
-    "claim head": (sqlite_store._SELECT_HEAD, ("orders", 100)),
-    "next due": (sqlite_store._SELECT_NEXT_DUE, ("orders", 0.0)),
+    "dedup lookup": (dedup_lookup(3), ("stripe", "a", "b", "c")),
+    "dedup expiry": (QUERIES["expire_dedup_key"], ("stripe", "a", 0.0)),
+    "claim due": (QUERIES["select_due"], ("orders", 0.0, "[1, 2]", 100)),
+    "claim head": (QUERIES["select_head"], ("orders", 100)),
+    "next due": (QUERIES["select_next_due"], ("orders", 0.0)),
     "settle": (
-        sqlite_store._UPDATE_DELIVERY,
+        QUERIES["update_delivery"],
         ("delivered", 1, 0.0, 200, None, None, 0.0, 1),
     ),
-    "oldest pending": (sqlite_store._SELECT_OLDEST_PENDING, ("orders",)),
-    "delivery counts": (sqlite_store._SELECT_DELIVERY_COUNTS, ()),
-    "message count": (sqlite_store._SELECT_MESSAGE_COUNT, ()),
-    "heartbeat": (sqlite_store._HEARTBEAT, ("0",)),
-    "prune": (sqlite_store._PRUNE, (1 << 40, 500)),
+    "oldest pending": (QUERIES["select_oldest_pending"], ("orders",)),
+    "delivery counts": (QUERIES["select_delivery_counts"], ()),
+    "message count": (QUERIES["select_message_count"], ()),
+    "heartbeat": (QUERIES["heartbeat"], ("0",)),
+    "prune": (QUERIES["prune"], (1 << 40, 500)),
 }
 
 
@@ -144,20 +143,19 @@ def _fields(new: NewMessage) -> dict[str, Any]:
 
 
 async def test_counts_follow_every_change(store: SQLiteStore, tmp_path: Path) -> None:
-    admin = SQLiteAdmin(store)
     await asyncio.gather(
         *(store.accept(message(destinations=("orders", "audit"))) for _ in range(5))
     )
     due = await store.due_deliveries("orders", time.time(), 10)
     await store.record_attempt(record(due[0].id, state="delivered", status=200, error=None))
     await store.record_attempt(record(due[1].id, state="dead"))
-    await admin.retry_delivery(due[1].id)
+    await store.retry_delivery(due[1].id)
     await store.record_attempt(record(due[2].id, state="dead"))
     assert await store.delivery_counts() == {
         "orders": {"pending": 3, "delivered": 1, "dead": 1},
         "audit": {"pending": 5},
     }
-    assert await admin.totals() == (5, {"pending": 8, "delivered": 1, "dead": 1})
+    assert await store.totals() == (5, {"pending": 8, "delivered": 1, "dead": 1})
     # The counters agree with counting the rows, after retention too.
     assert await store.prune(time.time() + 1, 100) == 0  # everything still has a pending one
     rows = db_rows(
@@ -186,7 +184,7 @@ async def test_admin_reads_beside_claims_never_duplicate_a_delivery(
         """
     )
     assert relay.store is not None
-    admin = SQLiteAdmin(relay.store)
+    store = relay.store
     stop = asyncio.Event()
 
     async def monitor() -> int:
@@ -194,7 +192,7 @@ async def test_admin_reads_beside_claims_never_duplicate_a_delivery(
         reads = 0
         while not stop.is_set():
             await relay.store.queue_stats() if relay.store else None
-            await admin.list_messages(MessageFilter(), 20)
+            await store.list_messages(MessageFilter(), 20)
             reads += 1
         return reads
 
@@ -339,10 +337,9 @@ async def test_failing_write_call_does_not_fail_webhooks_in_its_commit(
 
 
 async def test_replay_of_a_pruned_message_creates_nothing(store: SQLiteStore) -> None:
-    admin = SQLiteAdmin(store)
     accepted = await store.accept(message(destinations=()))
     assert await store.prune(time.time() + 1, 10) == 1
-    assert await admin.replay(accepted.message_id, ["orders"]) == []
+    assert await store.replay(accepted.message_id, ["orders"]) == []
 
 
 # -- one process per database -------------------------------------------------------------------
@@ -465,10 +462,9 @@ async def test_corrupt_page_is_reported_as_store_error(tmp_path: Path) -> None:
             for page in range(pages // 4, pages - 1):
                 file.seek(page * page_size)
                 file.write(os.urandom(page_size))
-        admin = SQLiteAdmin(store)
         with pytest.raises(StoreError):
             for _ in range(3):  # the page cache may answer once from memory
-                await admin.list_messages(MessageFilter(), 5000)
+                await store.list_messages(MessageFilter(), 5000)
                 await store.queue_stats()
                 await grow(store, 500)
         assert store.failure is not None

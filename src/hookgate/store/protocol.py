@@ -1,0 +1,162 @@
+"""``Store``: everything hookgate asks of its storage, and nothing of how it is done.
+
+A backend (``store/sqlite/``, later ``store/postgres/``) implements all of it; the
+rest of hookgate holds a ``Store`` and never sees a connection or a line of SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable, Collection, Sequence
+
+    from hookgate.store.types import (
+        Accepted,
+        AttemptRecord,
+        AttemptRow,
+        DeliveryRow,
+        DueDelivery,
+        MessageContent,
+        MessageFilter,
+        MessageRow,
+        NewMessage,
+        QueueStats,
+    )
+
+CommitListener = Callable[[frozenset[str]], None]
+"""Called after a commit with the destinations that got new deliveries in it."""
+
+
+class Store(Protocol):
+    identity: str
+    """The database's identity: random, made once when the database is created."""
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the database (created and migrated if need be), or raise StoreError."""
+        ...
+
+    async def close(self) -> None:
+        """Commit the writes already queued, refuse new ones, release the database."""
+        ...
+
+    @property
+    def writer_task(self) -> asyncio.Task[None] | None:
+        """The background task the store needs while open (None before ``open()``).
+
+        The daemon watches it: if it ends, the store takes no more writes and the
+        daemon stops rather than answer 2xx it cannot keep.
+        """
+        ...
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call ``listener`` with the destinations that got new deliveries in a commit."""
+        ...
+
+    # -- ingest and delivery -----------------------------------------------------------
+
+    async def accept(self, message: NewMessage) -> Accepted:
+        """Commit the message and its deliveries durably (group commit), or raise StoreError."""
+        ...
+
+    def record_attempt(self, record: AttemptRecord) -> Awaitable[None]:
+        """Queue the attempt for the next commit; the awaitable resolves once committed."""
+        ...
+
+    async def due_deliveries(
+        self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
+    ) -> list[DueDelivery]:
+        """Pending deliveries of ``destination`` due at ``now``, oldest first, but ``exclude``."""
+        ...
+
+    async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
+        """The first ``limit`` pending deliveries of ``destination`` in delivery order."""
+        ...
+
+    async def next_due_at(self, destination: str, after: float) -> float | None:
+        """The earliest ``next_attempt_at`` strictly after ``after``, if any."""
+        ...
+
+    async def paused_destinations(self) -> set[str]: ...
+
+    async def set_paused(self, destination: str, paused: bool) -> None:
+        """Pause or resume a destination durably (it stays so across restarts)."""
+        ...
+
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` messages received before ``before`` with nothing pending."""
+        ...
+
+    # -- counts and health ----------------------------------------------------------------
+
+    async def queue_stats(self) -> QueueStats: ...
+
+    async def delivery_counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries per destination and state (only the non-zero ones)."""
+        ...
+
+    async def message_count(self) -> int: ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the store cannot take writes now, or None while it can."""
+        ...
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a write transaction commits now."""
+        ...
+
+    # -- admin: inspect, retry, replay ---------------------------------------------------
+
+    async def list_messages(self, query: MessageFilter, limit: int) -> list[MessageRow]:
+        """Messages matching ``query``, newest first."""
+        ...
+
+    async def get_message(self, message_id: str) -> tuple[MessageRow, MessageContent] | None:
+        """One message with its headers and body; None when there is no such message."""
+        ...
+
+    async def list_deliveries(
+        self,
+        *,
+        destination: str | None = None,
+        state: str | None = None,
+        message_id: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[DeliveryRow]:
+        """Deliveries matching every filter given, newest first."""
+        ...
+
+    async def get_delivery(self, delivery_id: int) -> DeliveryRow | None: ...
+
+    async def attempts(self, delivery_id: int) -> list[AttemptRow]:
+        """The attempts of a delivery, in the order they were made."""
+        ...
+
+    async def retry_delivery(self, delivery_id: int) -> DeliveryRow | None:
+        """Make a dead or pending delivery due now; None when it does not exist.
+
+        Raises ConflictError when it is already delivered.
+        """
+        ...
+
+    async def retry_dead(self, destination: str, since: float | None) -> int:
+        """Make due now the dead deliveries of ``destination`` (that died since ``since``)."""
+        ...
+
+    async def replay(self, message_id: str, destinations: Sequence[str]) -> list[DeliveryRow]:
+        """New pending deliveries of an existing message to ``destinations``."""
+        ...
+
+    async def destination_counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries per destination and state, from the store's counters."""
+        ...
+
+    async def totals(self) -> tuple[int, dict[str, int]]:
+        """How many messages, and how many deliveries in each state."""
+        ...

@@ -1,0 +1,124 @@
+"""The SQLite file: connection settings, migrations, one-call reads, and its health."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from hookgate.errors import StoreError
+from hookgate.store.sqlite.sql import MIGRATIONS, QUERIES
+
+log = structlog.get_logger("hookgate.store")
+
+# These error codes mean the file itself is damaged: retrying will not help.
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+class Health:
+    """Whether the database takes writes: a passing failure, or broken for good."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.failure: str | None = None  # why writes fail now; the next good commit clears it
+        self.broken: str | None = None  # why they never will again in this process
+        self.last_good_write = float("-inf")
+        self._file_id: tuple[int, int] | None = None
+
+    def note_error(self, exc: sqlite3.Error) -> None:
+        """Mark the store broken when ``exc`` says the file is damaged."""
+        if getattr(exc, "sqlite_errorcode", None) in _CORRUPT_CODES and self.broken is None:
+            self.broken = f"the database is corrupt: {exc}"
+            log.critical("store.corrupt", error=str(exc), path=self.path)
+
+    def remember_file(self) -> None:
+        self._file_id = _file_id(self.path)
+
+    def check_file(self) -> None:
+        """Mark the store broken when its file was deleted or replaced since it opened."""
+        if self.broken is not None:
+            return
+        try:
+            current = _file_id(self.path)
+        except OSError:
+            current = None
+        if current != self._file_id:
+            self.broken = f"the database file {self.path} was deleted or replaced"
+            log.critical("store.file_lost", path=self.path)
+
+    def raise_if_broken(self) -> None:
+        if self.broken is not None:
+            raise StoreError(self.broken)
+
+    def committed(self) -> None:
+        self.failure = None
+        self.last_good_write = time.monotonic()
+
+
+async def connect(path: str, sync: str) -> aiosqlite.Connection:
+    """A connection in autocommit mode with hookgate's settings (WAL, sync, foreign keys)."""
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        synchronous = "FULL" if sync == "full" else "NORMAL"
+        await conn.execute(f"PRAGMA synchronous = {synchronous}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        # An unclosed connection's thread would keep a failed start from exiting.
+        await conn.close()
+        raise
+    return conn
+
+
+async def migrate(conn: aiosqlite.Connection, health: Health) -> None:
+    """Run the migrations this database has not had, each in its own transaction."""
+    version = await scalar(conn, QUERIES["select_user_version"], (), health)
+    if version > len(MIGRATIONS):
+        raise StoreError(f"database schema {version} is newer than this hookgate knows")
+    for number in range(version, len(MIGRATIONS)):
+        script = f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
+        try:
+            await conn.executescript(script + " COMMIT;")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+        log.info("store.migrated", version=number + 1)
+
+
+async def fetch(
+    conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any], health: Health
+) -> list[Any]:
+    """All rows of one query, run start to finish in one call on the connection's thread.
+
+    A statement left open between two calls would pin the connection's snapshot, and
+    a claim that ran in that old snapshot could see a just-settled delivery as pending.
+    """
+    if conn is None:
+        raise StoreError("the store is not open")
+    try:
+        return list(await conn.execute_fetchall(sql, params))
+    except sqlite3.Error as exc:
+        health.note_error(exc)
+        raise StoreError(f"read failed: {exc}") from None
+    except ValueError as exc:  # aiosqlite: the connection was closed meanwhile
+        raise StoreError(str(exc)) from None
+
+
+async def scalar(
+    conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any], health: Health
+) -> Any:
+    """The first column of the first row, or None."""
+    rows = await fetch(conn, sql, params, health)
+    return rows[0][0] if rows else None
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino

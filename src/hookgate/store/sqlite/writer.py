@@ -1,0 +1,316 @@
+"""The outbox writer: one task owns the write connection and commits in groups.
+
+Callers enqueue and await a future; the writer drains everything queued, commits it
+in one transaction (one fsync for many webhooks), then resolves the futures. Idle, it
+adds no delay; busy, batches grow by themselves. A write call runs in a savepoint of
+its own, so that its failure is only its caller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from hookgate import metrics
+from hookgate.errors import StoreError
+from hookgate.store import (
+    Accepted,
+    AttemptRecord,
+    CommitListener,
+    NewMessage,
+    format_message_id,
+    new_message_id,
+)
+from hookgate.store.sqlite.database import Health
+from hookgate.store.sqlite.sql import QUERIES, marks
+
+log = structlog.get_logger("hookgate.store")
+
+WriteCall = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+# SQLite's limit on bound variables is 32766; stay far below it.
+_LOOKUP_CHUNK = 400
+
+
+@dataclass(slots=True)
+class _Pending:
+    messages: list[tuple[NewMessage, asyncio.Future[Accepted]]] = field(default_factory=list)
+    attempts: list[tuple[AttemptRecord, asyncio.Future[None]]] = field(default_factory=list)
+    calls: list[tuple[WriteCall, asyncio.Future[Any]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.attempts or self.calls)
+
+    def futures(self) -> Iterable[asyncio.Future[Any]]:
+        yield from (f for _, f in self.messages)
+        yield from (f for _, f in self.attempts)
+        yield from (f for _, f in self.calls)
+
+
+class Writer:
+    """The only code that writes: ``start()`` with the write connection, ``stop()`` drains."""
+
+    def __init__(self, health: Health) -> None:
+        self._health = health
+        self._conn: aiosqlite.Connection | None = None
+        self._pending = _Pending()
+        self._wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self._committing = False
+        self._last_id = 0
+        self._listeners: list[CommitListener] = []
+
+    def start(self, conn: aiosqlite.Connection, last_id: int) -> None:
+        """Run the writer task on ``conn``; new message ids will be larger than ``last_id``."""
+        self._conn = conn
+        self._last_id = last_id
+        # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self._loop = asyncio.get_running_loop()
+        self.task = self._loop.create_task(self._run(), name="outbox-writer")
+
+    async def stop(self) -> None:
+        """Refuse new writes, commit those already queued, and end the task."""
+        self._closing = True
+        self._wake.set()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        self._conn = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is being committed and nothing waits to be."""
+        return not self._committing and not self._pending
+
+    def on_commit(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    def accept(self, message: NewMessage) -> asyncio.Future[Accepted]:
+        future: asyncio.Future[Accepted] = self._future()
+        self._pending.messages.append((message, future))
+        return future
+
+    def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._future()
+        self._pending.attempts.append((record, future))
+        return future
+
+    def call(self, call: WriteCall) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._future()
+        self._pending.calls.append((call, future))
+        return future
+
+    def _future(self) -> asyncio.Future[Any]:
+        """A future for a queued write, after checking that the writer will resolve it."""
+        if self._closing:
+            raise StoreError("the store is closing")
+        self._health.raise_if_broken()
+        task = self.task
+        if self._loop is None or task is None or task.done():
+            raise StoreError("the outbox writer is not running")
+        self._wake.set()
+        return self._loop.create_future()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, _Pending()
+            if batch:
+                self._committing = True
+                try:
+                    # Shielded: once a batch is taken, it is committed or failed, never dropped.
+                    await asyncio.shield(self._commit(batch))
+                finally:
+                    self._committing = False
+            if self._closing and not self._pending:
+                return
+
+    async def _commit(self, batch: _Pending) -> None:
+        conn = self._conn
+        started = time.monotonic()
+        try:
+            if conn is None:
+                raise StoreError("the store is not open")
+            self._health.raise_if_broken()
+            await conn.execute("BEGIN IMMEDIATE")
+            ids = [self._next_id(m.received_at) for m, _ in batch.messages]
+            accepted = await insert_messages(conn, [m for m, _ in batch.messages], ids)
+            await record_attempts(conn, [r for r, _ in batch.attempts])
+            results = [await in_savepoint(conn, call) for call, _ in batch.calls]
+            await conn.execute("COMMIT")
+            # After the commit, before any 2xx: a vanished file means nothing was kept.
+            self._health.check_file()
+            self._health.raise_if_broken()
+        except Exception as exc:  # any failure fails this batch, never the writer
+            self._commit_failed(batch, exc)
+            if conn is not None and conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+            return
+        self._health.committed()
+        metrics.commit_seconds.observe(time.monotonic() - started)
+        if batch.messages:
+            metrics.commit_size.observe(len(batch.messages))
+        _resolve(batch.futures(), [*accepted, *(None for _ in batch.attempts), *results])
+        self._notify(batch, accepted)
+
+    def _commit_failed(self, batch: _Pending, exc: Exception) -> None:
+        if isinstance(exc, sqlite3.Error):
+            self._health.note_error(exc)
+        self._health.failure = str(exc)
+        log.error("store.commit_failed", error=str(exc), batch=len(batch.messages))
+        _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
+
+    def _notify(self, batch: _Pending, accepted: list[Accepted]) -> None:
+        touched = frozenset(
+            d
+            for (m, _), r in zip(batch.messages, accepted, strict=True)
+            if not r.duplicate
+            for d in m.destinations
+        )
+        if touched:
+            for listener in self._listeners:
+                listener(touched)
+
+    def _next_id(self, received_at: float) -> int:
+        self._last_id = max(new_message_id(received_at), self._last_id + 1)
+        return self._last_id
+
+
+async def insert_messages(
+    conn: aiosqlite.Connection, messages: list[NewMessage], ids: list[int]
+) -> list[Accepted]:
+    """Insert the messages under ``ids`` and a delivery per destination of each new one."""
+    if not messages:
+        return []
+    keyed = [m for m in messages if m.event_id is not None]
+    if keyed:
+        await conn.executemany(
+            QUERIES["expire_dedup_key"],
+            [(m.source, m.event_id, m.received_at - m.dedup_window) for m in keyed],
+        )
+    await conn.executemany(
+        QUERIES["insert_message"],
+        [
+            (i, m.source, m.received_at, m.event_type, m.event_id, m.event_id, m.headers, m.body)
+            for i, m in zip(ids, messages, strict=True)
+        ],
+    )
+    owners = await dedup_owners(conn, keyed) if keyed else {}
+    results: list[Accepted] = []
+    rows: list[tuple[int, str, float, float]] = []
+    for message_id, message in zip(ids, messages, strict=True):
+        owner = owners.get((message.source, message.event_id), message_id)
+        results.append(Accepted(format_message_id(owner), duplicate=owner != message_id))
+        if owner == message_id:
+            now = message.received_at
+            rows.extend((message_id, d, now, now) for d in message.destinations)
+    if rows:
+        await conn.executemany(QUERIES["insert_delivery"], rows)
+    return results
+
+
+async def dedup_owners(
+    conn: aiosqlite.Connection, messages: list[NewMessage]
+) -> dict[tuple[str, str | None], int]:
+    """Which message id holds each (source, event_id) after this batch's inserts.
+
+    One lookup per source and chunk of event ids, each an index search.
+    """
+    by_source: dict[str, list[str]] = {}
+    for message in messages:
+        if message.event_id is not None:
+            by_source.setdefault(message.source, []).append(message.event_id)
+    owners: dict[tuple[str, str | None], int] = {}
+    for source, event_ids in by_source.items():
+        keys = list(dict.fromkeys(event_ids))
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[start : start + _LOOKUP_CHUNK]
+            async with conn.execute(dedup_lookup(len(chunk)), (source, *chunk)) as cursor:
+                for key, message_id in await cursor.fetchall():
+                    owners[(source, key)] = message_id
+    return owners
+
+
+def dedup_lookup(keys: int) -> str:
+    """The dedup lookup for ``keys`` event ids of one source."""
+    return QUERIES["select_dedup_owners"].format(keys=marks(keys))
+
+
+async def record_attempts(conn: aiosqlite.Connection, records: list[AttemptRecord]) -> None:
+    """Settle each delivery as its attempt left it, and keep the attempt."""
+    if not records:
+        return
+    now = time.time()
+    await conn.executemany(
+        QUERIES["update_delivery"],
+        [
+            (
+                r.state,
+                r.attempts,
+                r.next_attempt_at,
+                r.status,
+                r.error,
+                r.dead_reason,
+                now,
+                r.delivery_id,
+            )
+            for r in records
+        ],
+    )
+    await conn.executemany(
+        QUERIES["insert_attempt"],
+        [
+            (r.delivery_id, r.started_at, r.duration_ms, r.status, r.error, r.response_snippet)
+            for r in records
+        ],
+    )
+
+
+async def in_savepoint(conn: aiosqlite.Connection, call: WriteCall) -> Any:
+    """Run ``call``; on its failure undo only its changes and return the error as a value."""
+    await conn.execute("SAVEPOINT call")
+    try:
+        result = await call(conn)
+    except Exception as exc:
+        if not conn.in_transaction:
+            raise  # SQLite rolled the whole transaction back (disk full, I/O): fail the batch
+        await conn.execute("ROLLBACK TO call")
+        result = _CallFailed(exc)
+    await conn.execute("RELEASE call")
+    return result
+
+
+class _CallFailed:
+    """A write call's error, carried as its result so that only its caller sees it."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _resolve(
+    futures: Iterable[asyncio.Future[Any]],
+    values: Sequence[Any] = (),
+    exception: BaseException | None = None,
+) -> None:
+    """Resolve a committed batch's futures with its values, or fail them all."""
+    for i, future in enumerate(futures):
+        if future.done():  # the caller went away; the write stands regardless
+            continue
+        if exception is not None:
+            future.set_exception(exception)
+        elif isinstance(values[i], _CallFailed):
+            future.set_exception(StoreError(f"write failed: {values[i].error}"))
+        else:
+            future.set_result(values[i])
