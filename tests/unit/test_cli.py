@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 from slack_sdk.signature import SignatureVerifier
 
 import hookgate.outbound.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
-from hookgate import cli, config, verify
+from hookgate import cli, config, providers
 from hookgate.cli import client, tools
 from hookgate.errors import ConfigError, VerificationFailed
 from hookgate.outbound import signing
@@ -515,12 +515,12 @@ def round_trip(options: config.VerifyConfig, now: int, body: bytes = BODY) -> di
     """Sign with ``send``'s signer, verify with the ingress verifier for the same table."""
     tools.check_signing(options)
     headers = tools.signature_headers(options, body, now)
-    verify.build_verifier(options).verify(CIMultiDict(headers), body, now)
+    providers.get(options.scheme).verifier(options).verify(CIMultiDict(headers), body, now)
     return headers
 
 
 def test_every_scheme_has_a_signer() -> None:
-    assert set(tools._SIGNERS) == set(get_args(config.Scheme)) == set(cli.SCHEMES)
+    assert set(providers.SCHEMES) == set(get_args(config.Scheme)) == set(cli.SCHEMES)
 
 
 @pytest.mark.parametrize("scheme", list(get_args(config.Scheme)))
@@ -535,7 +535,7 @@ def test_another_secret_does_not_verify(scheme: config.Scheme, now: int) -> None
     headers = tools.signature_headers(options, BODY, now)
     other = "whsec_" + base64.b64encode(b"someone else").decode() if scheme == "standard" else "x:y"
     with pytest.raises(VerificationFailed):
-        verify.build_verifier(signing_options(scheme, other)).verify(
+        providers.get(scheme).verifier(signing_options(scheme, other)).verify(
             CIMultiDict(headers), BODY, now
         )
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hookgate import __version__, config, daemon
+from hookgate import __version__, config, daemon, providers
 from hookgate import logs as hookgate_logging
 from hookgate.cli import client, tools
 from hookgate.errors import ConfigError, StartupError
@@ -177,7 +177,7 @@ def _add_send(commands: Any, common: argparse.ArgumentParser) -> None:
         "send", parents=[common], help="send a test webhook, signed as a provider signs"
     )
     send.add_argument("url", metavar="URL")
-    send.add_argument("--scheme", choices=SCHEMES, default="none", help="default: none")
+    send.add_argument("--scheme", choices=providers.SCHEMES, default="none", help="default: none")
     send.add_argument("--secret", metavar="S", help='the signing secret ("user:pass" for basic)')
     hmac_options = send.add_argument_group("the hmac scheme (as in a source's [verify] table)")
     hmac_options.add_argument("--header", metavar="NAME", help="the signature header")
@@ -459,9 +459,10 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _signing_options(args: argparse.Namespace) -> config.VerifyConfig:
-    if args.scheme == "none" and args.secret:
+    needs_secret = providers.get(args.scheme).needs_secret
+    if not needs_secret and args.secret:
         raise UsageError("--secret needs a --scheme")
-    if args.scheme != "none" and not args.secret:
+    if needs_secret and not args.secret:
         raise UsageError(f"--scheme {args.scheme} needs --secret")
     options = config.VerifyConfig(
         scheme=args.scheme,

@@ -9,22 +9,18 @@ delivers and checks hookgate's outbound signature with hookgate's own verifier.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
-import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
 from aiohttp import web
 
-from hookgate import config, verify
+from hookgate import config, providers
 from hookgate.cli import client
 from hookgate.errors import VerificationFailed
-from hookgate.outbound import signing
 
 # Room for hookgate's batches, which can be far larger than one inbound body.
 _MAX_RECEIVED = 64 * 1024**2
@@ -38,12 +34,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def check_signing(options: config.VerifyConfig) -> None:
     """Raise ``ValueError`` unless ``options`` can sign: the rules of a source's table."""
-    verify.build_verifier(options)
-    if options.scheme == "standard":
-        try:
-            signing.standard_key(options.secrets[0])
-        except ValueError:
-            raise ValueError('expected a "whsec_<base64>" secret') from None
+    providers.get(options.scheme).verifier(options)
 
 
 def signature_headers(options: config.VerifyConfig, body: bytes, now: int) -> dict[str, str]:
@@ -51,98 +42,7 @@ def signature_headers(options: config.VerifyConfig, body: bytes, now: int) -> di
 
     Signs with the first of ``options.secrets``; call ``check_signing`` first.
     """
-    secret = options.secrets[0] if options.secrets else ""
-    return _SIGNERS[options.scheme](options, secret, body, now)
-
-
-def _mac(key: bytes, algorithm: str, *parts: bytes) -> bytes:
-    mac = hmac.new(key, digestmod=algorithm)
-    for part in parts:
-        mac.update(part)
-    return mac.digest()
-
-
-def _sign_none(options: config.VerifyConfig, secret: str, body: bytes, now: int) -> dict[str, str]:
-    return {}
-
-
-def _sign_hmac(options: config.VerifyConfig, secret: str, body: bytes, now: int) -> dict[str, str]:
-    """The generic scheme: ``header: prefix + encode(HMAC(signed_payload))``."""
-    stamp = str(now)
-    before, _, after = options.signed_payload.replace("{timestamp}", stamp).partition("{body}")
-    digest = _mac(secret.encode(), options.algorithm, before.encode(), body, after.encode())
-    encoded = digest.hex() if options.encoding == "hex" else base64.b64encode(digest).decode()
-    headers = {str(options.header): options.prefix + encoded}
-    if options.timestamp_header is not None:
-        headers[options.timestamp_header] = stamp
-    return headers
-
-
-def _sign_github(
-    options: config.VerifyConfig, secret: str, body: bytes, now: int
-) -> dict[str, str]:
-    """X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>."""
-    return {"X-Hub-Signature-256": "sha256=" + _mac(secret.encode(), "sha256", body).hex()}
-
-
-def _sign_shopify(
-    options: config.VerifyConfig, secret: str, body: bytes, now: int
-) -> dict[str, str]:
-    """X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the body>."""
-    digest = _mac(secret.encode(), "sha256", body)
-    return {"X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode()}
-
-
-def _sign_slack(options: config.VerifyConfig, secret: str, body: bytes, now: int) -> dict[str, str]:
-    """X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:<timestamp>:<body>">."""
-    digest = _mac(secret.encode(), "sha256", f"v0:{now}:".encode(), body)
-    return {"X-Slack-Request-Timestamp": str(now), "X-Slack-Signature": "v0=" + digest.hex()}
-
-
-def _sign_stripe(
-    options: config.VerifyConfig, secret: str, body: bytes, now: int
-) -> dict[str, str]:
-    """Stripe-Signature: t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">."""
-    # Stripe keys the HMAC with the whole "whsec_..." string, not a decoded key.
-    digest = _mac(secret.encode(), "sha256", f"{now}.".encode(), body)
-    return {"Stripe-Signature": f"t={now},v1={digest.hex()}"}
-
-
-def _sign_standard(
-    options: config.VerifyConfig, secret: str, body: bytes, now: int
-) -> dict[str, str]:
-    """Standard Webhooks: webhook-id, webhook-timestamp and webhook-signature."""
-    # A fresh id per send: a source's default event_id is webhook-id, so a repeat
-    # would be answered as a duplicate.
-    message_id = "msg_" + secrets.token_hex(8)
-    headers = {"webhook-id": message_id, "webhook-timestamp": str(now)}
-    headers.update(signing.Signer("standard", secret).headers(message_id, now, body))
-    return headers
-
-
-def _sign_gitlab(
-    options: config.VerifyConfig, secret: str, body: bytes, now: int
-) -> dict[str, str]:
-    """X-Gitlab-Token: the secret itself."""
-    return {"X-Gitlab-Token": secret}
-
-
-def _sign_basic(options: config.VerifyConfig, secret: str, body: bytes, now: int) -> dict[str, str]:
-    """Authorization: Basic base64("user:password")."""
-    return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
-
-
-_SIGNERS: dict[config.Scheme, Callable[[config.VerifyConfig, str, bytes, int], dict[str, str]]] = {
-    "none": _sign_none,
-    "hmac": _sign_hmac,
-    "standard": _sign_standard,
-    "github": _sign_github,
-    "stripe": _sign_stripe,
-    "shopify": _sign_shopify,
-    "slack": _sign_slack,
-    "gitlab": _sign_gitlab,
-    "basic": _sign_basic,
-}
+    return providers.get(options.scheme).sign(options, body, now)
 
 
 # -- send -------------------------------------------------------------------------------
@@ -186,29 +86,29 @@ class Receiver:
     port: int
     path: str
     status: int
-    verifier: verify.Verifier | None
+    verifier: providers.Verifier | None
 
 
 def outbound_verifier(
     standard_secret: str | None, hmac_secret: str | None
-) -> verify.Verifier | None:
+) -> providers.Verifier | None:
     """hookgate's outbound signature as an inbound verifier: ``sign = "standard"`` or
     ``sign = "hmac-sha256"``; None when there is no secret to check with.
 
     Raises ``ValueError`` for a secret of the wrong form.
     """
     if standard_secret is not None:
-        return verify.build_verifier(
-            config.VerifyConfig(scheme="standard", secrets=[standard_secret])
-        )
+        options = config.VerifyConfig(scheme="standard", secrets=[standard_secret])
+        return providers.get("standard").verifier(options)
     if hmac_secret is not None:
-        return verify.build_verifier(
-            config.VerifyConfig(scheme="hmac", secrets=[hmac_secret], header="X-Webhook-Signature")
+        options = config.VerifyConfig(
+            scheme="hmac", secrets=[hmac_secret], header="X-Webhook-Signature"
         )
+        return providers.get("hmac").verifier(options)
     return None
 
 
-def verdict(verifier: verify.Verifier | None, headers: Mapping[str, str], body: bytes) -> str:
+def verdict(verifier: providers.Verifier | None, headers: Mapping[str, str], body: bytes) -> str:
     """``valid``, ``INVALID (<reason>)`` or ``not checked``."""
     if verifier is None:
         return "not checked"

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from slack_sdk.signature import SignatureVerifier
 
+from hookgate import providers
 from hookgate.config import Duration, Scheme, VerifyConfig
 from hookgate.errors import VerificationFailed
-from hookgate.verify import Verifier, build_verifier
 
 NOW = 1_700_000_000
 TOLERANCE = 300
@@ -49,13 +49,13 @@ SCHEMES: dict[str, tuple[Scheme, str, dict[str, Any]]] = {
 }
 
 
-def verifier(name: str, *, rotated: bool = False) -> Verifier:
+def verifier(name: str, *, rotated: bool = False) -> providers.Verifier:
     scheme, secret, options = SCHEMES[name]
     # With rotated=True the signing secret is the second one, as during a rotation.
     other = OTHER_STANDARD_SECRET if scheme == "standard" else "other:secret"
     secrets = [other, secret] if rotated else [secret]
     config = VerifyConfig(scheme=scheme, secrets=secrets, tolerance=Duration(TOLERANCE), **options)
-    return build_verifier(config)
+    return providers.get(scheme).verifier(config)
 
 
 def mac(message: bytes, key: bytes = SECRET.encode(), algorithm: str = "sha256") -> bytes:
@@ -118,7 +118,7 @@ plausible_values = st.one_of(
 random_headers = st.dictionaries(st.sampled_from(HEADER_NAMES), plausible_values, max_size=6)
 
 
-def passes(check: Verifier, headers: dict[str, str], body: bytes) -> bool:
+def passes(check: providers.Verifier, headers: dict[str, str], body: bytes) -> bool:
     try:
         check.verify(CIMultiDict(headers), body, NOW)
     except VerificationFailed as failed:

@@ -1,0 +1,300 @@
+"""What every provider module shares: the types, and the checks that are the same everywhere.
+
+Every verifier works on the raw body bytes exactly as received (a re-serialised JSON
+body would not match the provider's signature), compares in constant time and
+accepts any of the configured secrets, so a rotation can overlap old and new. Keys
+are derived once, when the verifier is built; ``verify`` then only hashes and
+compares. Anything malformed in a request raises ``VerificationFailed``, never
+another error, so the ingress can answer 401 without special cases.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from hookgate.errors import VerificationFailed
+
+# Unix seconds have 10 digits until the year 2286; a longer "timestamp" is garbage,
+# and bounding it keeps int() cheap on hostile input.
+_MAX_TIMESTAMP_DIGITS = 12
+
+
+class Settings(Protocol):
+    """What a provider reads of a source's ``[verify]`` table (``config.VerifyConfig``).
+
+    A protocol, not the config type itself: config imports the providers to check
+    scheme names, so the providers must not import config back.
+    """
+
+    @property
+    def secrets(self) -> Sequence[str]: ...
+    @property
+    def tolerance(self) -> float: ...
+    @property
+    def header(self) -> str | None: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def timestamp_header(self) -> str | None: ...
+    @property
+    def signed_payload(self) -> str: ...
+
+
+class Verifier(Protocol):
+    """Checks one inbound request of a source."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Return if the request is authentic; else raise ``VerificationFailed``.
+
+        ``headers`` must be case-insensitive (aiohttp's ``CIMultiDictProxy``);
+        ``now`` is unix seconds.
+        """
+        ...
+
+
+Builder = Callable[[Settings], Verifier]
+Signer = Callable[[Settings, bytes, int], dict[str, str]]
+Handshake = Callable[[Mapping[str, str], bytes], bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """One provider: how its requests are verified, where its event type and id are,
+    how ``hookgate send`` signs like it, and the handshake it expects answered."""
+
+    name: str
+    event_type: tuple[str, ...]
+    """Where the event type is (``json:``/``header:`` expressions), tried in order."""
+    event_id: tuple[str, ...]
+    """Where the provider's event id is, tried in order; empty: no dedup by default."""
+    build: Builder
+    signer: Signer
+    answer: Handshake | None = None
+    needs_secret: bool = True
+
+    def verifier(self, settings: Settings) -> Verifier:
+        """The verifier for a source's ``[verify]`` table, its keys derived now.
+
+        Raises ``ValueError`` for a table that cannot verify anything (no secrets, a
+        secret of the wrong form, an unusable ``signed_payload``); the message names
+        the key but never shows a secret.
+        """
+        if self.needs_secret and not settings.secrets:
+            raise ValueError(f'scheme "{self.name}" needs at least one secret')
+        return self.build(settings)
+
+    def sign(self, settings: Settings, body: bytes, now: int) -> dict[str, str]:
+        """The headers with which this provider signs ``body`` at ``now`` (unix seconds).
+
+        Signs with the first of ``settings.secrets``; what it signs, ``verifier(settings)``
+        accepts. Call ``verifier`` first: it rejects the tables that cannot sign.
+        """
+        return self.signer(settings, body, now)
+
+    @property
+    def has_handshake(self) -> bool:
+        """Does this provider send handshakes that ``handshake`` may answer?"""
+        return self.answer is not None
+
+    def handshake(self, headers: Mapping[str, str], body: bytes) -> bytes | None:
+        """For a verified request that is a handshake, the JSON body to answer 200 with
+        (nothing is stored); None for an ordinary webhook."""
+        return None if self.answer is None else self.answer(headers, body)
+
+
+def first_secret(settings: Settings) -> str:
+    """The secret a signer signs with."""
+    return settings.secrets[0] if settings.secrets else ""
+
+
+# -- request parsing ------------------------------------------------------------------
+
+
+def header(headers: Mapping[str, str], name: str) -> str:
+    """The value of header ``name``; missing or non-ASCII fails verification."""
+    value = headers.get(name)
+    if value is None:
+        raise VerificationFailed("missing header")
+    # Every header these schemes read is ASCII by spec; rejecting the rest early means
+    # the code below can encode without a failure path.
+    if not value.isascii():
+        raise VerificationFailed("malformed header")
+    return value
+
+
+def check_timestamp(value: str, now: float, tolerance: float) -> None:
+    """Pass if ``value`` is unix seconds within ``tolerance`` of ``now``, either way."""
+    # isdigit() on an ASCII string is exactly [0-9]: no sign, space, "_" or exponent,
+    # which int() or float() would otherwise accept.
+    if not (value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS):
+        raise VerificationFailed("malformed timestamp")
+    timestamp = int(value)
+    if timestamp < now - tolerance:
+        raise VerificationFailed("stale timestamp")
+    if timestamp > now + tolerance:
+        raise VerificationFailed("future timestamp")
+
+
+def from_hex(text: str) -> bytes:
+    """Decode a hex signature (either case); anything else fails verification."""
+    try:
+        # Unlike bytes.fromhex, a2b_hex takes no whitespace; both cases of a-f are fine.
+        return binascii.a2b_hex(text)
+    except ValueError:  # binascii.Error, and non-ASCII input
+        raise VerificationFailed("malformed signature") from None
+
+
+def from_base64(text: str) -> bytes:
+    """Decode a padded base64 signature; anything else fails verification."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, and non-ASCII input
+        raise VerificationFailed("malformed signature") from None
+
+
+# -- keyed MACs and shared secrets ------------------------------------------------------
+
+
+def keyed(keys: Iterable[bytes], algorithm: str) -> tuple[hmac.HMAC, ...]:
+    """An HMAC object per key, already fed its key."""
+    # Copying one skips re-deriving the key pads on every request.
+    return tuple(hmac.new(key, digestmod=algorithm) for key in keys)
+
+
+def match(macs: Sequence[hmac.HMAC], signatures: Sequence[bytes], *parts: bytes) -> None:
+    """Pass if the MAC of ``parts`` under any key equals any of ``signatures``."""
+    for mac_key in macs:
+        running = mac_key.copy()
+        for part in parts:
+            running.update(part)
+        expected = running.digest()
+        for signature in signatures:
+            if hmac.compare_digest(expected, signature):
+                return
+    raise VerificationFailed("no signature matched")
+
+
+def mac(key: bytes, algorithm: str, *parts: bytes) -> bytes:
+    """The HMAC of ``parts`` under ``key``: what a signer sends."""
+    digest = hmac.new(key, digestmod=algorithm)
+    for part in parts:
+        digest.update(part)
+    return digest.digest()
+
+
+class SecretMatcher:
+    """Compares a credential sent as is (a token, a password) with every secret."""
+
+    def __init__(self, secrets: Iterable[bytes]) -> None:
+        # Comparing SHA-256 digests, not the values, keeps the comparison constant time
+        # even when lengths differ, so the time taken does not leak a secret's length.
+        self._hashed = tuple(hashlib.sha256(secret).digest() for secret in secrets)
+
+    def check(self, given: bytes) -> None:
+        """Pass if ``given`` is one of the secrets, in constant time."""
+        digest = hashlib.sha256(given).digest()
+        if not any(hmac.compare_digest(digest, h) for h in self._hashed):
+            raise VerificationFailed("no credentials matched")
+
+
+# -- one HMAC in one header: the generic scheme and its presets -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HmacShape:
+    """Where and how a provider puts an HMAC of the body (and maybe a timestamp) in a
+    header: the generic ``hmac`` scheme's options, and the fixed shape of GitHub,
+    Shopify and Slack."""
+
+    header: str
+    algorithm: str = "sha256"
+    encoding: str = "hex"
+    """``hex`` or ``base64``."""
+    prefix: str = ""
+    timestamp_header: str | None = None
+    signed_payload: str = "{body}"
+
+    def check(self) -> tuple[bytes, bytes]:
+        """What is signed before and after the body; ``ValueError`` for a template
+        that cannot work."""
+        parts = self.signed_payload.split("{body}")
+        if len(parts) != 2:
+            raise ValueError('signed_payload must contain "{body}" exactly once')
+        has_timestamp = "{timestamp}" in self.signed_payload
+        if self.timestamp_header is None and has_timestamp:
+            raise ValueError('signed_payload uses "{timestamp}" but timestamp_header is not set')
+        if self.timestamp_header is not None and not has_timestamp:
+            # An unsigned timestamp could be rewritten by anyone: no replay protection.
+            raise ValueError('timestamp_header is set but signed_payload lacks "{timestamp}"')
+        return parts[0].encode(), parts[1].encode()
+
+    def sign(self, secret: str, body: bytes, now: int) -> dict[str, str]:
+        """The signature header (and timestamp header) for ``body`` at ``now``."""
+        before, after = self.check()
+        stamp = str(now).encode()
+        if self.timestamp_header is not None:
+            before = before.replace(b"{timestamp}", stamp)
+            after = after.replace(b"{timestamp}", stamp)
+        digest = mac(secret.encode(), self.algorithm, before, body, after)
+        encoded = digest.hex() if self.encoding == "hex" else base64.b64encode(digest).decode()
+        headers = {self.header: self.prefix + encoded}
+        if self.timestamp_header is not None:
+            headers[self.timestamp_header] = str(now)
+        return headers
+
+
+class HmacVerifier:
+    """Checks an ``HmacShape`` signature, and its timestamp when the shape has one."""
+
+    def __init__(self, shape: HmacShape, secrets: Sequence[str], tolerance: float) -> None:
+        self._before, self._after = shape.check()
+        self._macs = keyed((s.encode() for s in secrets), shape.algorithm)
+        self._header = shape.header
+        self._decode = from_hex if shape.encoding == "hex" else from_base64
+        self._prefix = shape.prefix
+        self._timestamp_header = shape.timestamp_header
+        self._tolerance = tolerance
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Check the signature header, and the timestamp when the scheme has one."""
+        value = header(headers, self._header)
+        if not value.startswith(self._prefix):
+            raise VerificationFailed("malformed signature")
+        signature = self._decode(value[len(self._prefix) :])
+        before, after = self._before, self._after
+        if self._timestamp_header is not None:
+            timestamp = header(headers, self._timestamp_header)
+            check_timestamp(timestamp, now, self._tolerance)
+            stamp = timestamp.encode()
+            before = before.replace(b"{timestamp}", stamp)
+            after = after.replace(b"{timestamp}", stamp)
+        match(self._macs, (signature,), before, body, after)
+
+
+def hmac_preset(
+    name: str,
+    shape: HmacShape,
+    *,
+    event_type: tuple[str, ...],
+    event_id: tuple[str, ...],
+    answer: Handshake | None = None,
+) -> Provider:
+    """A provider whose requests carry an HMAC of a fixed ``shape``."""
+    return Provider(
+        name=name,
+        event_type=event_type,
+        event_id=event_id,
+        build=lambda settings: HmacVerifier(shape, settings.secrets, settings.tolerance),
+        signer=lambda settings, body, now: shape.sign(first_secret(settings), body, now),
+        answer=answer,
+    )

@@ -1,0 +1,68 @@
+"""What the provider tests share: a verifier from a ``[verify]`` table, request headers,
+and the check that a request is rejected for the expected reason.
+
+A package (``__init__.py``) so that the per-provider test files (``test_hmac.py``,
+``test_basic.py``, ...) do not clash with same-named test files elsewhere, and can
+import these helpers as ``from .conftest import ...``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from multidict import CIMultiDict
+
+from hookgate import providers
+from hookgate.config import Duration, Scheme, VerifyConfig
+from hookgate.errors import VerificationFailed
+
+TOLERANCE = 300
+BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
+
+
+@pytest.fixture
+def now() -> int:
+    """The current time, read when each test runs, never at import.
+
+    The official libraries used for cross-checks (standardwebhooks, svix, stripe)
+    compare the signed timestamp with the real clock, so a timestamp taken when the
+    module was imported goes stale once the suite has run for ``TOLERANCE``.
+    """
+    return int(time.time())
+
+
+def at(template: str, now: int) -> str:
+    """A parametrized header value with ``{now}`` / ``{now+1}`` filled in at run time."""
+    return template.replace("{now+1}", str(now + 1)).replace("{now}", str(now))
+
+
+def settings(scheme: Scheme, *secrets: str, **options: Any) -> VerifyConfig:
+    """A source's ``[verify]`` table."""
+    return VerifyConfig(
+        scheme=scheme, secrets=list(secrets), tolerance=Duration(TOLERANCE), **options
+    )
+
+
+def make(scheme: Scheme, *secrets: str, **options: Any) -> providers.Verifier:
+    """The verifier the ingress builds for that table."""
+    return providers.get(scheme).verifier(settings(scheme, *secrets, **options))
+
+
+def headers(**values: str) -> CIMultiDict[str]:
+    return CIMultiDict((name.replace("_", "-"), value) for name, value in values.items())
+
+
+def rejects(
+    verifier: providers.Verifier,
+    hdrs: CIMultiDict[str],
+    body: bytes,
+    reason: str,
+    now: float | None = None,
+) -> None:
+    """``now`` defaults to the clock: pass the test's own when the headers carry a timestamp."""
+    with pytest.raises(VerificationFailed) as failed:
+        verifier.verify(hdrs, body, time.time() if now is None else now)
+    assert failed.value.reason == reason
+    assert str(failed.value) == reason
