@@ -16,7 +16,6 @@ import itertools
 import random
 import time
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 import aiohttp
 import structlog
@@ -29,6 +28,7 @@ from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound.requests import OutboundRequest, RequestBuilder, is_json
 from hookgate.store import AttemptRecord, DueDelivery, Store
+from hookgate.wire import DestinationState
 
 log = structlog.get_logger("hookgate.dispatch")
 
@@ -39,8 +39,6 @@ _CLAIM_RETRY_DELAY = 1.0
 # While the store cannot record outcomes, retry writing them this often (doubling).
 _RECORD_RETRY_FIRST = 0.5
 _RECORD_RETRY_MAX = 30.0
-
-DestinationState = Literal["ok", "backing_off", "open", "paused"]
 
 
 class DestinationWorker:

@@ -13,27 +13,15 @@ from dataclasses import dataclass
 import orjson
 from multidict import CIMultiDict
 
-from hookgate import __version__
+from hookgate import __version__, wire
 from hookgate.config import DestinationConfig
 from hookgate.outbound.signing import Signer
 from hookgate.store import DueDelivery, format_time
 
 USER_AGENT = f"hookgate/{__version__}"
 # Headers that hookgate sets itself: forward_headers and headers cannot replace them.
-OWN_HEADERS = frozenset(
-    {
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "x-webhook-signature",
-        "hookgate-source",
-        "hookgate-event-type",
-        "hookgate-attempt",
-        "hookgate-batch-size",
-        "via",
-    }
-)
-VIA_PREFIX = "hookgate-"
+OWN_HEADERS = wire.OWN_HEADERS
+VIA_PREFIX = wire.VIA_PREFIX  # inbound/listener.py reads it here until it imports wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +66,14 @@ class RequestBuilder:
             if key in inbound:
                 headers[name] = inbound[key]
         headers.update(self.fixed)
-        headers["webhook-id"] = delivery.message_id
-        headers["webhook-timestamp"] = str(timestamp)
-        headers["Hookgate-Source"] = delivery.source
+        headers[wire.WEBHOOK_ID] = delivery.message_id
+        headers[wire.WEBHOOK_TIMESTAMP] = str(timestamp)
+        headers[wire.SOURCE] = delivery.source
         if delivery.event_type is not None:
-            headers["Hookgate-Event-Type"] = delivery.event_type
-        headers["Hookgate-Attempt"] = str(delivery.attempts + 1)
-        upstream = inbound.get("via")
-        headers["Via"] = f"{upstream}, {self.via}" if upstream else self.via
+            headers[wire.EVENT_TYPE] = delivery.event_type
+        headers[wire.ATTEMPT] = str(delivery.attempts + 1)
+        upstream = inbound.get(wire.VIA.lower())
+        headers[wire.VIA] = f"{upstream}, {self.via}" if upstream else self.via
         headers.update(self.signer.headers(delivery.message_id, timestamp, delivery.body))
         return OutboundRequest(delivery.message_id, delivery.body, headers, (delivery,))
 
@@ -109,21 +97,21 @@ class RequestBuilder:
         )
         headers = CIMultiDict({"User-Agent": USER_AGENT, "Content-Type": "application/json"})
         headers.update(self.fixed)
-        headers["webhook-id"] = batch_id
-        headers["webhook-timestamp"] = str(timestamp)
+        headers[wire.WEBHOOK_ID] = batch_id
+        headers[wire.WEBHOOK_TIMESTAMP] = str(timestamp)
         sources = {d.source for d in deliveries}
         if len(sources) == 1:
-            headers["Hookgate-Source"] = sources.pop()
-        headers["Hookgate-Attempt"] = str(max(d.attempts for d in deliveries) + 1)
-        headers["Hookgate-Batch-Size"] = str(len(deliveries))
-        headers["Via"] = self.via
+            headers[wire.SOURCE] = sources.pop()
+        headers[wire.ATTEMPT] = str(max(d.attempts for d in deliveries) + 1)
+        headers[wire.BATCH_SIZE] = str(len(deliveries))
+        headers[wire.VIA] = self.via
         headers.update(self.signer.headers(batch_id, timestamp, body))
         return OutboundRequest(batch_id, body, headers, tuple(deliveries))
 
 
 def via_name(identity: str) -> str:
     """The name this hookgate goes by in Via headers: its database's identity, shortened."""
-    return f"{VIA_PREFIX}{identity[:16]}"
+    return f"{wire.VIA_PREFIX}{identity[:16]}"
 
 
 def via_entry(identity: str) -> str:
