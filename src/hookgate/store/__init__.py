@@ -2,9 +2,9 @@
 
 ``Store`` (protocol.py) is every operation, types.py the values it takes and
 returns, ids.py message ids and times; all are importable from here. ``open_store``
-opens the backend the config names. Only the backends (``sqlite/``, the embedded
-default) run SQL; a PostgreSQL backend would be one more folder implementing the
-same ``Store``.
+opens the backend for ``[storage]`` (SQLite, the only one yet). Only the backends
+(``sqlite/``) run SQL; a PostgreSQL backend would be one more folder implementing
+the same ``Store``, chosen in ``open_store``.
 """
 
 from __future__ import annotations

@@ -59,6 +59,11 @@ class Health:
         self.failure = None
         self.last_good_write = time.monotonic()
 
+    def commit_failed(self, exc: Exception) -> None:
+        if isinstance(exc, sqlite3.Error):
+            self.note_error(exc)
+        self.failure = str(exc)
+
 
 async def connect(path: str, sync: str) -> aiosqlite.Connection:
     """A connection in autocommit mode with hookgate's settings (WAL, sync, foreign keys)."""

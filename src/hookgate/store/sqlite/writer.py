@@ -166,9 +166,7 @@ class Writer:
         self._notify(batch, accepted)
 
     def _commit_failed(self, batch: _Pending, exc: Exception) -> None:
-        if isinstance(exc, sqlite3.Error):
-            self._health.note_error(exc)
-        self._health.failure = str(exc)
+        self._health.commit_failed(exc)
         log.error("store.commit_failed", error=str(exc), batch=len(batch.messages))
         _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
 
