@@ -10,6 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
+from hookgate.admin import api
+
 from .conftest import Daemon, Downstream
 
 TOKEN = "schema-test-token"
@@ -40,6 +42,10 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_break(
             body = f'{{"type": "order.created", "n": {i}}}'
             async with http.post(daemon.url("/hooks/shop"), data=body) as response:
                 assert response.status == 202
+        # The document served is the one generated from the route table (no token needed).
+        async with http.get(daemon.admin_url("/api/v1/openapi.json")) as response:
+            assert response.status == 200
+            assert await response.json() == api.openapi_document()
     await downstream.wait_count(5)
 
     st = shutil.which("schemathesis", path=str(Path(sys.executable).parent))

@@ -31,6 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 
 import hookgate.outbound.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
 from hookgate import cli, config, providers
+from hookgate.admin import answers
 from hookgate.cli import client, tools
 from hookgate.errors import ConfigError, VerificationFailed
 from hookgate.outbound import signing
@@ -335,7 +336,7 @@ def message(**fields: Any) -> dict[str, Any]:
 def test_messages_table_with_next_page() -> None:
     page = client.shape(
         {"items": [message(), message(id="msg_2", event_type=None)], "next_cursor": "msg_2"},
-        client.Page,
+        answers.MessagePage,
     )
     lines = client.messages_text(page).splitlines()
     assert lines[0].split() == [
@@ -350,7 +351,7 @@ def test_messages_table_with_next_page() -> None:
 
 
 def test_empty_messages_page() -> None:
-    page = client.shape({"items": [], "next_cursor": None}, client.Page)
+    page = client.shape({"items": [], "next_cursor": None}, answers.MessagePage)
     assert client.messages_text(page) == "no messages"
 
 
@@ -386,7 +387,7 @@ def test_message_detail_shows_body_deliveries_and_attempts() -> None:
             delivery(id=8, destination="audit", state="pending", last_error=None, attempt_log=[]),
         ],
     )
-    text = client.message_text(client.shape(detail, client.MessageDetail))
+    text = client.message_text(client.shape(detail, answers.MessageDetail))
     assert "event id:   -" in text
     assert "  content-type: application/json" in text
     assert 'body:\n{"type": "order.created"}\n\ndeliveries:' in text
@@ -418,7 +419,7 @@ def test_message_detail_shows_body_deliveries_and_attempts() -> None:
 
 def test_message_detail_binary_body_and_no_deliveries() -> None:
     detail = message(headers={}, body=None, body_base64="AAEC", deliveries=[])
-    text = client.message_text(client.shape(detail, client.MessageDetail))
+    text = client.message_text(client.shape(detail, answers.MessageDetail))
     assert "body (not UTF-8, base64):\nAAEC" in text
     assert "headers: none" in text
     assert "deliveries: none" in text
@@ -442,8 +443,8 @@ STATS = {
 
 
 def test_status_summary() -> None:
-    readiness = client.shape(READY, client.Readiness)
-    stats = client.shape(STATS, client.Stats)
+    readiness = client.shape(READY, answers.Readiness)
+    stats = client.shape(STATS, answers.Stats)
     lines = client.status_text("http://127.0.0.1:9090", True, readiness, stats).splitlines()
     assert lines[:4] == [
         "hookgate at http://127.0.0.1:9090: ready",
@@ -462,7 +463,7 @@ def test_status_summary() -> None:
 
 def test_status_not_ready_without_stats() -> None:
     failing = {"status": "failing", "checks": {"database": "failing: disk full"}}
-    readiness = client.shape(failing, client.Readiness)
+    readiness = client.shape(failing, answers.Readiness)
     text = client.status_text("http://h:1", False, readiness, None)
     assert text.splitlines() == [
         "hookgate at http://h:1: NOT READY",
@@ -475,17 +476,17 @@ def test_destination_line() -> None:
         "name": "orders", "url": "http://x/", "state": "paused", "paused": True,
         "configured": True, "pending": 4, "dead": 1,
     }  # fmt: skip
-    line = client.destination_text(client.shape(paused, client.Destination))
+    line = client.destination_text(client.shape(paused, answers.Destination))
     assert line == "orders: paused, state paused (4 pending, 1 dead)"
     resumed = {**paused, "state": "ok", "paused": False, "url": None}
-    assert client.destination_text(client.shape(resumed, client.Destination)).startswith(
+    assert client.destination_text(client.shape(resumed, answers.Destination)).startswith(
         "orders: resumed, state ok"
     )
 
 
 def test_unexpected_answer_is_a_command_error() -> None:
     with pytest.raises(client.CommandError, match="unexpected answer"):
-        client.shape({"items": "nope"}, client.Page)
+        client.shape({"items": "nope"}, answers.MessagePage)
 
 
 # -- send: signing as each provider does --------------------------------------------

@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
-import orjson
+import msgspec
 import prometheus_client
 from aiohttp import web
 
 from hookgate import metrics
+from hookgate.admin import answers
 from hookgate.admin.api import AdminApi
 from hookgate.config import Config
 from hookgate.errors import StoreError
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import QueueStats
-from hookgate.store.sqlite import SQLiteStore
-from hookgate.store.sqlite.admin import SQLiteAdmin
+from hookgate.store import QueueStats, Store
 
 _WRITE_CHECK_TIMEOUT = 2.0
 
@@ -27,14 +25,14 @@ class Admin:
     def __init__(
         self,
         config: Config,
-        store: SQLiteStore,
+        store: Store,
         dispatcher: Dispatcher,
         alive: Callable[[], bool],
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.alive = alive
-        self.api = AdminApi(config, SQLiteAdmin(store), dispatcher)
+        self.api = AdminApi(config, store, dispatcher)
 
     def apply(self, config: Config) -> None:
         """Take a reloaded config (destinations for replay, the API token)."""
@@ -71,30 +69,29 @@ class Admin:
 
     async def healthz(self, request: web.Request) -> web.Response:
         if not self.alive():
-            return _json(503, {"status": "failing"})
-        return _json(200, {"status": "ok"})
+            return _json(503, answers.Health("failing"))
+        return _json(200, answers.Health("ok"))
 
     async def readyz(self, request: web.Request) -> web.Response:
         checks = {"database": await self._database_check(), "delivery": self._delivery_check()}
-        body: dict[str, Any] = {"status": "ok", "checks": checks}
+        queue: answers.ReadyQueue | None = None
+        destinations: dict[str, answers.ReadyDestination] | None = None
         try:
             stats = await self.store.queue_stats()
         except StoreError as exc:
             checks["queue"] = f"failing: {exc}"
         else:
             now = time.time()
-            body["queue"] = {
-                "pending": stats.pending,
-                "oldest_pending_age_s": _age(stats.oldest_pending_at, now),
-                "dead": stats.dead,
-            }
-            body["destinations"] = {
-                name: {"state": worker.state_with(pending), "pending": pending}
+            queue = answers.ReadyQueue(
+                stats.pending, _age(stats.oldest_pending_at, now), stats.dead
+            )
+            destinations = {
+                name: answers.ReadyDestination(worker.state_with(pending), pending)
                 for name, worker in self.dispatcher.workers.items()
                 for pending in (_pending(stats, name),)
             }
         ready = all(v == "ok" for v in checks.values())
-        body["status"] = "ok" if ready else "failing"
+        body = answers.Readiness("ok" if ready else "failing", checks, queue, destinations)
         return _json(200 if ready else 503, body)
 
     async def _database_check(self) -> str:
@@ -120,5 +117,7 @@ def _age(since: float | None, now: float) -> float:
     return 0.0 if since is None else round(max(0.0, now - since), 3)
 
 
-def _json(status: int, payload: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+def _json(status: int, payload: msgspec.Struct) -> web.Response:
+    return web.Response(
+        status=status, body=msgspec.json.encode(payload), content_type="application/json"
+    )

@@ -15,8 +15,10 @@ import orjson
 
 from hookgate import __version__, config, daemon, providers
 from hookgate import logs as hookgate_logging
+from hookgate.admin import answers
 from hookgate.cli import client, tools
 from hookgate.errors import ConfigError, StartupError
+from hookgate.wire import DELIVERY_STATES
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -26,7 +28,6 @@ EXIT_USAGE = 2  # as argparse exits on a bad command line
 EXIT_CONFIG = 78
 EXIT_INTERRUPTED = 130
 TOKEN_ENV = "HOOKGATE_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a token
-STATES = ("pending", "delivered", "dead")
 SCHEMES = ("none", "hmac", "standard", "github", "stripe", "shopify", "slack", "gitlab", "basic")
 _T = TypeVar("_T")
 Handler = Callable[[argparse.Namespace], int]
@@ -159,7 +160,7 @@ def _add_messages(
     listing = actions.add_parser("list", parents=[options], help="list messages, newest first")
     listing.add_argument("--source", metavar="S", help="only from this source")
     listing.add_argument("--event-type", metavar="T", help="only of this event type")
-    listing.add_argument("--state", choices=STATES, help="with a delivery in this state")
+    listing.add_argument("--state", choices=DELIVERY_STATES, help="with a delivery in this state")
     listing.add_argument("--since", metavar="TIME", type=_time, help="received since" + _TIMES)
     listing.add_argument("--until", metavar="TIME", type=_time, help="received until" + _TIMES)
     listing.add_argument("--limit", metavar="N", type=_positive, help="at most N (API: 50)")
@@ -337,16 +338,16 @@ def _show(args: argparse.Namespace, payload: Any, render: Callable[[], str]) -> 
 def _status(args: argparse.Namespace) -> int:
     api = _admin(args)
     ready, readiness = api.readiness()
-    failure: client.ApiError | None = None
+    failure: client.ErrorAnswer | None = None
     try:
         stats = api.get(client.API + "/stats")
-    except client.ApiError as exc:
+    except client.ErrorAnswer as exc:
         stats, failure = None, exc
 
     def render() -> str:
-        parsed = None if stats is None else client.shape(stats, client.Stats)
+        parsed = None if stats is None else client.shape(stats, answers.Stats)
         return client.status_text(
-            api.base_url, ready, client.shape(readiness, client.Readiness), parsed
+            api.base_url, ready, client.shape(readiness, answers.Readiness), parsed
         )
 
     _show(args, {"readyz": readiness, "stats": stats}, render)
@@ -367,13 +368,13 @@ def _messages_list(args: argparse.Namespace) -> int:
         "cursor": args.cursor,
     }
     page = _admin(args).get(client.API + "/messages", query)
-    _show(args, page, lambda: client.messages_text(client.shape(page, client.Page)))
+    _show(args, page, lambda: client.messages_text(client.shape(page, answers.MessagePage)))
     return EXIT_OK
 
 
 def _messages_show(args: argparse.Namespace) -> int:
     message = _admin(args).get(f"{client.API}/messages/{client.segment(args.message_id)}")
-    _show(args, message, lambda: client.message_text(client.shape(message, client.MessageDetail)))
+    _show(args, message, lambda: client.message_text(client.shape(message, answers.MessageDetail)))
     return EXIT_OK
 
 
@@ -391,7 +392,7 @@ def _retry(args: argparse.Namespace) -> int:
     delivery = api.post(f"{client.API}/deliveries/{args.delivery_id}/retry")
 
     def render() -> str:
-        parsed = client.shape(delivery, client.Delivery)
+        parsed = client.shape(delivery, answers.Delivery)
         return f"retried delivery {parsed.id}:\n" + client.deliveries_text([parsed])
 
     _show(args, delivery, render)
@@ -399,7 +400,7 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _retried_text(destination: str, payload: Any) -> str:
-    count = client.shape(payload, client.Retried).retried
+    count = client.shape(payload, answers.RetryResult).retried
     retried = client.plural(count, "dead delivery", "dead deliveries")
     return f"{client.printable(destination)}: {retried} made pending again"
 
@@ -409,7 +410,7 @@ def _replay(args: argparse.Namespace) -> int:
     replayed = _admin(args).post(path, {"destination": args.destination})
 
     def render() -> str:
-        deliveries = client.shape(replayed, client.Replayed).deliveries
+        deliveries = client.shape(replayed, answers.ReplayResult).deliveries
         name = client.printable(args.message_id)
         if not deliveries:
             return f"{name}: no destination matches it now; nothing replayed"
@@ -434,7 +435,7 @@ def _set_paused(args: argparse.Namespace, action: str) -> int:
     _show(
         args,
         destination,
-        lambda: client.destination_text(client.shape(destination, client.Destination)),
+        lambda: client.destination_text(client.shape(destination, answers.Destination)),
     )
     return EXIT_OK
 

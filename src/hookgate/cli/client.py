@@ -3,9 +3,9 @@
 ``http_request`` is the one place that speaks HTTP for the CLI (``send`` uses it
 too): headers as written, no proxy, no redirects, a bounded timeout, and every
 failure turned into a ``CommandError`` whose message is one line. ``AdminClient``
-adds the bearer token and the API's error shape; the ``*_text`` functions turn its
-answers, decoded into the structs below (docs/admin-api.md "Shapes"), into
-readable tables.
+adds the bearer token and the API's error answer; ``shape`` decodes its answers into
+the daemon's own types (``hookgate.admin.answers``), which the ``*_text`` functions
+turn into readable tables.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import msgspec
 import orjson
 
 from hookgate import __version__, config
+from hookgate.admin import answers, routes
 
 USER_AGENT = f"hookgate-cli/{__version__}"
 DEFAULT_TIMEOUT = 30.0
-API = "/api/v1"
+API = routes.PREFIX
 # A wildcard listen address accepts connections on loopback too; connect there.
 _LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
 _T = TypeVar("_T")
@@ -34,13 +35,13 @@ class CommandError(Exception):
     """A command could not do its work; the message is printed after "hookgate: "."""
 
 
-class ApiError(CommandError):
-    """The admin API answered with an error."""
+class ErrorAnswer(CommandError):
+    """The admin API answered ``status`` and an ``ApiError``; the message is its detail."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
+    def __init__(self, status: int, error: answers.ApiError) -> None:
+        super().__init__(error.detail)
         self.status = status
-        self.code = code
+        self.error = error
 
 
 # -- HTTP ---------------------------------------------------------------------------
@@ -141,11 +142,11 @@ class AdminClient:
             self._headers["Authorization"] = f"Bearer {token}"
 
     def get(self, path: str, query: Mapping[str, str | int | None] | None = None) -> Any:
-        """GET an API route; its JSON answer, or ``ApiError``."""
+        """GET an API route; its JSON answer, or ``ErrorAnswer``."""
         return self._json(self._call("GET", path, query))
 
     def post(self, path: str, query: Mapping[str, str | int | None] | None = None) -> Any:
-        """POST to an API route; its JSON answer, or ``ApiError``."""
+        """POST to an API route; its JSON answer, or ``ErrorAnswer``."""
         return self._json(self._call("POST", path, query))
 
     def readiness(self) -> tuple[bool, Any]:
@@ -183,13 +184,13 @@ def _decode(body: bytes) -> Any:
         raise CommandError("the admin API answered something that is not JSON") from None
 
 
-def _api_error(response: HttpResponse) -> ApiError:
+def _api_error(response: HttpResponse) -> ErrorAnswer:
     try:
-        error = orjson.loads(response.body)
-        return ApiError(response.status, str(error["error"]), str(error["detail"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        error = msgspec.json.decode(response.body, type=answers.ApiError, strict=False)
+    except msgspec.DecodeError:  # not JSON, or not an ApiError (a proxy's page, say)
         detail = f"the admin API answered HTTP {response.status} {response.reason}".rstrip()
-        return ApiError(response.status, "http", detail)
+        error = answers.ApiError("http", detail)
+    return ErrorAnswer(response.status, error)
 
 
 def json_text(payload: Any) -> str:
@@ -197,141 +198,11 @@ def json_text(payload: Any) -> str:
     return orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode()
 
 
-# -- the API's shapes -----------------------------------------------------------------
-
-
-class _Shape(msgspec.Struct, frozen=True):
-    """An answer of the API; fields the CLI can do without have defaults, so an
-    older or newer daemon that adds or drops one still prints."""
-
-
-class Counts(_Shape, frozen=True):
-    """Deliveries of a message (or of all messages) by state."""
-
-    pending: int = 0
-    delivered: int = 0
-    dead: int = 0
-
-
-class Message(_Shape, frozen=True):
-    """A message in a listing."""
-
-    id: str
-    source: str
-    received_at: str
-    size: int
-    deliveries: Counts
-    event_type: str | None = None
-    event_id: str | None = None
-
-
-class Page(_Shape, frozen=True):
-    """A page of ``GET /messages``."""
-
-    items: list[Message]
-    next_cursor: str | None = None
-
-
-class Attempt(_Shape, frozen=True):
-    """One attempt of a delivery."""
-
-    started_at: str
-    duration_ms: float
-    status: int | None = None
-    error: str | None = None
-    response_snippet: str = ""
-
-
-class Delivery(_Shape, frozen=True):
-    """A delivery; ``attempt_log`` is filled in a message's detail only."""
-
-    id: int
-    message_id: str
-    destination: str
-    state: str
-    attempts: int
-    next_attempt_at: str | None = None
-    last_status: int | None = None
-    last_error: str | None = None
-    updated_at: str | None = None
-    dead_reason: str | None = None
-    attempt_log: list[Attempt] = []
-
-
-class Replayed(_Shape, frozen=True):
-    """The answer of a replay: the deliveries it created."""
-
-    deliveries: list[Delivery]
-
-
-class MessageDetail(_Shape, frozen=True):
-    """A message with its headers, body and deliveries."""
-
-    id: str
-    source: str
-    received_at: str
-    size: int
-    deliveries: list[Delivery]
-    event_type: str | None = None
-    event_id: str | None = None
-    headers: dict[str, str] = {}
-    body: str | None = None
-    body_base64: str | None = None
-
-
-class Destination(_Shape, frozen=True):
-    """A destination, as pause and resume answer."""
-
-    name: str
-    state: str
-    paused: bool
-    pending: int = 0
-    dead: int = 0
-    url: str | None = None
-    configured: bool = True
-
-
-class Retried(_Shape, frozen=True):
-    """The answer of retrying a destination's dead deliveries."""
-
-    retried: int
-
-
-class QueueCounts(_Shape, frozen=True):
-    """One destination's queue in the stats."""
-
-    pending: int = 0
-    dead: int = 0
-
-
-class Stats(_Shape, frozen=True):
-    """``GET /stats``."""
-
-    messages: int
-    deliveries: Counts
-    oldest_pending_age_s: float | None = None
-    destinations: dict[str, QueueCounts] = {}
-
-
-class ReadyDestination(_Shape, frozen=True):
-    """One destination in ``/readyz``."""
-
-    state: str
-    pending: int = 0
-
-
-class Readiness(_Shape, frozen=True):
-    """``GET /readyz``, the parts ``status`` shows."""
-
-    status: str
-    checks: dict[str, str] = {}
-    destinations: dict[str, ReadyDestination] = {}
-
-
 def shape(payload: Any, tp: type[_T]) -> _T:
-    """The API's JSON ``payload`` as the struct ``tp``, or ``CommandError``."""
+    """The API's JSON ``payload`` as the answer type ``tp``, or ``CommandError``; as
+    lenient as ``answers`` makes it (a daemon may be older or newer than this CLI)."""
     try:
-        return msgspec.convert(payload, tp)
+        return msgspec.convert(payload, tp, strict=False)
     except msgspec.ValidationError as exc:
         raise CommandError(f"unexpected answer from the admin API: {exc}") from None
 
@@ -371,7 +242,7 @@ def when(iso: str | None) -> str:
     return stamp.replace("T", " ") + "Z" if dot else iso.replace("T", " ")
 
 
-def messages_text(page: Page) -> str:
+def messages_text(page: answers.MessagePage) -> str:
     """``messages list``: one row per message, and how to get the next page."""
     if not page.items:
         return "no messages"
@@ -395,7 +266,7 @@ def messages_text(page: Page) -> str:
     return text
 
 
-def deliveries_text(deliveries: Sequence[Delivery]) -> str:
+def deliveries_text(deliveries: Sequence[answers.Delivery]) -> str:
     """A table of deliveries: where each goes, its state and its last result."""
     rows = [
         (
@@ -413,7 +284,7 @@ def deliveries_text(deliveries: Sequence[Delivery]) -> str:
     return table(header, rows, right={0, 4})
 
 
-def message_text(message: MessageDetail) -> str:
+def message_text(message: answers.MessageDetail) -> str:
     """``messages show``: the message, its headers and body, its deliveries and attempts."""
     fields = [
         ("id", message.id),
@@ -435,7 +306,7 @@ def message_text(message: MessageDetail) -> str:
     return "\n\n".join(parts)
 
 
-def _body_text(message: MessageDetail) -> str:
+def _body_text(message: answers.MessageDetail) -> str:
     if message.body is not None:
         # One trailing newline is the usual end of a body, not a line worth showing.
         return "body:\n" + printable(message.body.removesuffix("\n"), multiline=True)
@@ -444,7 +315,7 @@ def _body_text(message: MessageDetail) -> str:
     return "body: (not available)"
 
 
-def _attempts_text(delivery: Delivery) -> str:
+def _attempts_text(delivery: answers.DeliveryDetail) -> str:
     rows = [
         (
             when(a.started_at),
@@ -469,9 +340,7 @@ _DEAD_REASONS = {
 
 
 def _result(status: int | None, error: str | None) -> str:
-    if status is not None:
-        return str(status)
-    return error or "-"
+    return str(status) if status is not None else error or "-"
 
 
 def _snippet(text: str, width: int = 60) -> str:
@@ -479,14 +348,15 @@ def _snippet(text: str, width: int = 60) -> str:
     return first if len(first) <= width else first[: width - 1] + "…"
 
 
-def status_text(url: str, ready: bool, readiness: Readiness, stats: Stats | None) -> str:
+def status_text(
+    url: str, ready: bool, readiness: answers.Readiness, stats: answers.Stats | None
+) -> str:
     """``hookgate status``: readiness, its checks, the queue and each destination."""
     checks = ", ".join(f"{name} {printable(value)}" for name, value in readiness.checks.items())
     lines = [f"hookgate at {url}: {'ready' if ready else 'NOT READY'}", f"checks: {checks}"]
     if stats is not None:
         counts = stats.deliveries
-        oldest = stats.oldest_pending_age_s
-        age = f" (oldest {oldest:.1f}s)" if counts.pending and oldest is not None else ""
+        age = f" (oldest {stats.oldest_pending_age_s:.1f}s)" if counts.pending else ""
         lines.append(f"messages: {stats.messages}")
         lines.append(
             f"deliveries: {counts.pending} pending{age}, {counts.delivered} delivered,"
@@ -499,12 +369,15 @@ def status_text(url: str, ready: bool, readiness: Readiness, stats: Stats | None
     return "\n".join(lines)
 
 
-def destinations_rows(readiness: Readiness, stats: Stats | None) -> list[tuple[str, ...]]:
+def destinations_rows(
+    readiness: answers.Readiness, stats: answers.Stats | None
+) -> list[tuple[str, ...]]:
     """Each destination's state (from /readyz) beside its counts (from /stats)."""
     counts = stats.destinations if stats is not None else {}
+    states = readiness.destinations or {}
     rows: list[tuple[str, ...]] = []
-    for name in sorted({*readiness.destinations, *counts}):
-        ready = readiness.destinations.get(name)
+    for name in sorted({*states, *counts}):
+        ready = states.get(name)
         queue = counts.get(name)
         pending = queue.pending if queue else ready.pending if ready else 0
         dead = "-" if stats is None else str(queue.dead if queue else 0)
@@ -517,7 +390,7 @@ def plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def destination_text(destination: Destination) -> str:
+def destination_text(destination: answers.Destination) -> str:
     """One line for ``pause`` and ``resume``."""
     action = "paused" if destination.paused else "resumed"
     return (
