@@ -33,6 +33,12 @@ VIA = "Via"
 # A hookgate names itself in Via as "hookgate-<identity>" (RFC 9110 pseudonym).
 VIA_PREFIX = "hookgate-"
 
+
+def via_name(identity: str) -> str:
+    """The name a hookgate goes by in Via headers: its database's identity, shortened."""
+    return f"{VIA_PREFIX}{identity[:16]}"
+
+
 # Lower-cased: forward_headers and headers from the config cannot replace these.
 OWN_HEADERS = frozenset(
     name.lower()

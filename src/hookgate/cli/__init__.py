@@ -13,10 +13,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hookgate import __version__, config, daemon, providers
-from hookgate import logs as hookgate_logging
+from hookgate import __version__, config, providers
 from hookgate.admin import answers
-from hookgate.cli import client, tools
+from hookgate.cli import client
 from hookgate.errors import ConfigError, StartupError
 from hookgate.wire import DELIVERY_STATES
 
@@ -291,7 +290,12 @@ def _serve(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if loaded is None:
         return EXIT_CONFIG
-    hookgate_logging.configure(loaded.log)
+    # Imported here, not at the top: the server (aiohttp, structlog) is most of hookgate's
+    # import time, and `hookgate --help`, check-config and the admin commands need none of it.
+    from hookgate import daemon, logs
+
+    logs.configure(loaded.log)
+
     try:
         return _run(daemon.Daemon(loaded).run())
     except StartupError as exc:
@@ -444,6 +448,8 @@ def _set_paused(args: argparse.Namespace, action: str) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
+    from hookgate.cli import tools  # aiohttp: loaded only by the commands that use it
+
     signing = _signing_options(args)
     outgoing = tools.Outgoing(
         url=args.url,
@@ -460,6 +466,8 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _signing_options(args: argparse.Namespace) -> config.VerifyConfig:
+    from hookgate.cli import tools  # aiohttp: loaded only by the commands that use it
+
     needs_secret = providers.get(args.scheme).needs_secret
     if not needs_secret and args.secret:
         raise UsageError("--secret needs a --scheme")
@@ -494,6 +502,8 @@ def _read_body(name: str | None) -> bytes:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    from hookgate.cli import tools  # aiohttp: loaded only by the commands that use it
+
     try:
         host, port = config.parse_listen(args.listen)
         verifier = tools.outbound_verifier(args.secret, args.hmac_secret)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hookgate import providers
+from hookgate import addresses, providers
 from hookgate.config.redact import masked_url
 from hookgate.config.report import Report
 from hookgate.config.schema import (
@@ -33,7 +33,6 @@ from hookgate.config.schema import (
     policy_rules,
 )
 from hookgate.config.values import parse_listen
-from hookgate.outbound import egress
 
 # RFC 9110 5.1: a field name is a token of tchar.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -201,12 +200,12 @@ def _check_url(report: Report, url: str, where: str, deny_networks: list[str]) -
     except ValueError as exc:
         report.error(where, f"expected an http:// or https:// URL: {exc}")
         return
-    address = egress.parse_address(host)
+    address = addresses.parse_address(host)
     if address is None:
         if _is_legacy_ipv4(host):
             report.error(where, f"expected a dotted IPv4 address such as 10.0.0.1, got {host}")
         return
-    network = egress.denied_by(address, _networks(deny_networks))
+    network = addresses.network_holding(address, _networks(deny_networks))
     if network is not None:
         report.error(
             where,
@@ -308,7 +307,7 @@ def _quoted(name: str) -> str:
     return json.dumps(name)
 
 
-def _networks(cidrs: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _networks(cidrs: list[str]) -> list[addresses.IPNetwork]:
     """The valid networks of ``cidrs`` (the others are reported on their own)."""
     networks = []
     for cidr in cidrs:

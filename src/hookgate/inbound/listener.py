@@ -7,7 +7,6 @@ and JSON error. A 2xx leaves only after the outbox writer's commit returned.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,16 +16,13 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hookgate import metrics, providers
+from hookgate import addresses, metrics, providers, wire
 from hookgate.config import Config, DestinationConfig, SourceConfig
 from hookgate.errors import StoreError, VerificationFailed
-from hookgate.outbound import requests as outbound
 from hookgate.store import NewMessage, Store
 
 log = structlog.get_logger("hookgate.ingress")
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Credentials and hop-by-hop headers are neither stored nor forwarded.
 _UNSTORED_HEADERS = frozenset(
@@ -129,7 +125,7 @@ class Route:
         self.name = name
         self.source = source
         self.methods = frozenset(source.methods)
-        self.allow = [ipaddress.ip_network(c, strict=False) for c in source.allow_ips]
+        self.allow = addresses.parse_networks(source.allow_ips)
         self.provider = providers.get(source.verify.scheme)
         self.verifier = self.provider.verifier(source.verify)
         self.event_type = Extraction.build(
@@ -159,16 +155,14 @@ class Ingress:
 
     def __init__(self, config: Config, store: Store) -> None:
         self.store = store
-        self.own_via = outbound.via_name(store.identity)
+        self.own_via = wire.via_name(store.identity)
         self.apply(config)
 
     def apply(self, config: Config) -> None:
         """Take a (re)loaded config; requests already running keep the route they had."""
         self.max_body = config.server.max_body
         self.request_timeout = config.server.request_timeout
-        self.trusted_proxies = [
-            ipaddress.ip_network(c, strict=False) for c in config.server.trusted_proxies
-        ]
+        self.trusted_proxies = addresses.parse_networks(config.server.trusted_proxies)
         self.routes = {
             source.path: Route(
                 name,
@@ -218,7 +212,7 @@ class Ingress:
         via = request.headers.getall("Via", None)
         if via is not None and self._is_loop(", ".join(via)):
             raise Rejected(508, "loop_detected", "this webhook already passed through this relay")
-        if route.allow and not _allowed(self.client_ip(request), route.allow):
+        if route.allow and not addresses.within(self.client_ip(request), route.allow):
             raise Rejected(403, "forbidden", "this client address is not allowed")
         encoding = request.headers.get("Content-Encoding")
         if encoding is not None and encoding.strip().lower() != "identity":
@@ -322,23 +316,23 @@ class Ingress:
 
     def _is_loop(self, via: str) -> bool:
         """Did this relay send it (a destination pointing back here), or too many relays?"""
-        return self.own_via in via or via.count(outbound.VIA_PREFIX) >= MAX_HOPS
+        return self.own_via in via or via.count(wire.VIA_PREFIX) >= MAX_HOPS
 
-    def client_ip(self, request: web.BaseRequest) -> IPAddress | None:
+    def client_ip(self, request: web.BaseRequest) -> addresses.IPAddress | None:
         """The client's address; X-Forwarded-For counts only when the peer is a trusted proxy."""
-        peer = _parse_ip(request.remote)
-        if peer is None or not self.trusted_proxies or not _allowed(peer, self.trusted_proxies):
+        peer = addresses.parse_address(request.remote)
+        if not self.trusted_proxies or not addresses.within(peer, self.trusted_proxies):
             return peer
         hops = [
             h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")
         ]
         client = peer
         for hop in reversed(hops):
-            address = _parse_ip(hop)
+            address = addresses.parse_address(hop)
             if address is None:
                 return client
             client = address
-            if not _allowed(address, self.trusted_proxies):
+            if not addresses.within(address, self.trusted_proxies):
                 return address
         return client
 
@@ -354,22 +348,6 @@ class Ingress:
             reason=exc.code,
             peer=request.remote,
         )
-
-
-def _parse_ip(text: str | None) -> IPAddress | None:
-    if not text:
-        return None
-    try:
-        address = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _allowed(address: IPAddress | None, networks: list[IPNetwork]) -> bool:
-    return address is not None and any(address in network for network in networks)
 
 
 def _json(

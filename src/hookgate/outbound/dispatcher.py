@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 import aiohttp
 import structlog
 
-from hookgate import metrics
+from hookgate import addresses, metrics
 from hookgate.config import DestinationConfig
 from hookgate.errors import StoreError
 from hookgate.outbound import egress, retry
@@ -422,7 +422,7 @@ class Dispatcher:
         self._destinations = list(destinations)
         self.workers: dict[str, DestinationWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._sessions: dict[tuple[egress.IPNetwork, ...], aiohttp.ClientSession] = {}
+        self._sessions: dict[tuple[addresses.IPNetwork, ...], aiohttp.ClientSession] = {}
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         # Resolved when a worker ends without being asked to: the daemon stops then.
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -434,7 +434,7 @@ class Dispatcher:
 
     def _session_for(self, destination: DestinationConfig) -> aiohttp.ClientSession:
         """The pooled session of the destination's deny list (most share the default one)."""
-        deny = egress.parse_networks(destination.policy.deny_networks)
+        deny = addresses.parse_networks(destination.policy.deny_networks)
         session = self._sessions.get(deny)
         if session is None:
             # No per-host cap: each worker's own concurrency is the limit, so one

@@ -22,23 +22,19 @@ networks, and IPv4 addresses against networks written in the mapped form.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from hookgate.addresses import IPNetwork, within
 
 # The connector settings the dispatcher has always used: no pool-wide cap (each
 # destination's own concurrency is its limit), idle connections kept for 30 s.
 CONNECTOR_LIMIT = 0
 KEEPALIVE_TIMEOUT = 30.0
-
-_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 class EgressDenied(OSError):
@@ -52,42 +48,6 @@ class EgressDenied(OSError):
     def __init__(self, host: str, reason: str) -> None:
         super().__init__(errno.EACCES, f"{host}: {reason}")
         self.host = host
-
-
-def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """``["169.254.0.0/16", "::1"]`` as networks (host bits allowed); ValueError if one is not."""
-    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
-
-
-def parse_address(text: str) -> IPAddress | None:
-    """``text`` as an IP address (an IPv6 zone such as ``%eth0`` ignored), else None."""
-    try:
-        return ipaddress.ip_address(text.partition("%")[0])
-    except ValueError:
-        return None
-
-
-def denied_by(address: IPAddress | str, deny: Sequence[IPNetwork]) -> IPNetwork | None:
-    """The first network of ``deny`` that holds ``address`` (in either IPv4 form), else None.
-
-    A string that is not an IP address is held by none.
-    """
-    addr = parse_address(address) if isinstance(address, str) else address
-    if addr is None:
-        return None
-    forms: list[IPAddress] = [addr]
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        forms.append(addr.ipv4_mapped)
-    elif isinstance(addr, ipaddress.IPv4Address):
-        forms.append(ipaddress.IPv6Address(int(_MAPPED.network_address) | int(addr)))
-    for network in deny:
-        if any(form.version == network.version and form in network for form in forms):
-            return network
-    return None
-
-
-def is_denied(address: IPAddress | str, deny: Sequence[IPNetwork]) -> bool:
-    return denied_by(address, deny) is not None
 
 
 class DenyingResolver(AbstractResolver):
@@ -104,7 +64,7 @@ class DenyingResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         answers = await self._resolver.resolve(host, port, family)
-        allowed = [answer for answer in answers if not is_denied(answer["host"], self.deny)]
+        allowed = [answer for answer in answers if not within(answer["host"], self.deny)]
         if not allowed:
             raise EgressDenied(host, "every address it resolves to is in deny_networks")
         return allowed
@@ -139,7 +99,7 @@ def make_connector(
     def socket_factory(addr_info: tuple[Any, ...]) -> socket.socket:
         family, kind, proto, _, sockaddr = addr_info
         host = str(sockaddr[0])
-        if is_denied(host, networks):
+        if within(host, networks):
             raise EgressDenied(host, "this address is in deny_networks")
         return socket.socket(family=family, type=kind, proto=proto)
 

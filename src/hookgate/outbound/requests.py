@@ -21,7 +21,6 @@ from hookgate.store import DueDelivery, format_time
 USER_AGENT = f"hookgate/{__version__}"
 # Headers that hookgate sets itself: forward_headers and headers cannot replace them.
 OWN_HEADERS = wire.OWN_HEADERS
-VIA_PREFIX = wire.VIA_PREFIX  # inbound/listener.py reads it here until it imports wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +108,8 @@ class RequestBuilder:
         return OutboundRequest(batch_id, body, headers, tuple(deliveries))
 
 
-def via_name(identity: str) -> str:
-    """The name this hookgate goes by in Via headers: its database's identity, shortened."""
-    return f"{wire.VIA_PREFIX}{identity[:16]}"
-
-
 def via_entry(identity: str) -> str:
-    return f"1.1 {via_name(identity)}"
+    return f"1.1 {wire.via_name(identity)}"
 
 
 def batch_id_of(deliveries: Sequence[DueDelivery]) -> str:
