@@ -42,10 +42,18 @@ def explain(exc: msgspec.ValidationError, tp: type, path: str) -> Problem:
     full = join(path, inner)
     choices = _literal_choices(tp, inner)
     if choices and message.startswith("Invalid enum value"):
-        value = message.removeprefix("Invalid enum value ").strip()
+        value = message.removeprefix("Invalid enum value ").strip().strip("'")
         expected = ", ".join(choices)
-        return Problem(full, f"unknown value {value} (expected one of: {expected})", keys)
+        # As config.md spells it: `unknown scheme "strpe" (expected one of: ...)`.
+        noun = _noun(full)
+        return Problem(full, f'unknown {noun} "{value}" (expected one of: {expected})', keys)
     return Problem(full, message[0].lower() + message[1:], keys)
+
+
+def _noun(key: str) -> str:
+    """What a value at ``key`` is: its key's name, singular for a list item (``methods[1]``)."""
+    name, _, item = key.rpartition(".")[2].partition("[")
+    return name.removesuffix("s") if item else name
 
 
 def _literal_choices(tp: type, dotted: str) -> tuple[str, ...]:

@@ -135,7 +135,7 @@ def test_bad_scheme_lists_choices(tmp_path: Path) -> None:
     secrets = ["s"]
     """
     assert errors_of(tmp_path, text) == [
-        "sources.x.verify.scheme: unknown value 'strpe' (expected one of: none, hmac, standard,"
+        'sources.x.verify.scheme: unknown scheme "strpe" (expected one of: none, hmac, standard,'
         " github, stripe, shopify, slack, gitlab, basic)"
         f" (line {line_of(text, 'strpe')})"
     ]
@@ -154,7 +154,7 @@ def test_bad_enum_in_sections(
 ) -> None:
     text = f'[{table}]\n{key} = "{value}"\n'
     assert errors_of(tmp_path, text) == [
-        f"{table}.{key}: unknown value '{value}' (expected one of: {choices}) (line 2)"
+        f'{table}.{key}: unknown {key} "{value}" (expected one of: {choices}) (line 2)'
     ]
 
 
@@ -169,7 +169,7 @@ def test_bad_sign_mode(tmp_path: Path) -> None:
     """
     )
     assert errors_of(tmp_path, text) == [
-        "destinations.y.sign: unknown value 'hmac' (expected one of: none, standard, hmac-sha256)"
+        'destinations.y.sign: unknown sign "hmac" (expected one of: none, standard, hmac-sha256)'
         f" (line {line_of(text, 'sign =')})"
     ]
 
@@ -178,7 +178,7 @@ def test_bad_method_in_list(tmp_path: Path) -> None:
     text = '[sources.x]\npath = "/x"\nmethods = ["POST", "GET"]\n'
     errors = errors_of(tmp_path, text)
     assert len(errors) == 1
-    assert errors[0].startswith("sources.x.methods[1]: unknown value 'GET'")
+    assert errors[0].startswith('sources.x.methods[1]: unknown method "GET"')
     assert "(expected one of: POST, PUT, PATCH)" in errors[0]
 
 
@@ -679,7 +679,7 @@ def test_explain_names_the_key_of_a_msgspec_error() -> None:
         problem = locate.explain(exc, config.VerifyConfig, "sources.x.verify")
     assert problem == locate.Problem(
         "sources.x.verify.scheme",
-        "unknown value 'strpe' (expected one of: none, hmac, standard, github, stripe,"
+        'unknown scheme "strpe" (expected one of: none, hmac, standard, github, stripe,'
         " shopify, slack, gitlab, basic)",
         ["scheme"],
     )
