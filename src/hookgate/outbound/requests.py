@@ -117,3 +117,25 @@ def batch_id_of(deliveries: Sequence[DueDelivery]) -> str:
     members = sorted(d.id for d in deliveries)
     digest = hashlib.sha256(b",".join(str(i).encode() for i in members)).hexdigest()
     return f"batch_{digest[:24]}"
+
+
+def group_into_requests(due: Sequence[DueDelivery], batch_max: int) -> list[list[DueDelivery]]:
+    """Requests to send: JSON deliveries in batches of up to ``batch_max``, others alone."""
+    if batch_max <= 1:
+        return [[d] for d in due]
+    groups: list[list[DueDelivery]] = []
+    batch: list[DueDelivery] = []
+    for delivery in due:
+        if not is_json(delivery.body):
+            if batch:  # close the open batch first: requests keep the claim's order
+                groups.append(batch)
+                batch = []
+            groups.append([delivery])
+            continue
+        batch.append(delivery)
+        if len(batch) == batch_max:
+            groups.append(batch)
+            batch = []
+    if batch:
+        groups.append(batch)
+    return groups

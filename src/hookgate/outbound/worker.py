@@ -1,0 +1,389 @@
+"""One destination's worker: claims its due deliveries and attempts them.
+
+Each destination has its own worker, concurrency, rate limit and circuit, so a slow
+or failing destination cannot hold up the others. A worker sleeps until a commit
+brings it work, a request ends, or its earliest ``next_attempt_at`` comes: never a
+busy poll. Claims are bounded pages, so the backlog stays in the store, not in
+memory. An outcome is committed before its delivery leaves ``inflight``, and one
+that cannot be committed is held and written again, never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from collections.abc import Sequence
+
+import aiohttp
+import structlog
+
+from hookgate import metrics
+from hookgate.config import DestinationConfig
+from hookgate.errors import StoreError
+from hookgate.outbound import retry
+from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.limits import CircuitBreaker, RateLimiter
+from hookgate.outbound.requests import OutboundRequest, RequestBuilder, group_into_requests
+from hookgate.store import AttemptRecord, DueDelivery, Store
+from hookgate.wire import DestinationState
+
+log = structlog.get_logger("hookgate.dispatch")
+
+SNIPPET_BYTES = 1024
+# Read (and drop) at most this much of a response so the connection can be reused.
+_DRAIN_BYTES = 64 * 1024
+_CLAIM_RETRY_DELAY = 1.0
+# While the store cannot record outcomes, retry writing them this often (doubling).
+_RECORD_RETRY_FIRST = 0.5
+_RECORD_RETRY_MAX = 30.0
+
+
+class DestinationWorker:
+    """Claims and attempts the deliveries of one destination."""
+
+    def __init__(
+        self,
+        destination: DestinationConfig,
+        store: Store,
+        session: aiohttp.ClientSession,
+        rng: random.Random,
+        alerter: Alerter,
+        *,
+        paused: bool = False,
+    ) -> None:
+        self.destination = destination
+        self.alerter = alerter
+        self.policy = destination.policy
+        self.store = store
+        self.session = session
+        self.rng = rng
+        self.builder = RequestBuilder(destination, store.identity)
+        self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+        self.limiter = RateLimiter(self.policy.rate_limit) if self.policy.rate_limit else None
+        self._rate_slot_freed = asyncio.Event()
+        self.circuit = CircuitBreaker(self.policy.circuit_failures, self.policy.circuit_cooldown)
+        self.paused = paused
+        self.attempt_seconds = metrics.attempt_seconds.labels(destination.name)
+        self.attempt_outcomes = {
+            kind: metrics.attempts.labels(destination.name, kind)
+            for kind in ("success", "http_error", "timeout", "connection_error")
+        }
+        self.delivered = metrics.delivered.labels(destination.name)
+        self.dead = metrics.dead.labels(destination.name)
+        self.wake = asyncio.Event()
+        self.inflight: set[int] = set()
+        self.requests: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def name(self) -> str:
+        return self.destination.name
+
+    @property
+    def state(self) -> DestinationState:
+        if self.paused:
+            return "paused"
+        if self.circuit.state != "closed":
+            return "open"
+        return "backing_off" if self.circuit.failures else "ok"
+
+    def state_with(self, pending: int) -> DestinationState:
+        """The state as an operator reads it: no backing off with nothing left to send."""
+        state = self.state
+        return "ok" if state == "backing_off" and pending == 0 else state
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake.set()
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self.wake.clear()
+            try:
+                wait = await self._step()
+            except StoreError as exc:
+                log.error("dispatch.claim_failed", destination=self.name, error=str(exc))
+                wait = _CLAIM_RETRY_DELAY
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.wake.wait()
+
+    async def _step(self) -> float | None:
+        """Start what may start now; return how long to sleep (None: until woken)."""
+        if self.paused:
+            return None
+        free = (1 if self.destination.ordered else self.policy.concurrency) - len(self.requests)
+        if free <= 0:
+            return None
+        now = time.time()
+        reopen = self.circuit.reopens_in(now)
+        if reopen:
+            return reopen
+        groups, wait = await (
+            self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
+        )
+        for group in groups:
+            if not self.circuit.allows(now):
+                return None  # a probe is out; its end wakes us
+            self._start(group)
+        return wait
+
+    async def _claim_due(
+        self, now: float, free: int
+    ) -> tuple[list[list[DueDelivery]], float | None]:
+        limit = free * self.destination.batch_max
+        # In-flight deliveries are excluded as of now: one that settles while the
+        # query runs committed its result before it left ``inflight``, so it is
+        # either excluded or read in its new state, never restarted by mistake.
+        fresh = await self.store.due_deliveries(self.name, now, limit, exclude=self.inflight)
+        fill_wait = self._batch_fill_wait(fresh, now)
+        if fill_wait:
+            return [], fill_wait
+        groups = group_into_requests(fresh, self.destination.batch_max)[:free]
+        if len(fresh) == limit and len(groups) < free:
+            return groups, 0  # more may be due beyond this page
+        if len(groups) == free:
+            return groups, None
+        next_due = await self.store.next_due_at(self.name, now)
+        return groups, None if next_due is None else max(0.0, next_due - now)
+
+    async def _claim_head(self, now: float) -> tuple[list[list[DueDelivery]], float | None]:
+        """Ordered: only the oldest pending deliveries, and only once they are due."""
+        head = await self.store.head_deliveries(self.name, self.destination.batch_max)
+        if not head:
+            return [], None
+        if head[0].next_attempt_at > now:
+            return [], head[0].next_attempt_at - now
+        # Only the due front of the line: a later message never overtakes an earlier one.
+        run = list(itertools.takewhile(lambda d: d.next_attempt_at <= now, head))
+        fill_wait = self._batch_fill_wait(run, now)
+        if fill_wait:
+            return [], fill_wait
+        return group_into_requests(run, self.destination.batch_max)[:1], None
+
+    def _batch_fill_wait(self, due: Sequence[DueDelivery], now: float) -> float | None:
+        """While a batch is not full and its oldest member young, wait for it to fill."""
+        if self.destination.batch_max <= 1 or not due or len(due) >= self.destination.batch_max:
+            return None
+        waited = now - min(d.next_attempt_at for d in due)
+        remaining = self.destination.batch_wait - waited
+        return remaining if remaining > 0 and not self._stopping else None
+
+    def _start(self, deliveries: list[DueDelivery]) -> None:
+        self.inflight.update(d.id for d in deliveries)
+        task = asyncio.create_task(self._attempt(deliveries), name=f"attempt-{deliveries[0].id}")
+        self.requests.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # Wake only once the task has left ``requests``: a wake-up that still
+        # counted it would see no free slot and sleep with work due.
+        self.requests.discard(task)
+        self.wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "dispatch.attempt_crashed", destination=self.name, error=repr(task.exception())
+            )
+
+    async def _attempt(self, deliveries: list[DueDelivery]) -> None:
+        try:
+            records, request = await self._deliver(deliveries)
+            await self._record(records)
+            self._report(deliveries, request.webhook_id if request else None, records)
+        finally:
+            self.inflight -= {d.id for d in deliveries}
+
+    async def _deliver(
+        self, deliveries: list[DueDelivery]
+    ) -> tuple[list[AttemptRecord], OutboundRequest | None]:
+        """Send one request; any error, expected or not, is a failed attempt with backoff."""
+        request: OutboundRequest | None = None
+        await self._take_rate_slot()
+        started = time.time()
+        try:
+            timestamp = int(started)
+            if len(deliveries) == 1:
+                request = self.builder.single(deliveries[0], timestamp)
+            else:
+                request = self.builder.batch(deliveries, timestamp)
+            outcome, snippet = await self._post(request)
+        except Exception as exc:
+            # Never a bare re-claim: a crash here would otherwise repeat at once, forever.
+            log.error("delivery.internal_error", destination=self.name, error=repr(exc))
+            outcome, snippet = retry.Outcome(None, f"internal error: {type(exc).__name__}"), b""
+        finally:
+            self._free_rate_slot()
+        return self._settle(deliveries, outcome, snippet, started), request
+
+    async def _record(self, records: list[AttemptRecord]) -> None:
+        """Commit the outcomes, retrying with backoff while the store cannot write.
+
+        The deliveries stay in flight meanwhile: one that reached its destination is
+        never claimed and sent again only because its result was not yet written.
+        """
+        delay = _RECORD_RETRY_FIRST
+        while True:
+            try:
+                committed = [self.store.record_attempt(r) for r in records]
+                # Shielded: a cancel during shutdown must not lose a result already known.
+                await asyncio.shield(
+                    committed[0] if len(committed) == 1 else asyncio.gather(*committed)
+                )
+                return
+            except StoreError as exc:
+                log.error(
+                    "delivery.record_failed",
+                    destination=self.name,
+                    deliveries=len(records),
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECORD_RETRY_MAX)
+
+    async def _take_rate_slot(self) -> None:
+        if self.limiter is None:
+            return
+        while (delay := self.limiter.delay(time.time())) != 0:
+            if delay is None:
+                self._rate_slot_freed.clear()
+                await self._rate_slot_freed.wait()
+            else:
+                await asyncio.sleep(delay)
+        self.limiter.started()
+
+    def _free_rate_slot(self) -> None:
+        if self.limiter is not None:
+            self.limiter.finished(time.time())
+            self._rate_slot_freed.set()
+
+    def _settle(
+        self,
+        deliveries: Sequence[DueDelivery],
+        outcome: retry.Outcome,
+        snippet: bytes,
+        started: float,
+    ) -> list[AttemptRecord]:
+        """Count the outcome, move the circuit, and decide each delivery's next state."""
+        ended = time.time()
+        self.attempt_seconds.observe(ended - started)
+        self.attempt_outcomes[outcome.kind].inc()
+        before = self.circuit.state
+        change = self.circuit.record(outcome.succeeded, ended)
+        if change is not None:
+            log.warning("circuit.changed", destination=self.name, state=change)
+            # A failed probe re-opens an open circuit: not news for the alerts.
+            if before == "closed" or change == "closed":
+                self.alerter.circuit_changed(self.name, change)
+        records = []
+        retry_at: float | None = None
+        for delivery in deliveries:
+            attempt = delivery.attempts + 1
+            decision = retry.decide(
+                outcome, attempt, delivery.received_at, ended, self.policy, self.rng
+            )
+            next_at = decision.next_attempt_at
+            if decision.state == "pending":
+                # One backoff draw per request: a failed batch comes due again whole.
+                retry_at = next_at if retry_at is None else retry_at
+                next_at = retry_at
+            records.append(
+                AttemptRecord(
+                    delivery_id=delivery.id,
+                    started_at=started,
+                    duration_ms=(ended - started) * 1000,
+                    status=outcome.status,
+                    error=outcome.error,
+                    response_snippet=snippet,
+                    state=decision.state,
+                    attempts=attempt,
+                    next_attempt_at=next_at,
+                    dead_reason=decision.reason if decision.state == "dead" else None,
+                )
+            )
+        return records
+
+    async def _post(self, request: OutboundRequest) -> tuple[retry.Outcome, bytes]:
+        try:
+            async with self.session.post(
+                self.destination.url,
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,
+                timeout=self.timeout,
+            ) as response:
+                snippet = await response.content.read(SNIPPET_BYTES)
+                await _drain(response)
+                outcome = retry.Outcome(
+                    status=response.status,
+                    error=None if response.status < 300 else f"HTTP {response.status}",
+                    retry_after=response.headers.get("Retry-After"),
+                )
+                return outcome, snippet
+        except TimeoutError:
+            return retry.Outcome(None, "timeout"), b""
+        except aiohttp.ClientError as exc:
+            return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
+        except (ValueError, OSError) as exc:
+            # aiohttp raises these for a request it will not send (a bad header value)
+            # or a socket failing outside its own error types.
+            return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
+
+    def _report(
+        self,
+        deliveries: Sequence[DueDelivery],
+        webhook_id: str | None,
+        records: list[AttemptRecord],
+    ) -> None:
+        """Count, log and (for dead ones) alert each delivery's outcome."""
+        for delivery, record in zip(deliveries, records, strict=True):
+            fields = {
+                "destination": self.name,
+                "message_id": delivery.message_id,
+                "webhook_id": webhook_id,
+                "attempt": record.attempts,
+                "status": record.status,
+                "duration_ms": round(record.duration_ms, 1),
+            }
+            if record.state == "delivered":
+                self.delivered.inc()
+                log.debug("delivery.delivered", **fields)
+            elif record.state == "dead":
+                self.dead.inc()
+                self.alerter.delivery_dead(self.name, delivery.message_id)
+                log.error("delivery.dead", error=record.error, reason=record.dead_reason, **fields)
+            else:
+                retry_in = round(record.next_attempt_at - time.time(), 3)
+                log.warning("delivery.failed", error=record.error, retry_in_s=retry_in, **fields)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for in-flight requests, then cancel the rest."""
+        tasks = set(self.requests)
+        if not tasks:
+            return
+        _, still_running = await asyncio.wait(tasks, timeout=grace)
+        for task in still_running:
+            task.cancel()
+        await asyncio.gather(*still_running, return_exceptions=True)
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    remaining = _DRAIN_BYTES
+    while remaining > 0 and not response.content.at_eof():
+        chunk = await response.content.read(min(remaining, 16384))
+        if not chunk:
+            return
+        remaining -= len(chunk)
