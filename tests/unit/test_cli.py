@@ -29,10 +29,10 @@ import stripe
 from multidict import CIMultiDict
 from slack_sdk.signature import SignatureVerifier
 
-import hookgate.outbound.egress  # noqa: F401 - loaded before check_config_as forks (config imports it)
+import hookgate.addresses  # noqa: F401 - loaded before check_config_as forks (config imports it)
 from hookgate import cli, config, providers
 from hookgate.admin import answers
-from hookgate.cli import client, tools
+from hookgate.cli import admin_commands, client, tools
 from hookgate.errors import ConfigError, VerificationFailed
 from hookgate.outbound import signing
 
@@ -82,7 +82,7 @@ def test_messages_list_takes_every_filter() -> None:
     assert args.limit == 20
     assert args.cursor == "msg_0000000000000001"
     assert args.json is True
-    assert args.handler is cli._messages_list
+    assert args.handler is admin_commands._messages_list
 
 
 def test_a_duration_means_that_long_ago() -> None:
@@ -122,8 +122,8 @@ def test_retry_replay_pause_resume_arguments() -> None:
     assert (args.delivery_id, args.destination, args.since) == (None, "orders", "1795770000")
     args = parse("replay", "msg_1", "--destination", "orders")
     assert (args.message_id, args.destination) == ("msg_1", "orders")
-    assert parse("pause", "orders").handler is cli._pause
-    assert parse("resume", "orders").handler is cli._resume
+    assert parse("pause", "orders").handler is admin_commands._pause
+    assert parse("resume", "orders").handler is admin_commands._resume
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def admin_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def connect(*argv: str) -> client.AdminClient:
-    return cli._admin(parse("status", *argv))
+    return admin_commands._admin(parse("status", *argv))
 
 
 def bearer(api: client.AdminClient) -> str | None:
@@ -521,7 +521,7 @@ def round_trip(options: config.VerifyConfig, now: int, body: bytes = BODY) -> di
 
 
 def test_every_scheme_has_a_signer() -> None:
-    assert set(providers.SCHEMES) == set(get_args(config.Scheme)) == set(cli.SCHEMES)
+    assert set(providers.SCHEMES) == set(get_args(config.Scheme))
 
 
 @pytest.mark.parametrize("scheme", list(get_args(config.Scheme)))
