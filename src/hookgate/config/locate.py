@@ -44,7 +44,7 @@ def explain(exc: msgspec.ValidationError, tp: type, path: str) -> Problem:
     if choices and message.startswith("Invalid enum value"):
         value = message.removeprefix("Invalid enum value ").strip().strip("'")
         expected = ", ".join(choices)
-        # As config.md spells it: `unknown scheme "strpe" (expected one of: ...)`.
+        # As the README spells it: `unknown scheme "strpe" (expected one of: ...)`.
         noun = _noun(full)
         return Problem(full, f'unknown {noun} "{value}" (expected one of: {expected})', keys)
     return Problem(full, message[0].lower() + message[1:], keys)

@@ -1,6 +1,6 @@
 """The inbound listener: route, check, verify, extract, commit, answer.
 
-The checks run in the order of interfaces.md section 1, each with its own status
+The checks run in the order of docs/interfaces.md section 1, each with its own status
 and JSON error. A 2xx leaves only after the outbox writer's commit returned.
 """
 
@@ -206,18 +206,7 @@ class Ingress:
     async def _receive(
         self, route: Route, request: web.BaseRequest, started: float
     ) -> web.Response:
-        if request.method not in route.methods:
-            allow = ", ".join(sorted(route.methods))
-            raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
-        via = request.headers.getall("Via", None)
-        if via is not None and self._is_loop(", ".join(via)):
-            raise Rejected(508, "loop_detected", "this webhook already passed through this relay")
-        if route.allow and not addresses.within(self.client_ip(request), route.allow):
-            raise Rejected(403, "forbidden", "this client address is not allowed")
-        encoding = request.headers.get("Content-Encoding")
-        if encoding is not None and encoding.strip().lower() != "identity":
-            # Signatures cover the bytes as sent, and a compressed body is a zip-bomb risk.
-            raise Rejected(415, "unsupported_encoding", "send the body without Content-Encoding")
+        self._check_request_head(route, request)
         body = await self._read_body(request, started)
         now = time.time()
         try:
@@ -232,6 +221,25 @@ class Ingress:
             if answer is not None:
                 return web.Response(status=200, body=answer, content_type="application/json")
         message = self._message(route, request, body, now)
+        return await self._store(route, message)
+
+    def _check_request_head(self, route: Route, request: web.BaseRequest) -> None:
+        """The checks that need no body: method, loop, client address, encoding."""
+        if request.method not in route.methods:
+            allow = ", ".join(sorted(route.methods))
+            raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
+        via = request.headers.getall("Via", None)
+        if via is not None and self._is_loop(", ".join(via)):
+            raise Rejected(508, "loop_detected", "this webhook already passed through this relay")
+        if route.allow and not addresses.within(self.client_ip(request), route.allow):
+            raise Rejected(403, "forbidden", "this client address is not allowed")
+        encoding = request.headers.get("Content-Encoding")
+        if encoding is not None and encoding.strip().lower() != "identity":
+            # Signatures cover the bytes as sent, and a compressed body is a zip-bomb risk.
+            raise Rejected(415, "unsupported_encoding", "send the body without Content-Encoding")
+
+    async def _store(self, route: Route, message: NewMessage) -> web.Response:
+        """Commit the message; answer only once the commit returned."""
         try:
             accepted = await self.store.accept(message)
         except StoreError as exc:

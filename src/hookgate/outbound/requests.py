@@ -1,6 +1,6 @@
 """What a destination receives: the request for one delivery, or for a batch of them.
 
-Pure construction (no I/O): headers of interfaces.md section 2, the batch
+Pure construction (no I/O): headers of docs/interfaces.md section 2, the batch
 envelope, and the signature over the exact body that is sent.
 """
 
@@ -77,7 +77,7 @@ class RequestBuilder:
         return OutboundRequest(delivery.message_id, delivery.body, headers, (delivery,))
 
     def batch(self, deliveries: Sequence[DueDelivery], timestamp: int) -> OutboundRequest:
-        """One POST for several JSON deliveries, in the envelope of interfaces.md."""
+        """One POST for several JSON deliveries, in the envelope of docs/interfaces.md."""
         batch_id = batch_id_of(deliveries)
         body = orjson.dumps(
             {
