@@ -112,6 +112,15 @@ def to_toml(data: Mapping[str, Any]) -> str:
 # -- the daemon ---------------------------------------------------------------------
 
 
+def serve_command(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "hookgate", "serve", "-c", str(config_path)]
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without systemd's notification variables."""
+    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key != "headers":
@@ -165,19 +174,22 @@ class Daemon:
         stderr_path = self.folder / f"daemon-{self.runs}.stderr"
         self.stdout_paths.append(stdout_path)
         self.stderr_paths.append(stderr_path)
+        self.proc = self.spawn(stdout_path, stderr_path)
+        await wait_for(self._ready, timeout, interval=0.05, message=self._startup_failure)
+
+    def spawn(self, stdout_path: Path, stderr_path: Path) -> subprocess.Popen[bytes]:
+        """Run ``hookgate serve`` on the config, its output written to these files."""
         stdout = stdout_path.open("wb")
         stderr = stderr_path.open("wb")
         self._files += [stdout, stderr]
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hookgate", "serve", "-c", str(self.config_path)],
+        return subprocess.Popen(
+            serve_command(self.config_path),
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
             cwd=self.folder,
-            env=env,
+            env=clean_env(),
         )
-        await wait_for(self._ready, timeout, interval=0.05, message=self._startup_failure)
 
     async def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -23,7 +23,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +33,7 @@ from typing import IO, Any
 import aiohttp
 import pytest
 
-from .conftest import START_TIMEOUT, Daemon, Downstream, wait_for
+from .conftest import Daemon, Downstream, clean_env, serve_command
 
 TOKEN = "fault-injection-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -167,27 +166,22 @@ class PipedDaemon(Daemon):
         super().__init__(folder, config)
         self._pumps: list[threading.Thread] = []
 
-    async def start(self, timeout: float = START_TIMEOUT) -> None:
-        assert not self.running, "the daemon is already running"
-        self.runs += 1
-        stdout_path = self.folder / f"daemon-{self.runs}.stdout"
-        stderr_path = self.folder / f"daemon-{self.runs}.stderr"
-        self.stdout_paths.append(stdout_path)
-        self.stderr_paths.append(stderr_path)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hookgate", "serve", "-c", str(self.config_path)],
+    def spawn(self, stdout_path: Path, stderr_path: Path) -> subprocess.Popen[bytes]:
+        """Run ``hookgate serve`` with its output through pipes, copied to these files."""
+        proc = subprocess.Popen(
+            serve_command(self.config_path),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=self.folder,
             env=clean_env(),
         )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        for pipe, path in ((self.proc.stdout, stdout_path), (self.proc.stderr, stderr_path)):
+        assert proc.stdout is not None and proc.stderr is not None
+        for pipe, path in ((proc.stdout, stdout_path), (proc.stderr, stderr_path)):
             pump = threading.Thread(target=_pump, args=(pipe, path), daemon=True)
             pump.start()
             self._pumps.append(pump)
-        await wait_for(self._ready, timeout, interval=0.05, message=self._startup_failure)
+        return proc
 
     @property
     def pid(self) -> int:
@@ -199,10 +193,6 @@ class PipedDaemon(Daemon):
         for pump in self._pumps:
             pump.join(5)
         self._pumps.clear()
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
 
 
 async def stop_timed(daemon: Daemon, timeout: float) -> tuple[int | None, float | None]:
@@ -239,7 +229,7 @@ async def spawn_serve(config: Path, outputs: Path, name: str, timeout: float) ->
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hookgate", "serve", "-c", str(config)],
+            serve_command(config),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,

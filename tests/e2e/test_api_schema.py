@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from hookgate.admin import api
 
@@ -26,6 +27,7 @@ CHECKS = ",".join(
 )
 
 
+@pytest.mark.slow  # schemathesis generates and sends hundreds of requests
 async def test_schemathesis_finds_no_server_error_and_no_schema_break(
     start_daemon: Callable[..., Awaitable[Daemon]], downstream: Downstream
 ) -> None:

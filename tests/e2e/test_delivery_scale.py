@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from .conftest import Daemon, Downstream, Received, Reply, post, wait_for
@@ -188,6 +189,7 @@ def most_in_any_second(times: list[float]) -> int:
     return most
 
 
+@pytest.mark.slow  # 100 requests at 20 per second
 async def test_rate_limit_holds_in_every_one_second_window_at_the_downstream(
     start_daemon: StartDaemon, downstream: Downstream, client: aiohttp.ClientSession
 ) -> None:
@@ -211,6 +213,7 @@ async def test_rate_limit_holds_in_every_one_second_window_at_the_downstream(
 # -- circuit breaker ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out the circuit's cooldowns
 async def test_open_circuit_makes_no_attempt_until_one_probe_after_cooldown(
     start_daemon: StartDaemon, downstream: Downstream, client: aiohttp.ClientSession
 ) -> None:

@@ -89,6 +89,7 @@ class Provider:
 MESSAGE_ID_LENGTH = len("msg_0123456789abcdef")
 
 
+@pytest.mark.slow  # killed and restarted under load, several times
 async def test_no_acknowledged_webhook_is_lost_across_sigkills(
     start_daemon: StartDaemon, downstream: Downstream
 ) -> None:
@@ -195,6 +196,7 @@ async def test_deliveries_pending_while_down_are_delivered_after_restart(
     await wait_for(lambda: daemon.delivery_states() == {"delivered": 25})
 
 
+@pytest.mark.slow
 async def test_attempt_in_flight_at_sigkill_is_made_again(
     start_daemon: StartDaemon, downstream: Downstream, client: aiohttp.ClientSession
 ) -> None:

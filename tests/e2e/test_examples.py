@@ -232,6 +232,7 @@ async def wait_delivered(daemon: Daemon, message_ids: set[str]) -> None:
 # -- tests ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # builds examples/go, and runs Node and Go receivers
 async def test_receiver_accepts_each_delivery_once(
     receiver: Receiver, start_daemon: StartDaemon, session: aiohttp.ClientSession
 ) -> None:
@@ -264,6 +265,7 @@ async def test_receiver_accepts_each_delivery_once(
     assert forged_id not in receiver.ids("accepted") + receiver.ids("duplicate")
 
 
+@pytest.mark.slow
 async def test_receiver_deduplicates_batched_events_by_event_id(
     receiver: Receiver, start_daemon: StartDaemon, session: aiohttp.ClientSession
 ) -> None:
@@ -284,6 +286,7 @@ async def test_receiver_deduplicates_batched_events_by_event_id(
     assert sorted(receiver.ids("accepted")) == sorted(sent), receiver.describe()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "expected"),
     [

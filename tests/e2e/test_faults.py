@@ -58,6 +58,9 @@ from .faults import (
     table,
 )
 
+# Each case injects a fault under load and waits it out: ~45 s for the module.
+pytestmark = pytest.mark.slow
+
 MakeDaemon = Callable[..., Awaitable[PipedDaemon]]
 SHUTDOWN_GRACE = 5.0  # server.shutdown_grace in the e2e base config
 FAULT_SECONDS = 4.0

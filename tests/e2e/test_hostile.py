@@ -656,7 +656,12 @@ def check_answers(case: Case, exchange: Exchange) -> None:
         assert exchange.leftover == b"", f"more than the expected answer: {exchange.leftover!r}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
+# The slow clients wait out request_timeout: seconds each.
+SLOW = pytest.mark.slow
+ROWS = [pytest.param(c, marks=SLOW) if c.run in (slow_headers, slow_body) else c for c in CASES]
+
+
+@pytest.mark.parametrize("case", ROWS, ids=str)
 async def test_hostile_request(harness: Harness, case: Case) -> None:
     harness.legit = []
     harness.closes_within = 5.0 if case.closes else None

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from .conftest import Daemon, Downstream, wait_for
 
@@ -52,6 +53,7 @@ async def readyz(session: aiohttp.ClientSession, daemon: Daemon) -> tuple[int, d
         return response.status, await response.json()
 
 
+@pytest.mark.slow  # holds the lock past busy_timeout, ~10 s
 async def test_locked_database_gets_503_then_recovers(
     start_daemon: StartDaemon, downstream: Downstream
 ) -> None:

@@ -106,6 +106,24 @@ path = "/hooks/x"
 """
 
 
+# Three mistakes in three tables: a loader and check-config report them all at once.
+THREE_MISTAKES = """\
+[server]
+listen = "0.0.0.0:99999"
+
+[delivery]
+timeout = "soon"
+
+[sources.x]
+path = "/x"
+
+[destinations.y]
+url = "http://127.0.0.1:5000/"
+sources = ["x"]
+max_atempts = 3
+"""
+
+
 def write(tmp_path: Path, text: str, name: str = "hookgate.toml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")

@@ -14,6 +14,7 @@ from hookgate.errors import ConfigError
 from .samples import (
     MINIMAL_SOURCE,
     STANDARD_SECRET,
+    THREE_MISTAKES,
     errors_of,
     line_of,
     load,
@@ -463,22 +464,6 @@ def test_alert_headers_are_checked_too(tmp_path: Path) -> None:
 
 
 # -- every error in one pass (issue 8) -----------------------------------------------------
-
-THREE_MISTAKES = """
-[server]
-listen = "0.0.0.0:99999"
-
-[delivery]
-timeout = "soon"
-
-[sources.x]
-path = "/x"
-
-[destinations.y]
-url = "http://127.0.0.1:5000/"
-sources = ["x"]
-max_atempts = 3
-"""
 
 
 def test_three_mistakes_in_three_tables_are_three_errors(tmp_path: Path) -> None:

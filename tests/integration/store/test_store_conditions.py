@@ -16,55 +16,25 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
-from test_dispatch import Downstream, Relay, db_rows, wait_for
-from test_store import record
 
 from hookgate import config
 from hookgate.errors import StoreError
-from hookgate.outbound.alerts import Alerter
-from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import MessageFilter, NewMessage, parse_message_id
+from hookgate.store import MessageFilter, parse_message_id
 from hookgate.store.sqlite import QUERIES, SQLiteStore
 from hookgate.store.sqlite.writer import dedup_lookup
 
+from ..harness import Downstream, Relay, db_rows, new_message, query_plan, record, wait_for
 
-def message(event_id: str | None = None, destinations: tuple[str, ...] = ("orders",)) -> NewMessage:
-    return NewMessage(
-        source="stripe",
-        received_at=time.time(),
-        event_type="charge.succeeded",
-        event_id=event_id,
-        dedup_window=86400,
-        headers=b'{"content-type":"application/json"}',
-        body=b'{"type":"charge.succeeded"}',
-        destinations=destinations,
-    )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    opened = SQLiteStore(str(tmp_path / "hookgate.db"))
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def downstream() -> AsyncIterator[Downstream]:
-    server = Downstream()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
+ORDERS = """
+[destinations.orders]
+url = "{url}"
+sources = ["stripe"]
+"""
 
 
 # -- every hot query is an index lookup, whatever the table's size ------------------------
@@ -89,17 +59,11 @@ HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
 }
 
 
-def query_plan(path: Path, sql: str, params: tuple[Any, ...]) -> list[str]:
-    """EXPLAIN QUERY PLAN with the sqlite3 module (and so the SQLite) hookgate runs on."""
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
-
-
 async def grow(store: SQLiteStore, count: int) -> None:
     """Fill the tables the way ingest does: many concurrent accepts, group committed."""
     for start in range(0, count, 500):
         batch = range(start, min(count, start + 500))
-        await asyncio.gather(*(store.accept(message(f"evt_{i}")) for i in batch))
+        await asyncio.gather(*(store.accept(new_message(event_id=f"evt_{i}")) for i in batch))
 
 
 @pytest.mark.parametrize("name", sorted(HOT_QUERIES))
@@ -124,19 +88,14 @@ async def test_dedup_lookup_uses_the_unique_index(store: SQLiteStore, tmp_path: 
 
 
 async def test_dedup_still_holds_across_chunks_and_sources(store: SQLiteStore) -> None:
-    first = await asyncio.gather(*(store.accept(message(f"evt_{i}")) for i in range(900)))
-    again = await asyncio.gather(*(store.accept(message(f"evt_{i}")) for i in range(900)))
-    other = await store.accept(
-        NewMessage(**{**_fields(message("evt_1")), "source": "github"})  # same id, other source
-    )
+    messages = [new_message(event_id=f"evt_{i}") for i in range(900)]
+    first = await asyncio.gather(*(store.accept(m) for m in messages))
+    again = await asyncio.gather(*(store.accept(m) for m in messages))
+    other = await store.accept(new_message(event_id="evt_1", source="github"))  # other source
     assert not any(a.duplicate for a in first)
     assert all(a.duplicate for a in again)
     assert [a.message_id for a in again] == [a.message_id for a in first]
     assert not other.duplicate
-
-
-def _fields(new: NewMessage) -> dict[str, Any]:
-    return {f: getattr(new, f) for f in new.__struct_fields__}
 
 
 # -- counters instead of counting -----------------------------------------------------------
@@ -144,7 +103,7 @@ def _fields(new: NewMessage) -> dict[str, Any]:
 
 async def test_counts_follow_every_change(store: SQLiteStore, tmp_path: Path) -> None:
     await asyncio.gather(
-        *(store.accept(message(destinations=("orders", "audit"))) for _ in range(5))
+        *(store.accept(new_message(destinations=("orders", "audit"))) for _ in range(5))
     )
     due = await store.due_deliveries("orders", time.time(), 10)
     await store.record_attempt(record(due[0].id, state="delivered", status=200, error=None))
@@ -172,17 +131,9 @@ async def test_counts_follow_every_change(store: SQLiteStore, tmp_path: Path) ->
 
 
 async def test_admin_reads_beside_claims_never_duplicate_a_delivery(
-    tmp_path: Path, downstream: Downstream
+    relay: Relay, downstream: Downstream
 ) -> None:
-    relay = Relay(tmp_path, downstream)
-    await relay.start(
-        """
-        [destinations.orders]
-        url = "{url}"
-        sources = ["stripe"]
-        concurrency = 8
-        """
-    )
+    await relay.start(ORDERS + "concurrency = 8\n")
     assert relay.store is not None
     store = relay.store
     stop = asyncio.Event()
@@ -199,11 +150,10 @@ async def test_admin_reads_beside_claims_never_duplicate_a_delivery(
     watcher = asyncio.create_task(monitor())
     try:
         ids = await asyncio.gather(*(relay.accept() for _ in range(1500)))
-        await wait_for(lambda: len({r.headers["webhook-id"] for r in downstream.received}) >= 1500)
+        await relay.run_until_idle()
     finally:
         stop.set()
         reads = await watcher
-        await relay.stop()
     sent = Counter(r.headers["webhook-id"] for r in downstream.received)
     assert set(sent) == set(ids)
     assert [i for i, n in sent.items() if n > 1] == []
@@ -215,29 +165,16 @@ async def test_admin_reads_beside_claims_never_duplicate_a_delivery(
 
 
 async def test_result_not_recorded_is_held_and_never_resent(
-    tmp_path: Path, downstream: Downstream
+    tmp_path: Path, relay: Relay, downstream: Downstream
 ) -> None:
-    relay = Relay(tmp_path, downstream)
-    await relay.start(
-        """
-        [destinations.orders]
-        url = "{url}"
-        sources = ["stripe"]
-        """
-    )
+    await relay.start(ORDERS)
     ids = [await relay.accept() for _ in range(5)]
-    await wait_for(lambda: len(downstream.received) >= 5)
+    await relay.run_until_idle()
     await relay.stop()
     # A second process holds the write lock: recording waits busy_timeout, then fails.
     locker = sqlite3.connect(relay.db, isolation_level=None, timeout=0)
     relay2 = Relay(tmp_path, downstream)
-    await relay2.start(
-        """
-        [destinations.orders]
-        url = "{url}"
-        sources = ["stripe"]
-        """
-    )
+    await relay2.start(ORDERS)
     try:
         new = await relay2.accept()
         locker.execute("BEGIN IMMEDIATE")
@@ -263,18 +200,10 @@ async def test_result_not_recorded_is_held_and_never_resent(
 
 
 async def test_request_that_cannot_be_sent_fails_with_backoff_and_dies(
-    tmp_path: Path, downstream: Downstream
+    relay: Relay, downstream: Downstream
 ) -> None:
-    relay = Relay(tmp_path, downstream)
     cfg = await relay.start(
-        """
-        [destinations.orders]
-        url = "{url}"
-        sources = ["stripe"]
-        max_attempts = 2
-        initial_backoff = "50ms"
-        max_backoff = "100ms"
-        """
+        ORDERS + 'max_attempts = 2\ninitial_backoff = "50ms"\nmax_backoff = "100ms"\n'
     )
     # A header value that aiohttp refuses to send (config validation rejects it too;
     # here it is forced past validation to exercise the dispatcher's own guard).
@@ -288,18 +217,9 @@ async def test_request_that_cannot_be_sent_fails_with_backoff_and_dies(
             "headers": {"X-Bad": "a\nb"},
         }
     )
-    store = SQLiteStore(str(relay.db))
-    await store.open()
-    dispatcher = Dispatcher([bad], store, Alerter(store, None))
-    store.on_commit(dispatcher.wake)
-    await dispatcher.start()
-    relay.store = store
-    relay.dispatcher = dispatcher
-    try:
-        message_id = await relay.accept()
-        _, attempts, status, error = await relay.wait_state(message_id, "dead")
-    finally:
-        await relay.stop()
+    await relay.wire(SQLiteStore(str(relay.db)), [bad])
+    message_id = await relay.accept()
+    _, attempts, status, error = await relay.wait_state(message_id, "dead")
     assert attempts == 2
     assert status is None
     assert "ValueError" in error or "internal error" in error
@@ -325,9 +245,9 @@ async def test_failing_write_call_does_not_fail_webhooks_in_its_commit(
             " VALUES (42, 'orders', 'pending', 0, 0)"
         )
 
-    webhooks = [asyncio.create_task(store.accept(message())) for _ in range(3)]
+    webhooks = [asyncio.create_task(store.accept(new_message())) for _ in range(3)]
     bad = asyncio.create_task(store.write_call(orphan_delivery))
-    more = [asyncio.create_task(store.accept(message())) for _ in range(3)]
+    more = [asyncio.create_task(store.accept(new_message())) for _ in range(3)]
     with pytest.raises(StoreError, match="FOREIGN KEY"):
         await bad
     accepted = await asyncio.gather(*webhooks, *more)
@@ -337,7 +257,7 @@ async def test_failing_write_call_does_not_fail_webhooks_in_its_commit(
 
 
 async def test_replay_of_a_pruned_message_creates_nothing(store: SQLiteStore) -> None:
-    accepted = await store.accept(message(destinations=()))
+    accepted = await store.accept(new_message(destinations=()))
     assert await store.prune(time.time() + 1, 10) == 1
     assert await store.replay(accepted.message_id, ["orders"]) == []
 
@@ -355,7 +275,7 @@ async def test_second_store_on_the_same_database_is_refused(tmp_path: Path) -> N
         with pytest.raises(StoreError, match=rf"in use by another hookgate \(pid {os.getpid()}\)"):
             await second.open()
         assert threading.active_count() == threads  # it opened no connection
-        await first.accept(message())  # the holder goes on
+        await first.accept(new_message())  # the holder goes on
     finally:
         await first.close()
     reopened = SQLiteStore(path)  # released on close
@@ -371,10 +291,10 @@ async def test_database_deleted_while_open_is_never_acknowledged_into(tmp_path: 
     store = SQLiteStore(str(path))
     await store.open()
     try:
-        await store.accept(message())
+        await store.accept(new_message())
         path.unlink()
         with pytest.raises(StoreError, match="deleted or replaced"):
-            await store.accept(message())
+            await store.accept(new_message())
         with pytest.raises(StoreError, match="deleted or replaced"):
             await store.check_writable()
         assert store.failure is not None
@@ -423,7 +343,7 @@ async def test_database_replaced_while_open_turns_the_store_broken(tmp_path: Pat
             conn.execute("CREATE TABLE t (x)")
         os.replace(tmp_path / "new.db", path)
         with pytest.raises(StoreError, match="deleted or replaced"):
-            await store.accept(message())
+            await store.accept(new_message())
     finally:
         await store.close()
 

@@ -36,6 +36,8 @@ from hookgate.cli import admin_commands, client, tools
 from hookgate.errors import ConfigError, VerificationFailed
 from hookgate.outbound import signing
 
+from ..config.samples import THREE_MISTAKES
+
 BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -672,22 +674,6 @@ def test_admin_settings_load_without_the_services_other_secrets(tmp_path: Path) 
 
 
 # -- check-config: every error, and the storage directory (issue 8) ------------------------
-
-THREE_MISTAKES = """\
-[server]
-listen = "0.0.0.0:99999"
-
-[delivery]
-timeout = "soon"
-
-[sources.x]
-path = "/x"
-
-[destinations.y]
-url = "http://127.0.0.1:5000/"
-sources = ["x"]
-max_atempts = 3
-"""
 
 
 def check_config(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,193 +11,37 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook
 
-from hookgate import config
-from hookgate.outbound.alerts import Alerter
-from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import AttemptRecord, NewMessage, parse_message_id, retention
+from hookgate.store import parse_message_id, retention
 from hookgate.store.sqlite import QUERIES, SQLiteStore
 
-HOST = "127.0.0.1"
-WAIT = 10.0  # a bound for waiting, not an expectation of speed
+from ..harness import DAY, Downstream, Received, Relay, db_rows, new_message, record, wait_for
+
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-DAY = 86400.0
 FAST_RETRIES = 'initial_backoff = "20ms"\nmax_backoff = "50ms"\n'
+ORDERS = """
+[storage]
+sync = "normal"
+
+[destinations.orders]
+url = "{url}"
+sources = ["stripe"]
+"""
 
 
-@dataclass
-class Received:
-    headers: CIMultiDict[str]
-    body: bytes
-    at: float  # time.monotonic() on arrival
+async def start_orders(relay: Relay, keys: str, *, paused: bool = False) -> None:
+    """Start the relay with one destination, "orders", and these keys of it.
 
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        """The events a request carries: a batch's, or the single webhook itself."""
-        if "Hookgate-Batch-Size" in self.headers:
-            events: list[dict[str, Any]] = json.loads(self.body)["events"]
-            return events
-        return [{"id": self.headers["webhook-id"], "payload": self.body}]
-
-
-Handler = Callable[[Received, int], Awaitable[web.Response]]
-
-
-async def ok(received: Received, number: int) -> web.Response:
-    return web.Response(status=200)
-
-
-@dataclass
-class Downstream:
-    """A recording HTTP server; ``handler`` answers each request (numbered from 1)."""
-
-    handler: Handler = ok
-    received: list[Received] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    port: int = 0
-    _runner: web.AppRunner | None = None
-
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/hook"
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024**2)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, HOST, 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            received = Received(CIMultiDict(request.headers), await request.read(), 0.0)
-            received.at = time.monotonic()
-            self.received.append(received)
-            return await self.handler(received, len(self.received))
-        finally:
-            self.in_flight -= 1
-
-    def event_ids(self) -> list[str]:
-        return [e["id"] for r in self.received for e in r.events]
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
-
-
-def db_rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-@dataclass
-class Relay:
-    """A store and a dispatcher wired as the daemon wires them, one destination "orders"."""
-
-    tmp_path: Path
-    downstream: Downstream
-    store: SQLiteStore | None = None
-    dispatcher: Dispatcher | None = None
-
-    @property
-    def db(self) -> Path:
-        return self.tmp_path / "hookgate.db"
-
-    async def start(self, destination_toml: str, *, paused: bool = False) -> None:
-        path = self.tmp_path / "hookgate.toml"
-        text = '[sources.stripe]\npath = "/hooks/stripe"\n\n[destinations.orders]\n'
-        text += f'url = "{self.downstream.url()}"\nsources = ["stripe"]\n'
-        path.write_text(text + textwrap.dedent(destination_toml), encoding="utf-8")
-        cfg = config.load(path, {})
-        self.store = SQLiteStore(cfg.storage.path, sync="normal")
-        await self.store.open()
-        if paused:  # durable, as the admin API does it: the worker starts paused
-            await self.store.set_paused("orders", True)
-        self.dispatcher = Dispatcher(
-            cfg.destinations.values(), self.store, Alerter(self.store, None)
-        )
-        self.store.on_commit(self.dispatcher.wake)
-        await self.dispatcher.start()
-
-    async def stop(self) -> None:
-        if self.dispatcher is not None:
-            await self.dispatcher.stop(grace=1.0)
-        if self.store is not None:
-            await self.store.close()
-
-    async def resume(self) -> None:
-        assert self.dispatcher is not None
-        await self.dispatcher.set_paused("orders", False)
-
-    async def accept(self, body: bytes, content_type: str = "application/json") -> str:
-        assert self.store is not None
-        accepted = await self.store.accept(
-            NewMessage(
-                source="stripe",
-                received_at=time.time(),
-                event_type="charge.succeeded",
-                event_id=None,
-                dedup_window=DAY,
-                headers=orjson.dumps({"content-type": content_type}),
-                body=body,
-                destinations=("orders",),
-            )
-        )
-        return accepted.message_id
-
-    def states(self) -> dict[str, str]:
-        return {
-            f"msg_{message:016x}": state
-            for message, state in db_rows(self.db, "SELECT message_id, state FROM deliveries")
-        }
-
-    async def wait_delivered(self, count: int) -> None:
-        await wait_for(lambda: list(self.states().values()).count("delivered") == count)
-
-
-@pytest.fixture
-async def downstream() -> AsyncIterator[Downstream]:
-    server = Downstream()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def relay(tmp_path: Path, downstream: Downstream) -> AsyncIterator[Relay]:
-    relay = Relay(tmp_path, downstream)
-    try:
-        yield relay
-    finally:
-        await relay.stop()
+    ``paused``: durably, as the admin API does it, so that its worker starts paused
+    and the deliveries accepted meanwhile are all waiting when it resumes.
+    """
+    await relay.start(ORDERS + keys, paused={"orders"} if paused else ())
 
 
 def event(n: int) -> bytes:
@@ -220,7 +64,8 @@ def numbers(received: list[Received]) -> list[int]:
 async def test_batch_is_one_signed_request_with_the_envelope(
     relay: Relay, downstream: Downstream
 ) -> None:
-    await relay.start(
+    await start_orders(
+        relay,
         f'batch_max = 5\nbatch_wait = "5s"\nsign = "standard"\nsecret = "{SECRET}"\n',
         paused=True,
     )
@@ -228,7 +73,7 @@ async def test_batch_is_one_signed_request_with_the_envelope(
     bodies[2] = b'{ "type": "charge.succeeded",  "n": 2, "nested": {"k": [1, 2.50]} }'
     ids = [await relay.accept(body) for body in bodies]
     await relay.resume()
-    await relay.wait_delivered(5)
+    await relay.run_until_idle()
     (request,) = downstream.received
     envelope = Webhook(SECRET).verify(request.body, dict(request.headers))
     assert request.headers["webhook-id"] == envelope["batch_id"]
@@ -251,7 +96,7 @@ async def test_full_batch_leaves_at_once_and_partial_one_after_batch_wait(
     relay: Relay, downstream: Downstream
 ) -> None:
     batch_wait = 1.0
-    await relay.start(f'batch_max = 4\nbatch_wait = "{int(batch_wait * 1000)}ms"\n')
+    await start_orders(relay, f'batch_max = 4\nbatch_wait = "{int(batch_wait * 1000)}ms"\n')
     started = time.monotonic()
     await asyncio.gather(*(relay.accept(event(n)) for n in range(4)))
     await wait_for(lambda: downstream.received)
@@ -270,7 +115,7 @@ async def test_full_batch_leaves_at_once_and_partial_one_after_batch_wait(
 
 
 async def test_non_json_bodies_go_alone(relay: Relay, downstream: Downstream) -> None:
-    await relay.start('batch_max = 10\nbatch_wait = "10ms"\n', paused=True)
+    await start_orders(relay, 'batch_max = 10\nbatch_wait = "10ms"\n', paused=True)
     plain = b"amount=42&currency=eur"
     broken = b'{"type": "charge.succeeded", "n": '
     json_ids = [await relay.accept(event(0)), await relay.accept(event(1))]
@@ -278,7 +123,8 @@ async def test_non_json_bodies_go_alone(relay: Relay, downstream: Downstream) ->
     json_ids.append(await relay.accept(event(3)))
     broken_id = await relay.accept(broken)
     await relay.resume()
-    await relay.wait_delivered(5)
+    await relay.run_until_idle()
+    assert list(relay.states().values()) == ["delivered"] * 5
     batches = [r for r in downstream.received if "Hookgate-Batch-Size" in r.headers]
     singles = {r.headers["webhook-id"]: r for r in downstream.received if r not in batches}
     in_batches = [e["id"] for b in batches for e in b.events]
@@ -307,7 +153,8 @@ async def test_retried_batch_of_the_same_set_keeps_its_batch_id(
         return web.Response(status=500 if number == 1 else 200)
 
     downstream.handler = fail_first
-    await relay.start(
+    await start_orders(
+        relay,
         'batch_max = 8\nbatch_wait = "600ms"\ninitial_backoff = "100ms"\nmax_backoff = "100ms"\n',
         paused=True,
     )
@@ -338,7 +185,7 @@ async def test_ordered_delivery_stays_in_order_through_failures(
         return web.Response(status=200)
 
     downstream.handler = fail_3_twice
-    await relay.start("ordered = true\nconcurrency = 8\n" + FAST_RETRIES)
+    await start_orders(relay, "ordered = true\nconcurrency = 8\n" + FAST_RETRIES)
     for n in range(1, 11):
         await relay.accept(event(n))
     await relay.wait_delivered(10)
@@ -350,7 +197,7 @@ async def test_ordered_batches_keep_order_around_a_non_json_body(
     relay: Relay, downstream: Downstream
 ) -> None:
     """A non-JSON body goes alone, but in its place in the line, not ahead of it."""
-    await relay.start('ordered = true\nbatch_max = 10\nbatch_wait = "10ms"\n', paused=True)
+    await start_orders(relay, 'ordered = true\nbatch_max = 10\nbatch_wait = "10ms"\n', paused=True)
     ids = [
         await relay.accept(event(1)),
         await relay.accept(event(2)),
@@ -359,7 +206,8 @@ async def test_ordered_batches_keep_order_around_a_non_json_body(
         await relay.accept(event(5)),
     ]
     await relay.resume()
-    await relay.wait_delivered(5)
+    await relay.run_until_idle()
+    assert relay.states() == dict.fromkeys(ids, "delivered")
     assert downstream.event_ids() == ids
 
 
@@ -370,7 +218,8 @@ async def test_ordered_batch_retried_after_failures_stays_in_order(
         return web.Response(status=500 if number <= 2 else 200)
 
     downstream.handler = fail_twice
-    await relay.start(
+    await start_orders(
+        relay,
         'ordered = true\nbatch_max = 10\nbatch_wait = "10ms"\n'
         'initial_backoff = "200ms"\nmax_backoff = "200ms"\n',
         paused=True,
@@ -443,16 +292,7 @@ async def test_claim_queries_use_their_indexes(tmp_path: Path, analyzed: bool) -
 
 async def accept_at(store: SQLiteStore, received_at: float, destinations: tuple[str, ...]) -> int:
     accepted = await store.accept(
-        NewMessage(
-            source="stripe",
-            received_at=received_at,
-            event_type="charge.succeeded",
-            event_id=None,
-            dedup_window=DAY,
-            headers=b"{}",
-            body=b"{}",
-            destinations=destinations,
-        )
+        new_message(received_at=received_at, destinations=destinations, body=b"{}")
     )
     number = parse_message_id(accepted.message_id)
     assert number is not None
@@ -470,34 +310,21 @@ async def settle(
         (destination, *messages),
     )
     assert len(delivery_ids) == len(messages)
+    delivered = state == "delivered"
     await asyncio.gather(
         *(
             store.record_attempt(
-                AttemptRecord(
-                    delivery_id=delivery_id,
-                    started_at=time.time(),
-                    duration_ms=1.0,
-                    status=200 if state == "delivered" else 410,
-                    error=None if state == "delivered" else "HTTP 410",
-                    response_snippet=b"",
-                    state=state,  # type: ignore[arg-type]
-                    attempts=1,
+                record(
+                    delivery_id,
+                    state=state,
+                    status=200 if delivered else 410,
+                    error=None if delivered else "HTTP 410",
                     next_attempt_at=time.time(),
                 )
             )
             for (delivery_id,) in delivery_ids
         )
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(str(tmp_path / "hookgate.db"), sync="normal")
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_prune_removes_old_delivered_and_dead_never_pending(

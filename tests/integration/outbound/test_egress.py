@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -23,45 +23,22 @@ from hookgate import addresses, config
 from hookgate.errors import ConfigError
 from hookgate.outbound import egress
 
-HOST = "127.0.0.1"
+from ..harness import HOST, Downstream, Received
+
 WAIT = aiohttp.ClientTimeout(total=10)  # a bound, not an expectation of speed
 DEFAULTS = addresses.parse_networks(config.DEFAULT_DENY_NETWORKS)
 LOOPBACK = addresses.parse_networks(["127.0.0.0/8", "::1/128"])
 
 
-class Server:
-    """An HTTP server on 127.0.0.1 that counts what reaches it."""
-
-    def __init__(self) -> None:
-        self.hits = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, HOST, 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.hits += 1
-        return web.Response(text="secret metadata")
+async def metadata(received: Received, number: int) -> web.StreamResponse:
+    return web.Response(text="secret metadata")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    running = Server()
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.close()
+def server(downstream: Downstream) -> Downstream:
+    """The recording downstream, answering as a metadata service would."""
+    downstream.handler = metadata
+    return downstream
 
 
 class ScriptedResolver(AbstractResolver):
@@ -111,47 +88,47 @@ def refusal(info: pytest.ExceptionInfo[aiohttp.ClientConnectorError]) -> egress.
 # -- connecting ---------------------------------------------------------------------
 
 
-async def test_the_default_policy_allows_loopback_by_name_and_address(server: Server) -> None:
+async def test_the_default_policy_allows_loopback_by_name_and_address(server: Downstream) -> None:
     for host in (HOST, "localhost"):
         assert await get(f"http://{host}:{server.port}/", DEFAULTS) == (200, "secret metadata")
-    assert server.hits == 2
+    assert len(server.received) == 2
 
 
-async def test_a_name_resolving_only_to_denied_addresses_is_refused(server: Server) -> None:
+async def test_a_name_resolving_only_to_denied_addresses_is_refused(server: Downstream) -> None:
     with pytest.raises(aiohttp.ClientConnectorError) as info:
         await get(f"http://localhost:{server.port}/", LOOPBACK)
     denied = refusal(info)
     assert denied.host == "localhost"
     assert "localhost: every address it resolves to is in deny_networks" in str(info.value)
-    assert server.hits == 0
+    assert len(server.received) == 0
 
 
-async def test_denying_127_0_0_0_8_alone_keeps_localhost_off_the_server(server: Server) -> None:
+async def test_denying_127_0_0_0_8_alone_keeps_localhost_off_the_server(server: Downstream) -> None:
     """The brief's case: whatever else localhost resolves to (::1), 127.0.0.1 is not used."""
     with pytest.raises(aiohttp.ClientConnectorError):
         await get(f"http://localhost:{server.port}/", addresses.parse_networks(["127.0.0.0/8"]))
-    assert server.hits == 0
+    assert len(server.received) == 0
 
 
-async def test_a_literal_denied_address_is_refused_at_the_socket(server: Server) -> None:
+async def test_a_literal_denied_address_is_refused_at_the_socket(server: Downstream) -> None:
     """aiohttp does not resolve IP literals; the socket factory checks them instead."""
     with pytest.raises(aiohttp.ClientConnectorError) as info:
         await get(f"http://{HOST}:{server.port}/", LOOPBACK)
     assert refusal(info).host == HOST
-    assert server.hits == 0
+    assert len(server.received) == 0
 
 
-async def test_an_empty_deny_list_allows_everything(server: Server) -> None:
+async def test_an_empty_deny_list_allows_everything(server: Downstream) -> None:
     assert (await get(f"http://localhost:{server.port}/", []))[0] == 200
-    assert server.hits == 1
+    assert len(server.received) == 1
 
 
-async def test_denied_answers_are_dropped_and_the_others_used(server: Server) -> None:
+async def test_denied_answers_are_dropped_and_the_others_used(server: Downstream) -> None:
     """A name answering a metadata address and a loopback one reaches only the latter."""
     resolver = ScriptedResolver(["169.254.169.254", HOST])
     status, _ = await get(f"http://mixed.example:{server.port}/", DEFAULTS, resolver)
     assert status == 200
-    assert server.hits == 1
+    assert len(server.received) == 1
     assert resolver.closed  # closing the session closes the resolver it was given
 
 

@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -15,33 +15,11 @@ import pytest
 
 from hookgate import metrics
 from hookgate.errors import StoreError
-from hookgate.store import Accepted, AttemptRecord, NewMessage, format_message_id, parse_message_id
+from hookgate.store import Accepted, format_message_id, parse_message_id
 from hookgate.store import sqlite as sqlite_store
 from hookgate.store.sqlite import SQLiteStore
 
-DAY = 86400.0
-
-
-def new_message(
-    *,
-    source: str = "stripe",
-    event_id: str | None = None,
-    event_type: str | None = "charge.succeeded",
-    destinations: tuple[str, ...] = ("orders",),
-    received_at: float | None = None,
-    dedup_window: float = DAY,
-    body: bytes = b'{"ok":true}',
-) -> NewMessage:
-    return NewMessage(
-        source=source,
-        received_at=time.time() if received_at is None else received_at,
-        event_type=event_type,
-        event_id=event_id,
-        dedup_window=dedup_window,
-        headers=orjson.dumps({"content-type": "application/json"}),
-        body=body,
-        destinations=destinations,
-    )
+from ..harness import db_rows, new_message, query_plan, record
 
 
 @contextlib.contextmanager
@@ -56,12 +34,7 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
 
 def message_exists(path: Path, message_id: str) -> bool:
     number = parse_message_id(message_id)
-    return bool(rows(path, "SELECT 1 FROM messages WHERE id = ?", (number,)))
-
-
-def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    with raw(path) as conn:
-        return conn.execute(sql, params).fetchall()
+    return bool(db_rows(path, "SELECT 1 FROM messages WHERE id = ?", (number,)))
 
 
 async def wait_for_sqlite_threads(timeout: float = 1.0) -> None:
@@ -96,55 +69,16 @@ class CommitSizes:
         return int(count - self._start[0]), int(total - self._start[1])
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "hookgate.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(str(db_path))
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-def record(
-    delivery_id: int,
-    *,
-    state: str = "pending",
-    attempts: int = 1,
-    status: int | None = 500,
-    error: str | None = "HTTP 500",
-    next_attempt_at: float | None = None,
-    started_at: float | None = None,
-) -> AttemptRecord:
-    started = time.time() if started_at is None else started_at
-    return AttemptRecord(
-        delivery_id=delivery_id,
-        started_at=started,
-        duration_ms=12.5,
-        status=status,
-        error=error,
-        response_snippet=b"oops",
-        state=state,  # type: ignore[arg-type]
-        attempts=attempts,
-        next_attempt_at=started + 60 if next_attempt_at is None else next_attempt_at,
-    )
-
-
 # -- schema and connection settings --------------------------------------------------
 
 
 async def test_migrations_set_user_version_and_schema(store: SQLiteStore, db_path: Path) -> None:
-    assert rows(db_path, "PRAGMA user_version") == [(len(sqlite_store.MIGRATIONS),)]
-    tables = {r[0] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert db_rows(db_path, "PRAGMA user_version") == [(len(sqlite_store.MIGRATIONS),)]
+    tables = {r[0] for r in db_rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"messages", "deliveries", "attempts"} <= tables
 
     def columns(table: str) -> set[str]:
-        return {str(r[1]) for r in rows(db_path, f"PRAGMA table_info({table})")}
+        return {str(r[1]) for r in db_rows(db_path, f"PRAGMA table_info({table})")}
 
     assert columns("messages") >= {
         "id",
@@ -174,7 +108,9 @@ async def test_migrations_set_user_version_and_schema(store: SQLiteStore, db_pat
         "error",
         "response_snippet",
     }
-    indexes = {r[0] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    indexes = {
+        r[0] for r in db_rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
     assert {"deliveries_due", "messages_dedup"} <= indexes
 
 
@@ -186,7 +122,7 @@ async def test_migrations_match_a_fresh_schema(store: SQLiteStore, db_path: Path
         expected = fresh.execute(
             "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
         ).fetchall()
-    actual = rows(db_path, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+    actual = db_rows(db_path, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
     assert actual == expected
 
 
@@ -195,7 +131,7 @@ async def test_reopen_does_not_migrate_again(db_path: Path) -> None:
         store = SQLiteStore(str(db_path))
         await store.open()
         await store.close()
-    assert rows(db_path, "PRAGMA user_version") == [(len(sqlite_store.MIGRATIONS),)]
+    assert db_rows(db_path, "PRAGMA user_version") == [(len(sqlite_store.MIGRATIONS),)]
 
 
 async def test_newer_schema_is_refused(db_path: Path) -> None:
@@ -225,7 +161,7 @@ async def test_wal_and_synchronous_applied(db_path: Path, sync: str, level: int)
     await store.open()
     try:
         # journal_mode=WAL is persistent: another connection sees it in the file.
-        assert rows(db_path, "PRAGMA journal_mode") == [("wal",)]
+        assert db_rows(db_path, "PRAGMA journal_mode") == [("wal",)]
         # synchronous, foreign_keys and busy_timeout are per connection: ask the
         # store's own connections (no public accessor exists for them).
         for conn in (store._write, store._read):
@@ -260,7 +196,7 @@ async def test_accept_commits_message_and_one_delivery_per_destination(
     assert message_exists(db_path, accepted.message_id)
 
     # Visible to another connection as soon as accept() returned: committed.
-    assert rows(
+    assert db_rows(
         db_path, "SELECT source, received_at, event_type, event_id, headers, body FROM messages"
     ) == [
         (
@@ -272,7 +208,7 @@ async def test_accept_commits_message_and_one_delivery_per_destination(
             b'{"ok":true}',
         )
     ]
-    deliveries = rows(
+    deliveries = db_rows(
         db_path,
         "SELECT message_id, destination, state, attempts, next_attempt_at FROM deliveries"
         " ORDER BY destination",
@@ -287,8 +223,8 @@ async def test_accept_commits_message_and_one_delivery_per_destination(
 async def test_message_without_destinations_is_stored(store: SQLiteStore, db_path: Path) -> None:
     accepted = await store.accept(new_message(destinations=()))
     assert message_exists(db_path, accepted.message_id)
-    assert rows(db_path, "SELECT count(*) FROM messages") == [(1,)]
-    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(0,)]
+    assert db_rows(db_path, "SELECT count(*) FROM messages") == [(1,)]
+    assert db_rows(db_path, "SELECT count(*) FROM deliveries") == [(0,)]
 
 
 def test_message_id_text_form() -> None:
@@ -308,8 +244,8 @@ async def test_concurrent_accepts_are_group_committed(store: SQLiteStore, db_pat
     assert all(not r.duplicate for r in results)
     ids = [parse_message_id(r.message_id) for r in results]
     assert len(set(ids)) == 200
-    assert rows(db_path, "SELECT count(*) FROM messages") == [(200,)]
-    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(200,)]
+    assert db_rows(db_path, "SELECT count(*) FROM messages") == [(200,)]
+    assert db_rows(db_path, "SELECT count(*) FROM deliveries") == [(200,)]
     # Each commit calls the listener once: far fewer commits than calls.
     assert 1 <= len(commits) < 200
     batches, webhooks = sizes.commits_and_webhooks()
@@ -342,8 +278,8 @@ async def test_duplicate_within_window_returns_first_id(store: SQLiteStore, db_p
     assert first.duplicate is False
     assert second == Accepted(first.message_id, duplicate=True)
     assert third == Accepted(first.message_id, duplicate=True)
-    assert rows(db_path, "SELECT count(*) FROM messages") == [(1,)]
-    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(1,)]
+    assert db_rows(db_path, "SELECT count(*) FROM messages") == [(1,)]
+    assert db_rows(db_path, "SELECT count(*) FROM deliveries") == [(1,)]
     assert commits == []  # nothing new to deliver, no dispatcher wake-up
 
 
@@ -360,8 +296,8 @@ async def test_duplicate_within_one_batch(store: SQLiteStore, db_path: Path) -> 
     assert results[2].message_id == results[0].message_id
     assert results[3].message_id == results[0].message_id
     assert results[1].message_id != results[0].message_id
-    assert rows(db_path, "SELECT count(*) FROM messages") == [(2,)]
-    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(4,)]
+    assert db_rows(db_path, "SELECT count(*) FROM messages") == [(2,)]
+    assert db_rows(db_path, "SELECT count(*) FROM deliveries") == [(4,)]
 
 
 async def test_same_event_id_after_window_is_new(store: SQLiteStore, db_path: Path) -> None:
@@ -373,7 +309,7 @@ async def test_same_event_id_after_window_is_new(store: SQLiteStore, db_path: Pa
     # Now the new message is the one that repeats are matched against.
     again = await store.accept(new_message(event_id="evt_1", received_at=now + 1, dedup_window=60))
     assert again == Accepted(new.message_id, duplicate=True)
-    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
+    assert db_rows(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
 
 
 async def test_same_event_id_after_window_with_real_time(store: SQLiteStore) -> None:
@@ -395,7 +331,7 @@ async def test_dedup_is_per_source(store: SQLiteStore, db_path: Path) -> None:
     assert not a.duplicate
     assert not b.duplicate
     assert a.message_id != b.message_id
-    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
+    assert db_rows(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
 
 
 async def test_messages_without_event_id_never_dedup(store: SQLiteStore, db_path: Path) -> None:
@@ -403,7 +339,7 @@ async def test_messages_without_event_id_never_dedup(store: SQLiteStore, db_path
     results += await asyncio.gather(*(store.accept(new_message(event_id=None)) for _ in range(3)))
     assert not any(r.duplicate for r in results)
     assert len({r.message_id for r in results}) == 6
-    assert rows(db_path, "SELECT count(*) FROM messages") == [(6,)]
+    assert db_rows(db_path, "SELECT count(*) FROM messages") == [(6,)]
 
 
 # -- due deliveries and attempts ----------------------------------------------------------
@@ -472,11 +408,11 @@ async def test_record_attempt_updates_delivery_and_inserts_attempt(
     (due_later,) = await store.due_deliveries("orders", retry_at, 10)
     assert due_later.id == delivery.id
     assert due_later.attempts == 1
-    assert rows(
+    assert db_rows(
         db_path,
         "SELECT state, attempts, next_attempt_at, last_status, last_error FROM deliveries",
     ) == [("pending", 1, retry_at, 503, "HTTP 503")]
-    assert rows(
+    assert db_rows(
         db_path,
         "SELECT delivery_id, started_at, duration_ms, status, error, response_snippet"
         " FROM attempts",
@@ -488,11 +424,11 @@ async def test_record_attempt_updates_delivery_and_inserts_attempt(
         )
     )
     assert await store.due_deliveries("orders", retry_at + 10, 10) == []
-    assert rows(db_path, "SELECT state, attempts, last_status, last_error FROM deliveries") == [
+    assert db_rows(db_path, "SELECT state, attempts, last_status, last_error FROM deliveries") == [
         ("delivered", 2, 200, None)
     ]
-    assert rows(db_path, "SELECT status FROM attempts ORDER BY id") == [(503,), (200,)]
-    updated_at = rows(db_path, "SELECT updated_at FROM deliveries")[0][0]
+    assert db_rows(db_path, "SELECT status FROM attempts ORDER BY id") == [(503,), (200,)]
+    updated_at = db_rows(db_path, "SELECT updated_at FROM deliveries")[0][0]
     assert isinstance(updated_at, float)
     assert updated_at >= started
 
@@ -557,14 +493,10 @@ async def test_reopen_keeps_everything(db_path: Path) -> None:
         assert parse_message_id(later.message_id) > parse_message_id(first.message_id)  # type: ignore[operator]
     finally:
         await reopened.close()
-    assert rows(db_path, "SELECT count(*) FROM attempts") == [(1,)]
+    assert db_rows(db_path, "SELECT count(*) FROM attempts") == [(1,)]
 
 
 # -- query plans -----------------------------------------------------------------------------
-
-
-def query_plan(db_path: Path, sql: str, params: tuple[object, ...]) -> list[str]:
-    return [str(r[3]) for r in rows(db_path, "EXPLAIN QUERY PLAN " + sql, params)]
 
 
 async def test_claim_query_uses_due_index(store: SQLiteStore, db_path: Path) -> None:
@@ -615,7 +547,7 @@ async def test_close_drains_queued_writes(db_path: Path) -> None:
     await store.close()
     results = await asyncio.gather(*tasks)
     assert len({r.message_id for r in results}) == 20
-    assert rows(db_path, "SELECT count(*) FROM messages") == [(20,)]
+    assert db_rows(db_path, "SELECT count(*) FROM messages") == [(20,)]
 
 
 async def test_check_writable(store: SQLiteStore) -> None:
@@ -642,14 +574,14 @@ async def test_prune_deletes_old_settled_messages_only(store: SQLiteStore, db_pa
     assert await store.prune(now - 100, limit=1) == 1  # in small batches
     assert await store.prune(now - 100, limit=100) == 2
     assert await store.prune(now - 100, limit=100) == 0
-    remaining = {format_message_id(r[0]) for r in rows(db_path, "SELECT id FROM messages")}
+    remaining = {format_message_id(r[0]) for r in db_rows(db_path, "SELECT id FROM messages")}
     assert remaining == {old_pending.message_id, recent.message_id}
     assert old_delivered.message_id not in remaining
     assert old_dead.message_id not in remaining
     assert old_bare.message_id not in remaining
     # Their deliveries and attempts went with them.
-    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
-    assert rows(db_path, "SELECT count(*) FROM attempts") == [(1,)]
+    assert db_rows(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
+    assert db_rows(db_path, "SELECT count(*) FROM attempts") == [(1,)]
 
 
 async def test_pause_is_durable(db_path: Path) -> None:
