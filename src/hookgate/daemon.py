@@ -99,6 +99,7 @@ class Daemon:
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
         alerter = Alerter(store, self.config.alerts)
+        alerter.apply(self.config)
         dispatcher = Dispatcher(self.config.destinations.values(), store, alerter)
         store.on_commit(dispatcher.wake)
         running = _Running(store, dispatcher, alerter)
@@ -173,7 +174,7 @@ class Daemon:
                 running.ingress.apply(new)
             if running.admin is not None:
                 running.admin.apply(new)
-            running.alerter.config = new.alerts
+            running.alerter.apply(new)
             await running.dispatcher.apply(new.destinations.values(), new.server.shutdown_grace)
             self.config = new
             log.info(

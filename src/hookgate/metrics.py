@@ -3,9 +3,15 @@
 Counters move where things happen (ingress, dispatch, the outbox writer); queue
 depths and circuit states are read at scrape time, so the hot paths pay only
 for a counter increment.
+
+The tallies (``source_tally``, ``destination_tally``) are the same events as plain
+integers, which the alert rules (hookgate.outbound.alerts) read on their interval:
+the ingress and the workers bump them, and never wait for the alerts.
 """
 
 from __future__ import annotations
+
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -96,4 +102,82 @@ commit_seconds = Histogram(
     registry=REGISTRY,
 )
 
+source_last_accepted = Gauge(
+    "hookgate_source_last_accepted_timestamp_seconds",
+    "Unix time of the source's last accepted webhook (202); until the first, the time"
+    " hookgate began serving the source (its start, or the reload that added it).",
+    ["source"],
+    registry=REGISTRY,
+)
+source_expect_every = Gauge(
+    "hookgate_source_expect_every_seconds",
+    "The source's expect_every: it is silent once nothing was accepted for longer."
+    " Only for the sources that set it.",
+    ["source"],
+    registry=REGISTRY,
+)
+alert_evaluations = Counter(
+    "hookgate_alert_evaluations",
+    "Evaluations of the alert rules, one every alerts.interval while [alerts] is set.",
+    registry=REGISTRY,
+)
+
 CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class SourceTally:
+    """One source's webhooks as plain counters, for the alert rules.
+
+    Only the event loop's thread touches it: no lock, a bump is an integer addition.
+    """
+
+    __slots__ = ("_last_gauge", "accepted", "last_accepted_at", "signature_failures")
+
+    def __init__(self, name: str) -> None:
+        self.accepted = 0
+        self.signature_failures = 0
+        self._last_gauge = source_last_accepted.labels(name)
+        # Until the first webhook, silence counts from when the source was first served.
+        self.last_accepted_at = time.time()
+        self._last_gauge.set(self.last_accepted_at)
+
+    def webhook_accepted(self, now: float) -> None:
+        """A webhook was committed and answered 202 at unix time ``now``."""
+        self.accepted += 1
+        self.last_accepted_at = now
+        self._last_gauge.set(now)
+
+
+class DestinationTally:
+    """One destination's attempts as plain counters, for the alert rules."""
+
+    __slots__ = ("attempts", "failures")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.failures = 0
+
+    def attempted(self, succeeded: bool) -> None:
+        self.attempts += 1
+        if not succeeded:
+            self.failures += 1
+
+
+_source_tallies: dict[str, SourceTally] = {}
+_destination_tallies: dict[str, DestinationTally] = {}
+
+
+def source_tally(name: str) -> SourceTally:
+    """The tally of source ``name``, made the first time it is asked for."""
+    tally = _source_tallies.get(name)
+    if tally is None:
+        tally = _source_tallies[name] = SourceTally(name)
+    return tally
+
+
+def destination_tally(name: str) -> DestinationTally:
+    """The tally of destination ``name``, made the first time it is asked for."""
+    tally = _destination_tallies.get(name)
+    if tally is None:
+        tally = _destination_tallies[name] = DestinationTally()
+    return tally

@@ -31,6 +31,7 @@ from hookgate.config.schema import (
     SourceConfig,
     VerifyConfig,
     policy_rules,
+    table_rules,
 )
 from hookgate.config.values import parse_listen
 
@@ -123,6 +124,8 @@ def _check_source(report: Report, name: str, source: SourceConfig, paths: dict[s
             report.error(f"{where}.{key}", f"expected {forms}, got {expr!r}")
     if not source.methods:
         report.error(f"{where}.methods", "expected at least one method")
+    if source.expect_every is not None and source.expect_every <= 0:
+        report.error(f"{where}.expect_every", f"expected a duration > 0, got {source.expect_every}")
     _check_verify(report, source.verify, f"{where}.verify")
 
 
@@ -169,6 +172,10 @@ def _check_alerts(report: Report, alerts: AlertsConfig, delivery: DeliveryPolicy
     _check_url(report, alerts.url, "alerts.url", delivery.deny_networks)
     _check_signing(report, alerts.sign, alerts.secret, "alerts")
     _check_headers(report, alerts.headers, "alerts")
+    for name, rule in table_rules(AlertsConfig):
+        value = getattr(alerts, name)
+        if not rule.holds(value, alerts):
+            report.error(f"alerts.{name}", f"expected {rule.expected}, got {value}")
 
 
 def _check_signing(report: Report, sign: str, secret: str | None, where: str) -> None:

@@ -70,12 +70,23 @@ NOT_BELOW_INITIAL_BACKOFF = Rule(
     lambda value, policy: value >= policy.initial_backoff,
     also_after=("initial_backoff",),
 )
+# [alerts]: a window shorter than the evaluation interval would hold at most one sample.
+WINDOW = Rule(
+    "a duration >= alerts.interval", lambda value, alerts: value > 0 and value >= alerts.interval
+)
+SHARE = Rule("a number from 0 to 1", lambda value, _: 0 <= value <= 1)
+ABOVE_ONE = Rule("a number > 1", lambda value, _: value > 1)
+NOT_NEGATIVE = Rule("a number >= 0", lambda value, _: value >= 0)
+LONGER_THAN_TRAFFIC_WINDOW = Rule(
+    "a duration > alerts.traffic_window",
+    lambda value, alerts: value > alerts.traffic_window,
+)
 # (The annotations below are evaluated again each time their types are read, so the
 # rules they name are made once, here.)
 
 
 def setting(help_text: str, rule: Rule | None = None) -> msgspec.Meta:
-    """A ``[delivery]`` setting's one-line help text and the rule its value must meet."""
+    """A setting's one-line help text and the rule its value must meet (``table_rules``)."""
     return msgspec.Meta(description=help_text, extra={} if rule is None else {"rule": rule})
 
 
@@ -161,12 +172,17 @@ POLICY_SETTINGS: tuple[str, ...] = DeliveryPolicy.__struct_fields__
 """The names of the delivery policy's settings, in declaration order."""
 
 
-@functools.cache
 def policy_rules() -> tuple[tuple[str, Rule], ...]:
     """Each setting of ``DeliveryPolicy`` that has a rule, with its rule, in order."""
+    return table_rules(DeliveryPolicy)
+
+
+@functools.cache
+def table_rules(struct: type[msgspec.Struct]) -> tuple[tuple[str, Rule], ...]:
+    """Each setting of ``struct`` declared with a rule (``setting()``), with it, in order."""
     return tuple(
         (field.name, meta.extra["rule"])
-        for field in msgspec.structs.fields(DeliveryPolicy)
+        for field in msgspec.structs.fields(struct)
         for meta in _metas(field.type)
         if meta.extra and "rule" in meta.extra
     )
@@ -183,15 +199,50 @@ def _metas(tp: Any) -> list[msgspec.Meta]:
 
 
 class AlertsConfig(_Table, frozen=True):
-    """Operational webhooks about hookgate itself, sent through its own outbox."""
+    """Operational webhooks about hookgate itself, sent through its own outbox.
+
+    The rules' settings (hookgate.outbound.alerts.rules) each carry their rule.
+    """
 
     url: str
     sign: SignMode = "standard"
     secret: str | None = None
     secret_file: str | None = None
     headers: dict[str, str] = {}
-    backlog_age: Duration = Duration(900)
-    interval: Duration = Duration(30)
+    backlog_age: Annotated[
+        Duration, setting("alert when the oldest pending message is older", POSITIVE_DURATION)
+    ] = Duration(900)
+    interval: Annotated[
+        Duration, setting("how often the rules are evaluated", POSITIVE_DURATION)
+    ] = Duration(30)
+    failure_rate: Annotated[
+        float, setting("a destination fails when more of its attempts than this fail", SHARE)
+    ] = 0.5
+    failure_window: Annotated[
+        Duration, setting("the window the failure rate is measured over", WINDOW)
+    ] = Duration(300)
+    failure_min_attempts: Annotated[
+        int, setting("fewer attempts in the window never alert", AT_LEAST_ONE)
+    ] = 10
+    traffic_spike_factor: Annotated[
+        float, setting("a spike is more than this many times the usual rate", ABOVE_ONE)
+    ] = 10.0
+    traffic_floor: Annotated[
+        float, setting("webhooks per second below which no spike alerts", NOT_NEGATIVE)
+    ] = 1.0
+    traffic_window: Annotated[
+        Duration, setting("the window the current rate is measured over", WINDOW)
+    ] = Duration(300)
+    traffic_baseline: Annotated[
+        Duration,
+        setting("the time constant of the usual rate's average", LONGER_THAN_TRAFFIC_WINDOW),
+    ] = Duration(3600)
+    signature_failures: Annotated[
+        int, setting("invalid signatures in the window that alert", AT_LEAST_ONE)
+    ] = 10
+    signature_window: Annotated[
+        Duration, setting("the window invalid signatures are counted over", WINDOW)
+    ] = Duration(300)
 
 
 class VerifyConfig(_Table, frozen=True):
@@ -215,6 +266,8 @@ class SourceConfig(_Table, frozen=True):
     event_type: str | None = None
     event_id: str | None = None
     dedup_window: Duration = Duration(86400)
+    # Alert (source.silent) when nothing is accepted for longer than this.
+    expect_every: Duration | None = None
     verify: VerifyConfig = VerifyConfig()
 
 

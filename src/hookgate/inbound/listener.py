@@ -140,6 +140,8 @@ class Route:
         self._matches: dict[str | None, tuple[str, ...]] = {}
         self.received = metrics.webhooks_received.labels(name)
         self.duplicates = metrics.webhooks_duplicate.labels(name)
+        # Plain counters that the alert rules read on their interval.
+        self.tally = metrics.source_tally(name)
 
     def destinations_for(self, event_type: str | None) -> tuple[str, ...]:
         cached = self._matches.get(event_type)
@@ -212,6 +214,7 @@ class Ingress:
         try:
             route.verifier.verify(request.headers, body, now)
         except VerificationFailed as exc:
+            route.tally.signature_failures += 1
             log.warning("webhook.unverified", source=route.name, reason=exc.reason)
             raise Rejected(
                 401, "invalid_signature", "the signature is missing or invalid"
@@ -260,6 +263,7 @@ class Ingress:
             )
             return _json(200, {"id": accepted.message_id, "duplicate": True})
         route.received.inc()
+        route.tally.webhook_accepted(message.received_at)
         log.debug(
             "webhook.accepted",
             source=route.name,

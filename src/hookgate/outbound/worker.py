@@ -73,6 +73,7 @@ class DestinationWorker:
         }
         self.delivered = metrics.delivered.labels(destination.name)
         self.dead = metrics.dead.labels(destination.name)
+        self.tally = metrics.destination_tally(destination.name)
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
@@ -281,6 +282,7 @@ class DestinationWorker:
         ended = time.time()
         self.attempt_seconds.observe(ended - started)
         self.attempt_outcomes[outcome.kind].inc()
+        self.tally.attempted(outcome.succeeded)
         before = self.circuit.state
         change = self.circuit.record(outcome.succeeded, ended)
         if change is not None:

@@ -1,11 +1,14 @@
-"""Alerts: signed operational webhooks about hookgate itself.
+"""The Alerter: turns what happened into alert messages in the outbox.
 
 An alert is a message of the internal source ``hookgate`` with one delivery to the
 internal destination ``_alerts``: it is committed to the outbox and delivered with
 the same retries, signature and visibility as any webhook. Dead deliveries are
 summed per destination over ``alerts.interval`` (one alert, not one per message);
 circuit changes go out at once; a backlog alert fires once when a destination's
-oldest pending message passes ``alerts.backlog_age`` and again only after it recovered.
+oldest pending message passes ``alerts.backlog_age`` and again only after it
+recovered. Every ``interval`` the rules of ``watch`` (failure rate, silence,
+traffic spike, signature failures) are evaluated too, each alerting once when its
+condition starts and once when it ends.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 import orjson
 import structlog
 
-from hookgate.config import ALERT_DESTINATION, ALERT_SOURCE, AlertsConfig
+from hookgate import metrics
+from hookgate.config import ALERT_DESTINATION, ALERT_SOURCE, AlertsConfig, Config
 from hookgate.errors import StoreError
+from hookgate.outbound.alerts.watch import Watch
 from hookgate.store import NewMessage, Store, format_time
 
 log = structlog.get_logger("hookgate.alerts")
@@ -37,6 +42,12 @@ class Alerter:
         self._dead_counts: dict[str, int] = {}
         self._backlogged: set[str] = set()
         self._sending: set[asyncio.Task[None]] = set()
+        self.watch = Watch()
+
+    def apply(self, config: Config) -> None:
+        """Take a (re)loaded config: [alerts] and the sources and destinations to watch."""
+        self.config = config.alerts
+        self.watch.apply(config)
 
     def delivery_dead(self, destination: str, message_id: str) -> None:
         if self.config is None or destination == ALERT_DESTINATION:
@@ -55,7 +66,8 @@ class Alerter:
         task.add_done_callback(self._sending.discard)
 
     async def run(self) -> None:
-        """Every ``interval``: send the summed dead deliveries and check backlogs."""
+        """Every ``interval``: send the summed dead deliveries, check backlogs, evaluate
+        the rules."""
         while True:
             # A reload may add or remove [alerts]: the loop keeps running either way.
             await asyncio.sleep(self.config.interval if self.config else _IDLE_INTERVAL)
@@ -71,6 +83,10 @@ class Alerter:
                 {"destination": destination, "count": count, "message_ids": dead[destination]},
             )
         await self._check_backlog()
+        if self.config is not None:
+            for alert in self.watch.evaluate(self.config):
+                await self._emit(alert.kind, alert.data)
+            metrics.alert_evaluations.inc()
 
     async def _check_backlog(self) -> None:
         if self.config is None:
