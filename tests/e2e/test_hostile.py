@@ -393,6 +393,24 @@ async def slow_body(h: Harness) -> Exchange:
     return exchange
 
 
+async def hangs_up_mid_body(h: Harness) -> Exchange:
+    """The client (or a proxy giving up on it) closes after 10 of 1000 body bytes."""
+    head = http("/hooks/raw", headers=[b"Content-Length: 1000"], length=False)
+    h.forge(b"F" * 10)
+    before = len(h.daemon.log_events())
+    _, writer = await asyncio.open_connection(HOST, h.daemon.ingress_port)
+    writer.write(head + b"F" * 10)
+    await writer.drain()
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    # Nobody is left to answer: the log says why (the table checks it has no traceback).
+    await wait_for(
+        lambda: any(e.get("reason") == "incomplete_body" for e in h.daemon.log_events()[before:])
+    )
+    return Exchange([], None)
+
+
 HOSTILE_JSON = {
     "deep-nesting": b"[" * 100_000 + b"]" * 100_000,
     "huge-number": b'{"type":"hostile","n":' + b"7" * 5000 + b"}",
@@ -544,6 +562,7 @@ CASES = [
          "closed at the keep-alive deadline (request_timeout), with no 408"),
     Case((408,), False, "slow body, 10 of 1000 bytes then stall", slow_body,
          "aiohttp's lingering close then keeps the socket up to 10 s more"),
+    Case((), False, "client hangs up mid-body, 10 of 1000 bytes", hangs_up_mid_body),
     Case((400,), False, "JSON nested 100k deep, json: source",
          hostile_json("deep-nesting", extracting=True)),
     Case((400,), False, "JSON 5000-digit number, json: source",

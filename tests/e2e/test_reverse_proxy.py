@@ -355,9 +355,10 @@ async def test_the_client_address_arrives_and_a_forged_one_does_not(proxied: Set
     received = await proxied.downstream.wait_count(2)
     assert [r.body for r in received] == bodies
     await wait_for(lambda: len(proxied.rejected("forbidden")) == len(forged))
-    # hookgate's log names the TCP peer, the proxy, as the README says: the client's
-    # address is in the proxy's access log (checked below for nginx).
+    # hookgate's log names the TCP peer (the proxy) and the client it decided on, as the
+    # README says; the proxy's access log has the client too (checked below for nginx).
     assert {e["peer"] for e in proxied.rejected("forbidden")} == {"127.0.0.1"}
+    assert {e["client"] for e in proxied.rejected("forbidden")} == {REFUSED}
     # What hookgate stores and forwards as X-Forwarded-For: the truth with
     # $remote_addr (and Caddy); the client's words, then the truth, with
     # $proxy_add_x_forwarded_for.

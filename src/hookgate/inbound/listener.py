@@ -290,6 +290,10 @@ class Ingress:
                 return await self._read_limited(request)
         except TimeoutError:
             raise Rejected(408, "request_timeout", "the request did not arrive in time") from None
+        except ConnectionError:
+            # The client (or a proxy that gave up on it) closed mid-body: an answer it
+            # will not read, and a log line instead of aiohttp's traceback.
+            raise Rejected(400, "incomplete_body", "the connection closed mid-body") from None
 
     async def _read_limited(self, request: web.BaseRequest) -> bytes:
         body = bytearray()
@@ -348,8 +352,7 @@ class Ingress:
                 return address
         return client
 
-    @staticmethod
-    def _log_rejected(route: Route | None, request: web.BaseRequest, exc: Rejected) -> None:
+    def _log_rejected(self, route: Route | None, request: web.BaseRequest, exc: Rejected) -> None:
         metrics.webhooks_rejected.labels(route.name if route else "", exc.code).inc()
         log.warning(
             "webhook.rejected",
@@ -359,6 +362,7 @@ class Ingress:
             status=exc.status,
             reason=exc.code,
             peer=request.remote,
+            client=str(self.client_ip(request)),
         )
 
 
