@@ -122,7 +122,7 @@ def release(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Confi
     if shutil.which("dpkg-deb") is None:
         pytest.skip("dpkg-deb is missing (Debian package dpkg): scripts/release cannot build")
     tree = copy_tree(tmp_path_factory.mktemp("tree"))
-    cache = pytestconfig.cache
+    cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
     wheel_cache = (
         cache.mkdir("release-wheels") if cache else tmp_path_factory.mktemp("release-wheels")
     )

@@ -15,7 +15,8 @@ import contextlib
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import aiohttp
 import structlog
@@ -39,6 +40,8 @@ _CLAIM_RETRY_DELAY = 1.0
 # While the store cannot record outcomes, retry writing them this often (doubling).
 _RECORD_RETRY_FIRST = 0.5
 _RECORD_RETRY_MAX = 30.0
+# How long an attempt that crashed (a bug) keeps its deliveries from being claimed.
+_CRASH_HOLD = 30.0
 
 
 class DestinationWorker:
@@ -201,7 +204,14 @@ class DestinationWorker:
 
     async def _attempt(self, deliveries: list[DueDelivery]) -> None:
         try:
-            records, request = await self._deliver(deliveries)
+            try:
+                records, request = await self._deliver(deliveries)
+            except Exception as exc:
+                # A bug past every guard: hold the deliveries in flight for a while
+                # rather than let the next claim send them again at once, forever.
+                log.error("dispatch.attempt_crashed", destination=self.name, error=repr(exc))
+                await asyncio.sleep(_CRASH_HOLD)
+                return
             await self._record(records)
             self._report(deliveries, request.webhook_id if request else None, records)
         finally:
@@ -239,10 +249,8 @@ class DestinationWorker:
         while True:
             try:
                 committed = [self.store.record_attempt(r) for r in records]
-                # Shielded: a cancel during shutdown must not lose a result already known.
-                await asyncio.shield(
-                    committed[0] if len(committed) == 1 else asyncio.gather(*committed)
-                )
+                write = committed[0] if len(committed) == 1 else asyncio.gather(*committed)
+                await _unless_cancelled_first(write)
                 return
             except StoreError as exc:
                 log.error(
@@ -389,3 +397,18 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
         if not chunk:
             return
         remaining -= len(chunk)
+
+
+async def _unless_cancelled_first(write: Awaitable[Any]) -> None:
+    """Await a queued write; a cancel meanwhile waits for it to land, then propagates.
+
+    A result already known is never lost to a shutdown or a reload, and its
+    deliveries leave ``inflight`` only once it is committed (or failed), so the
+    next claim cannot send them again in between.
+    """
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await write
+        raise

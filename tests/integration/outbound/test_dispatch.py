@@ -219,6 +219,29 @@ async def test_retry_after_sets_next_attempt(relay: Relay, downstream: Downstrea
     assert relay.delivery(message_id) == ("pending", 1, 429, "HTTP 429")
 
 
+async def test_unparsable_retry_after_is_an_ordinary_backoff(
+    relay: Relay, downstream: Downstream
+) -> None:
+    """ "Retry-After: \u00b2" once crashed the attempt, and the delivery was sent again at once."""
+
+    async def odd(received: Received, number: int) -> web.StreamResponse:
+        return web.Response(status=503, headers={"Retry-After": "\u00b2"})
+
+    downstream.handler = odd
+    await relay.start(
+        '[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n'
+        + """
+        initial_backoff = "1h"
+        max_backoff = "1h"
+        """
+    )
+    message_id = await relay.accept()
+    await wait_for(lambda: relay.delivery(message_id)[1] == 1)
+    await relay.run_until_idle()
+    assert relay.delivery(message_id) == ("pending", 1, 503, "HTTP 503")
+    assert len(downstream.received) == 1
+
+
 async def test_connection_refused_and_timeout_are_recorded(
     relay: Relay, downstream: Downstream
 ) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
+import hookgate.store.sqlite
 from hookgate import config
 from hookgate.errors import StoreError
 from hookgate.store import MessageFilter, parse_message_id
@@ -366,6 +367,29 @@ async def test_failed_open_leaves_no_thread(tmp_path: Path, case: str) -> None:
         await SQLiteStore(str(path)).open()
     # Every connection was closed: their threads end, and the process can exit.
     await wait_for(lambda: threading.active_count() == threads)
+
+
+async def test_open_interrupted_midway_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal (or a bug) during a migration: no thread left running, the lock released."""
+
+    class Interrupted(BaseException):
+        pass
+
+    async def interrupted(*_: object) -> None:
+        raise Interrupted
+
+    path = str(tmp_path / "hookgate.db")
+    threads = threading.active_count()
+    monkeypatch.setattr(hookgate.store.sqlite, "migrate", interrupted)
+    with pytest.raises(Interrupted):
+        await SQLiteStore(path).open()
+    await wait_for(lambda: threading.active_count() == threads)
+    monkeypatch.undo()
+    reopened = SQLiteStore(path)  # the lock was released: a second open succeeds
+    await reopened.open()
+    await reopened.close()
 
 
 async def test_corrupt_page_is_reported_as_store_error(tmp_path: Path) -> None:

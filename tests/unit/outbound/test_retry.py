@@ -153,6 +153,8 @@ def test_retry_after_only_counts_on_429_and_503(status: int) -> None:
         ("", None),
         ("later", None),
         ("Wed, 21 Oct 2015 07:28:00", None),  # no zone: not an HTTP date
+        ("\u00b2", None),  # a digit to str.isdigit, not a number to float()
+        ("\u0661\u0662", None),  # Arabic-Indic digits: not delta-seconds either
     ],
 )
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:

@@ -75,6 +75,11 @@ class SQLiteStore(AdminQueries):
             await self.close()
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StoreError(f"cannot open database {self.path}: {detail}") from None
+        except BaseException:
+            # Cancelled (a signal during a long migration) or a bug: still close what
+            # was opened, or a connection's thread keeps the process from exiting.
+            await asyncio.shield(self.close())
+            raise
         self._writer.start(write, last_id)
 
     async def _open(self) -> tuple[aiosqlite.Connection, int]:
@@ -105,13 +110,15 @@ class SQLiteStore(AdminQueries):
         return write, int(await self._scalar(self._read, QUERIES["select_max_message_id"]))
 
     async def close(self) -> None:
-        await self._writer.stop()
-        for conn in (self._read, self._claims, self._write):
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    await conn.close()
-        self._read = self._claims = self._write = None
-        self._lock.release()
+        try:
+            await self._writer.stop()
+            for conn in (self._read, self._claims, self._write):
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+        finally:
+            self._read = self._claims = self._write = None
+            self._lock.release()
 
     @property
     def writer_task(self) -> asyncio.Task[None] | None:

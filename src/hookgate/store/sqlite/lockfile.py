@@ -20,6 +20,7 @@ class LockFile:
     """
 
     def __init__(self, database: Path) -> None:
+        self.database = database
         self.path = database.with_name(database.name + ".lock")
         self._fd: int | None = None
 
@@ -34,10 +35,12 @@ class LockFile:
         except BlockingIOError:
             holder = _lock_record(fd).get("pid", "unknown")
             os.close(fd)
-            database = self.path.with_suffix("")
             raise StoreError(
-                f"database {database} is in use by another hookgate (pid {holder})"
+                f"database {self.database} is in use by another hookgate (pid {holder})"
             ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot lock {self.path}: {exc.strerror}") from None
         self._fd = fd
         identity = _lock_record(fd).get("database")
         return identity if isinstance(identity, str) else None
