@@ -18,13 +18,13 @@ from typing import TextIO
 
 from aiohttp import web
 
-from hookgate import config, providers
+from hookgate import config, providers, wire
 from hookgate.cli import client
 from hookgate.errors import VerificationFailed
 
 # Room for hookgate's batches, which can be far larger than one inbound body.
 _MAX_RECEIVED = 64 * 1024**2
-_SHOWN_HEADERS = ("content-type", "x-webhook-signature")
+_SHOWN_HEADERS = ("content-type", wire.HMAC_SIGNATURE.lower())
 _SHOWN_PREFIXES = ("webhook-", "hookgate-")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -20,7 +20,6 @@ from hookgate.store import DueDelivery, format_time
 
 USER_AGENT = f"hookgate/{__version__}"
 # Headers that hookgate sets itself: forward_headers and headers cannot replace them.
-OWN_HEADERS = wire.OWN_HEADERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +50,10 @@ class RequestBuilder:
         self.forward = [
             (name, name.lower())
             for name in destination.forward_headers
-            if name.lower() not in OWN_HEADERS
+            if name.lower() not in wire.OWN_HEADERS
         ]
-        self.fixed = {k: v for k, v in destination.headers.items() if k.lower() not in OWN_HEADERS}
+        own = wire.OWN_HEADERS
+        self.fixed = {k: v for k, v in destination.headers.items() if k.lower() not in own}
 
     def single(self, delivery: DueDelivery, timestamp: int) -> OutboundRequest:
         inbound: dict[str, str] = orjson.loads(delivery.headers)
