@@ -47,6 +47,8 @@ KEEPALIVE_TIMEOUT = 15.0
 _READ_CHUNK = 65536
 # A webhook relayed through more hookgates than this is taken to be going round a loop.
 MAX_HOPS = 10
+_CACHED_EVENT_TYPES = 10_000
+_CACHED_EVENT_TYPE_CHARS = 200
 
 
 class Rejected(Exception):
@@ -147,7 +149,10 @@ class Route:
         cached = self._matches.get(event_type)
         if cached is None:
             cached = tuple(d.name for d in self.destinations if d.matches(self.name, event_type))
-            if len(self._matches) < 10_000:  # event types are few; never grow without bound
+            # Event types are few and short; a client choosing them (an unverified
+            # source) must not grow this: at most 10,000 entries of 200 characters.
+            short = event_type is None or len(event_type) <= _CACHED_EVENT_TYPE_CHARS
+            if short and len(self._matches) < _CACHED_EVENT_TYPES:
                 self._matches[event_type] = cached
         return cached
 
