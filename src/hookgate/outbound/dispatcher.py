@@ -99,6 +99,15 @@ class Dispatcher:
         for name, destination in wanted.items():
             if name not in self.workers:
                 self._start_worker(destination, name in paused)
+        await self._close_unused_sessions()
+
+    async def _close_unused_sessions(self) -> None:
+        """A reload may leave a deny list that no destination uses: close its pool."""
+        used = {id(worker.session) for worker in self.workers.values()}
+        for deny, session in list(self._sessions.items()):
+            if id(session) not in used:
+                del self._sessions[deny]
+                await session.close()
 
     async def _retire(self, name: str, grace: float) -> None:
         worker = self.workers.pop(name)

@@ -7,10 +7,11 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from hookgate import __version__
+from hookgate import __version__, config
 from hookgate.store import DueDelivery, parse_message_id
 from hookgate.store.sqlite import SQLiteStore
 
@@ -439,3 +440,34 @@ async def test_ordered_destination_delivers_everything_in_order(
     assert relay.states() == dict.fromkeys(ids, "delivered")
     assert [r.headers["webhook-id"] for r in downstream.received] == ids
     assert downstream.max_in_flight == 1
+
+
+async def test_reload_closes_the_pool_of_a_deny_list_no_longer_used(relay: Relay) -> None:
+    cfg = await relay.start(
+        """
+        [destinations.orders]
+        url = "{url}"
+        sources = ["stripe"]
+        deny_networks = ["169.254.0.0/16"]
+
+        [destinations.audit]
+        url = "{url}"
+        sources = ["stripe"]
+        """
+    )
+    assert relay.dispatcher is not None
+    narrow = relay.dispatcher.workers["orders"].session
+    shared = relay.dispatcher.workers["audit"].session
+    assert narrow is not shared
+    # orders takes the default deny list: it now shares audit's pool, and its old one goes.
+    default = config.DeliveryPolicy().deny_networks
+    moved = msgspec.structs.replace(
+        cfg.destinations["orders"],
+        policy=msgspec.structs.replace(cfg.destinations["orders"].policy, deny_networks=default),
+    )
+    await relay.dispatcher.apply([moved, cfg.destinations["audit"]], grace=1.0)
+    assert relay.dispatcher.workers["orders"].session is shared
+    assert narrow.closed
+    assert not shared.closed
+    message_id = await relay.accept(destinations=("orders",))
+    await relay.wait_state(message_id, "delivered")
