@@ -131,21 +131,20 @@ class SourceTally:
     Only the event loop's thread touches it: no lock, a bump is an integer addition.
     """
 
-    __slots__ = ("_last_gauge", "accepted", "last_accepted_at", "signature_failures")
+    __slots__ = ("accepted", "last_accepted_at", "signature_failures")
 
     def __init__(self, name: str) -> None:
         self.accepted = 0
         self.signature_failures = 0
-        self._last_gauge = source_last_accepted.labels(name)
         # Until the first webhook, silence counts from when the source was first served.
         self.last_accepted_at = time.time()
-        self._last_gauge.set(self.last_accepted_at)
+        # Read when /metrics is scraped: the ingress pays for no gauge (and its lock).
+        source_last_accepted.labels(name).set_function(lambda: self.last_accepted_at)
 
     def webhook_accepted(self, now: float) -> None:
         """A webhook was committed and answered 202 at unix time ``now``."""
         self.accepted += 1
         self.last_accepted_at = now
-        self._last_gauge.set(now)
 
 
 class DestinationTally:
