@@ -413,10 +413,17 @@ async def test_the_body_passes_as_sent_up_to_max_body_and_not_beyond(proxied: Se
         status, _, answer = await send(session, proxied.url, packed, headers)
         assert (status, json.loads(answer)["error"]) == (415, "unsupported_encoding")
         # With and without a Content-Length, several times: when the proxy's limit
-        # and hookgate's answer race (Caddy), every outcome must be 413.
+        # and hookgate's answer race (Caddy), every answer must be 413. Caddy 2.6 now
+        # and then drops the connection instead of answering (README: a refusal the
+        # provider retries); nginx never does. Nothing over the limit is ever stored.
         for attempt in range(OVERSIZE_ATTEMPTS):
             for data in (io.BytesIO(over), _chunks(over)):
-                status, _, answer = await send(session, proxied.url, data, signed(over))
+                try:
+                    status, _, answer = await send(session, proxied.url, data, signed(over))
+                except aiohttp.ServerDisconnectedError:
+                    assert proxied.proxy.name == "caddy", (attempt, type(data))
+                    answered_by.add("dropped by caddy")
+                    continue
                 assert status == 413, (attempt, type(data), answer[:300])
                 answered_by.add(who_answered(answer))
 
@@ -429,7 +436,7 @@ async def test_the_body_passes_as_sent_up_to_max_body_and_not_beyond(proxied: Se
         assert proxied.rejected("payload_too_large") == []
     else:
         # Caddy streams: hookgate's JSON 413, or Caddy's own when its limit cut first.
-        assert answered_by <= {"hookgate", "caddy"}, answered_by
+        assert answered_by <= {"hookgate", "caddy", "dropped by caddy"}, answered_by
 
 
 async def test_the_admin_listener_is_not_reachable_through_the_proxy(proxied: Setup) -> None:
