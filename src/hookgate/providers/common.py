@@ -81,6 +81,10 @@ class Provider:
     signer: Signer
     answer: Handshake | None = None
     needs_secret: bool = True
+    ip_ranges: tuple[str, ...] = ()
+    """The CIDRs the provider says its webhooks come from, where it publishes them."""
+    docs: str = ""
+    """The provider's page that specifies how its webhooks are signed."""
 
     def verifier(self, settings: Settings) -> Verifier:
         """The verifier for a source's ``[verify]`` table, its keys derived now.
