@@ -25,7 +25,39 @@ import msgspec
 from hookgate.config.values import Duration, Size
 
 Scheme = Literal[
-    "none", "hmac", "standard", "github", "stripe", "shopify", "slack", "gitlab", "basic"
+    "none",
+    "hmac",
+    "standard",
+    "github",
+    "stripe",
+    "shopify",
+    "slack",
+    "gitlab",
+    "basic",
+    "adyen",
+    "bitbucket",
+    "calendly",
+    "clerk",
+    "coinbase",
+    "contentful",
+    "forgejo",
+    "gitea",
+    "intuit",
+    "jira",
+    "mollie",
+    "netlify",
+    "pagerduty",
+    "postmark",
+    "razorpay",
+    "resend",
+    "segment",
+    "sentry",
+    "trello",
+    "twitch",
+    "typeform",
+    "vercel",
+    "woocommerce",
+    "xero",
 ]
 SignMode = Literal["none", "standard", "hmac-sha256"]
 Method = Literal["POST", "PUT", "PATCH"]
@@ -257,6 +289,9 @@ class VerifyConfig(_Table, frozen=True):
     prefix: str = ""
     timestamp_header: str | None = None
     signed_payload: str = "{body}"
+    # Providers that sign the URL they post to (trello, contentful): that URL, as
+    # registered at the provider.
+    url: str | None = None
 
 
 class SourceConfig(_Table, frozen=True):

@@ -82,9 +82,12 @@ class Expression:
             return headers.get(self.argument)
         node = document
         for part in self.path:
-            if not isinstance(node, dict) or part not in node:
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]  # "events.0.type": an array's item by index
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
                 return None
-            node = node[part]
         if isinstance(node, str):
             return node
         if isinstance(node, bool) or not isinstance(node, int | float):

@@ -48,6 +48,8 @@ class Settings(Protocol):
     def timestamp_header(self) -> str | None: ...
     @property
     def signed_payload(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
 
 
 class Verifier(Protocol):
@@ -292,6 +294,8 @@ def hmac_preset(
     event_type: tuple[str, ...],
     event_id: tuple[str, ...],
     answer: Handshake | None = None,
+    ip_ranges: tuple[str, ...] = (),
+    docs: str = "",
 ) -> Provider:
     """A provider whose requests carry an HMAC of a fixed ``shape``."""
     return Provider(
@@ -301,4 +305,6 @@ def hmac_preset(
         build=lambda settings: HmacVerifier(shape, settings.secrets, settings.tolerance),
         signer=lambda settings, body, now: shape.sign(first_secret(settings), body, now),
         answer=answer,
+        ip_ranges=ip_ranges,
+        docs=docs,
     )

@@ -1,5 +1,9 @@
 """Stripe: ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]``, an HMAC-SHA256 of
-``"<t>.<body>"`` keyed with the whole ``whsec_...`` string (not a decoded key)."""
+``"<t>.<body>"`` keyed with the whole ``whsec_...`` string (not a decoded key).
+
+Calendly signs the same way in its own header: ``StripeStyleVerifier`` and
+``stripe_style_headers`` serve both.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,20 @@ if TYPE_CHECKING:
     from hookgate.providers.common import Settings
 
 
-class _StripeVerifier:
-    def __init__(self, secrets: Sequence[str], tolerance: float) -> None:
+class StripeStyleVerifier:
+    """Checks ``t=<unix>,v1=<hex>...`` in ``header``: an HMAC-SHA256 of ``"<t>.<body>"``."""
+
+    def __init__(self, secrets: Sequence[str], tolerance: float, header: str) -> None:
         # Stripe keys the HMAC with the whole "whsec_..." string, not a decoded key.
         self._macs = common.keyed((s.encode() for s in secrets), "sha256")
         self._tolerance = tolerance
+        self._header = header
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         """Check every v1 signature; v0 and unknown schemes are ignored."""
         timestamp: str | None = None
         signatures = []
-        for item in common.header(headers, "Stripe-Signature").split(","):
+        for item in common.header(headers, self._header).split(","):
             key, equals, value = item.partition("=")
             if not equals or (key == "t" and timestamp is not None):
                 raise VerificationFailed("malformed header")
@@ -39,13 +46,18 @@ class _StripeVerifier:
         common.match(self._macs, signatures, timestamp.encode() + b".", body)
 
 
+def stripe_style_headers(header: str, secret: str, body: bytes, now: int) -> dict[str, str]:
+    """``header`` signing ``body`` at ``now`` as ``StripeStyleVerifier`` checks it."""
+    digest = common.mac(secret.encode(), "sha256", f"{now}.".encode(), body)
+    return {header: f"t={now},v1={digest.hex()}"}
+
+
 def _verifier(settings: Settings) -> common.Verifier:
-    return _StripeVerifier(settings.secrets, settings.tolerance)
+    return StripeStyleVerifier(settings.secrets, settings.tolerance, "Stripe-Signature")
 
 
 def _sign(settings: Settings, body: bytes, now: int) -> dict[str, str]:
-    digest = common.mac(common.first_secret(settings).encode(), "sha256", f"{now}.".encode(), body)
-    return {"Stripe-Signature": f"t={now},v1={digest.hex()}"}
+    return stripe_style_headers("Stripe-Signature", common.first_secret(settings), body, now)
 
 
 PROVIDER = common.Provider(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 import pytest
 from multidict import CIMultiDict
 
 from hookgate import providers
 from hookgate.config import Duration, Scheme, VerifyConfig
 from hookgate.errors import VerificationFailed
+from hookgate.inbound.listener import Extraction
 
 TOLERANCE = 300
 BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
@@ -66,3 +68,15 @@ def rejects(
         verifier.verify(hdrs, body, time.time() if now is None else now)
     assert failed.value.reason == reason
     assert str(failed.value) == reason
+
+
+def extracted(scheme: Scheme, hdrs: CIMultiDict[str], body: bytes) -> tuple[str | None, str | None]:
+    """The event type and id the ingress takes from a request with ``scheme``'s defaults."""
+    provider = providers.get(scheme)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    event_type = Extraction.build("event_type", None, provider.event_type)
+    event_id = Extraction.build("event_id", None, provider.event_id)
+    return event_type.extract(hdrs, document), event_id.extract(hdrs, document)
