@@ -2,7 +2,8 @@
 
 https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: hex HMAC-SHA256 of the raw body in ``X-Hub-Signature`` after 'sha256='.
+hookgate, from that page's description: hex HMAC-SHA256 of the raw
+body in ``X-Hub-Signature`` after 'sha256='.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 https://forgejo.org/docs/latest/user/webhooks/
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: hex HMAC-SHA256 of the raw body in ``X-Forgejo-Signature``.
+hookgate, from that page's description: hex HMAC-SHA256 of the raw
+body in ``X-Forgejo-Signature``.
 """
 
 from __future__ import annotations

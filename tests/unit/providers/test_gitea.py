@@ -2,7 +2,8 @@
 
 https://docs.gitea.com/usage/webhooks
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: hex HMAC-SHA256 of the raw body in ``X-Gitea-Signature``.
+hookgate, from that page's description: hex HMAC-SHA256 of the raw
+body in ``X-Gitea-Signature``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 https://developer.intuit.com/app/developer/qbo/docs/develop/webhooks/managing-webhooks-notifications
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: base64 HMAC-SHA256 of the raw body in ``intuit-signature``.
+hookgate, from that page's description: base64 HMAC-SHA256 of the raw
+body in ``intuit-signature``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from multidict import CIMultiDict
 from .conftest import extracted, headers, make, rejects
 
 SECRET = "intuit-webhook-secret-0123456789"
-BODY = b'{"eventNotifications": [{"realmId": "1185883450", "dataChangeEvent": {"entities": [{"name": "Customer", "id": "1", "operation": "Create"}]}}]}'
+BODY = (
+    b'{"eventNotifications": [{"realmId": "1185883450", "dataChangeEvent": {'
+    b'"entities": [{"name": "Customer", "id": "1", "operation": "Create"}]}}'
+    b"]}"
+)
 
 
 def signed(body: bytes = BODY, secret: str = SECRET) -> CIMultiDict[str]:

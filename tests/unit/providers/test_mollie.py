@@ -2,7 +2,8 @@
 
 https://docs.mollie.com/reference/webhooks-best-practices
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: hex HMAC-SHA256 of the raw body in ``X-Mollie-Signature`` after 'sha256='.
+hookgate, from that page's description: hex HMAC-SHA256 of the raw
+body in ``X-Mollie-Signature`` after 'sha256='.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from multidict import CIMultiDict
 from .conftest import extracted, headers, make, rejects
 
 SECRET = "mollie-webhook-secret-0123456789"
-BODY = b'{"resource": "event", "id": "event_GvJ8WHrp5isUdRub9CJyH", "type": "payment-link.paid", "entityId": "pl_qng5gbbv8NAZ5gpM5ZYgx"}'
+BODY = (
+    b'{"resource": "event", "id": "event_GvJ8WHrp5isUdRub9CJyH", "type": "pa'
+    b'yment-link.paid", "entityId": "pl_qng5gbbv8NAZ5gpM5ZYgx"}'
+)
 
 
 def signed(body: bytes = BODY, secret: str = SECRET) -> CIMultiDict[str]:

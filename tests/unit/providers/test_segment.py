@@ -2,7 +2,8 @@
 
 https://segment.com/docs/connections/destinations/catalog/webhooks/
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: hex HMAC-SHA1 of the raw body in ``X-Signature``.
+hookgate, from that page's description: hex HMAC-SHA1 of the raw
+body in ``X-Signature``.
 """
 
 from __future__ import annotations

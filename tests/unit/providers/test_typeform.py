@@ -2,7 +2,8 @@
 
 https://www.typeform.com/developers/webhooks/secure-your-webhooks/
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: base64 HMAC-SHA256 of the raw body in ``Typeform-Signature`` after 'sha256='.
+hookgate, from that page's description: base64 HMAC-SHA256 of the raw
+body in ``Typeform-Signature`` after 'sha256='.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from multidict import CIMultiDict
 from .conftest import extracted, headers, make, rejects
 
 SECRET = "typeform-webhook-secret-0123456789"
-BODY = b'{"event_id": "01HABCDEF", "event_type": "form_response", "form_response": {"form_id": "lT4Z3j"}}'
+BODY = (
+    b'{"event_id": "01HABCDEF", "event_type": "form_response", "form_respons'
+    b'e": {"form_id": "lT4Z3j"}}'
+)
 
 
 def signed(body: bytes = BODY, secret: str = SECRET) -> CIMultiDict[str]:

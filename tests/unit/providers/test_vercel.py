@@ -2,7 +2,8 @@
 
 https://vercel.com/docs/webhooks/webhooks-api#securing-webhooks
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: hex HMAC-SHA1 of the raw body in ``x-vercel-signature``.
+hookgate, from that page's description: hex HMAC-SHA1 of the raw
+body in ``x-vercel-signature``.
 """
 
 from __future__ import annotations

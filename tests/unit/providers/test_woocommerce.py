@@ -2,7 +2,8 @@
 
 https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks
 gives no signed example to copy, so the signature is computed here, independently of
-hookgate, from that page's description: base64 HMAC-SHA256 of the raw body in ``X-WC-Webhook-Signature``.
+hookgate, from that page's description: base64 HMAC-SHA256 of the raw
+body in ``X-WC-Webhook-Signature``.
 """
 
 from __future__ import annotations
