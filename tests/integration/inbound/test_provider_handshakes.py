@@ -1,0 +1,155 @@
+"""Providers known by name on the real ingress (loopback socket, SQLite outbox): their
+handshakes are answered and never stored, their webhooks are stored with the event
+type and id their defaults name, and a forged request is refused."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from hookgate import config
+from hookgate.inbound.listener import Ingress
+from hookgate.store.sqlite import SQLiteStore
+
+TWITCH_SECRET = "twitch-eventsub-secret"
+XERO_KEY = "xero-webhook-key"
+TRELLO_SECRET = "trello-app-secret"
+TRELLO_URL = "https://hooks.example.com/hooks/trello"
+
+CONFIG = f"""
+[server]
+listen = "127.0.0.1:0"
+
+[sources.twitch]
+path = "/hooks/twitch"
+[sources.twitch.verify]
+scheme = "twitch"
+secrets = ["{TWITCH_SECRET}"]
+
+[sources.xero]
+path = "/hooks/xero"
+[sources.xero.verify]
+scheme = "xero"
+secrets = ["{XERO_KEY}"]
+
+[sources.trello]
+path = "/hooks/trello"
+[sources.trello.verify]
+scheme = "trello"
+secrets = ["{TRELLO_SECRET}"]
+url = "{TRELLO_URL}"
+
+[destinations.all]
+url = "http://127.0.0.1:9/all"
+sources = ["twitch", "xero", "trello"]
+"""
+
+
+class Ingested:
+    def __init__(self, base: str, session: aiohttp.ClientSession, db: Path) -> None:
+        self.base, self.session, self.db = base, session, db
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        async with self.session.post(self.base + path, data=body, headers=headers) as answer:
+            return answer.status, await answer.read()
+
+    def messages(self) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            sql = "SELECT source, event_type, event_id FROM messages ORDER BY id"
+            return conn.execute(sql).fetchall()
+
+
+@pytest.fixture
+async def ingress(tmp_path: Path) -> AsyncIterator[Ingested]:
+    path = tmp_path / "hookgate.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    cfg = config.load(path, {})
+    store = SQLiteStore(cfg.storage.path)
+    await store.open()
+    runner = web.ServerRunner(Ingress(cfg, store).server(), handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            yield Ingested(base, session, Path(cfg.storage.path))
+    finally:
+        await runner.cleanup()
+        await store.close()
+
+
+def twitch(body: bytes, message_type: str, secret: str = TWITCH_SECRET) -> dict[str, str]:
+    message_id = hashlib.sha256(body).hexdigest()[:32]
+    sent = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    mac = hmac.digest(secret.encode(), (message_id + sent).encode() + body, "sha256")
+    return {
+        "Twitch-Eventsub-Message-Id": message_id,
+        "Twitch-Eventsub-Message-Timestamp": sent,
+        "Twitch-Eventsub-Message-Signature": "sha256=" + mac.hex(),
+        "Twitch-Eventsub-Message-Type": message_type,
+        "Twitch-Eventsub-Subscription-Type": "stream.online",
+    }
+
+
+async def test_twitch_challenge_revocation_and_notification(ingress: Ingested) -> None:
+    challenge = orjson.dumps({"challenge": "pogchamp-kappa", "subscription": {"type": "x"}})
+    verification = twitch(challenge, "webhook_callback_verification")
+    assert await ingress.post("/hooks/twitch", challenge, verification) == (200, b"pogchamp-kappa")
+    forged = twitch(challenge, "webhook_callback_verification", "not-the-secret")
+    assert (await ingress.post("/hooks/twitch", challenge, forged))[0] == 401
+    assert ingress.messages() == []
+
+    revocation = orjson.dumps({"subscription": {"status": "authorization_revoked"}})
+    notification = orjson.dumps({"subscription": {"type": "stream.online"}, "event": {}})
+    revoked = twitch(revocation, "revocation")
+    notified = twitch(notification, "notification")
+    assert (await ingress.post("/hooks/twitch", revocation, revoked))[0] == 202
+    assert (await ingress.post("/hooks/twitch", notification, notified))[0] == 202
+    # Twitch re-sends with the same message id: acknowledged, not stored twice.
+    assert (await ingress.post("/hooks/twitch", notification, notified))[0] == 200
+    assert ingress.messages() == [
+        ("twitch", "stream.online", revoked["Twitch-Eventsub-Message-Id"]),
+        ("twitch", "stream.online", notified["Twitch-Eventsub-Message-Id"]),
+    ]
+
+
+def xero(body: bytes, key: str = XERO_KEY) -> dict[str, str]:
+    return {
+        "x-xero-signature": base64.b64encode(hmac.digest(key.encode(), body, "sha256")).decode()
+    }
+
+
+async def test_xero_intent_to_receive_then_events(ingress: Ingested) -> None:
+    intent = b'{"events": [], "firstEventSequence": 0, "lastEventSequence": 0, "entropy": "X"}'
+    assert await ingress.post("/hooks/xero", intent, xero(intent)) == (200, b"")
+    assert (await ingress.post("/hooks/xero", intent, xero(intent, "wrong")))[0] == 401
+    assert ingress.messages() == []
+    events = orjson.dumps({"events": [{"eventCategory": "INVOICE", "eventType": "UPDATE"}]})
+    assert (await ingress.post("/hooks/xero", events, xero(events)))[0] == 202
+    assert ingress.messages() == [("xero", "INVOICE", None)]
+
+
+async def test_trello_signature_covers_the_configured_callback_url(ingress: Ingested) -> None:
+    body = orjson.dumps({"action": {"id": "51f9424bcd6e040f3c002412", "type": "updateCard"}})
+
+    def signed(url: str) -> dict[str, str]:
+        mac = hmac.digest(TRELLO_SECRET.encode(), body + url.encode(), "sha1")
+        return {"X-Trello-Webhook": base64.b64encode(mac).decode()}
+
+    assert (await ingress.post("/hooks/trello", body, signed(TRELLO_URL + "/x")))[0] == 401
+    assert (await ingress.post("/hooks/trello", body, signed(TRELLO_URL)))[0] == 202
+    assert ingress.messages() == [("trello", "updateCard", "51f9424bcd6e040f3c002412")]
