@@ -11,11 +11,15 @@ from typing import Any
 import orjson
 import pytest
 from Adyen import util
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from hookgate import providers
+from hookgate.errors import VerificationFailed
 
-from .conftest import extracted, make, rejects, settings
+from .conftest import extracted, make, rejects
+from .conftest import settings as table
 
 # The sample HMAC key of Adyen's own examples.
 KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
@@ -116,4 +120,29 @@ def test_adyen_refuses_a_key_that_is_not_hex() -> None:
 def test_adyen_send_adds_no_header_the_body_carries_the_signature(now: int) -> None:
     adyen = providers.get("adyen")
     body = orjson.dumps(notification(signed_item()))
-    assert adyen.sign(settings("adyen", KEY), body, now) == {}
+    assert adyen.sign(table("adyen", KEY), body, now) == {}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=12,
+)
+item_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "pspReference": json_values,
+        "amount": json_values,
+        "success": json_values,
+        "eventCode": json_values,
+        "additionalData": st.one_of(json_values, st.just({"hmacSignature": "AAAA"})),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(item_fields.map(lambda item: notification(item)), json_values))
+def test_adyen_never_passes_or_breaks_on_forged_bodies(document: Any) -> None:
+    body = orjson.dumps(document)
+    with pytest.raises(VerificationFailed):
+        make("adyen", KEY).verify(CIMultiDict(), body, 0)

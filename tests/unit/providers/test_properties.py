@@ -4,6 +4,7 @@ anything but VerificationFailed; correctly signed requests always pass."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +29,15 @@ STANDARD_KEY = base64.b64decode(STANDARD_SECRET.removeprefix("whsec_"))
 OTHER_STANDARD_SECRET = "whsec_" + base64.b64encode(b"another key").decode()
 SECRET = "a-shared-secret"
 BASIC_SECRET = "user:pass word"
+NETLIFY_SECRET = "a-netlify-jws-secret-of-32-bytes-at-least"
+CALLBACK_URL = "https://hooks.example.com/hooks/p"
+# With rotated=True, the secret in front of the signing one, of the scheme's own form.
+OTHER_SECRETS = {
+    "standard": OTHER_STANDARD_SECRET,
+    "clerk": OTHER_STANDARD_SECRET,
+    "resend": OTHER_STANDARD_SECRET,
+    "netlify": "another-netlify-jws-secret-32-bytes-long",
+}
 
 PROPERTY = settings(max_examples=200, deadline=None)
 
@@ -46,13 +56,42 @@ SCHEMES: dict[str, tuple[Scheme, str, dict[str, Any]]] = {
         SECRET,
         {"header": "X-Sig", "timestamp_header": "X-Ts", "signed_payload": "{timestamp}:{body}"},
     ),
+    # The providers known by name (Adyen signs inside the body: test_adyen.py).
+    **{
+        name: (name, SECRET, {})
+        for name in (
+            "bitbucket",
+            "calendly",
+            "coinbase",
+            "forgejo",
+            "gitea",
+            "intuit",
+            "jira",
+            "mollie",
+            "pagerduty",
+            "razorpay",
+            "segment",
+            "sentry",
+            "twitch",
+            "typeform",
+            "vercel",
+            "woocommerce",
+            "xero",
+        )
+    },
+    "clerk": ("clerk", STANDARD_SECRET, {}),
+    "resend": ("resend", STANDARD_SECRET, {}),
+    "netlify": ("netlify", NETLIFY_SECRET, {}),
+    "postmark": ("postmark", BASIC_SECRET, {}),
+    "trello": ("trello", SECRET, {"url": CALLBACK_URL}),
+    "contentful": ("contentful", SECRET, {"url": CALLBACK_URL}),
 }
 
 
 def verifier(name: str, *, rotated: bool = False) -> providers.Verifier:
     scheme, secret, options = SCHEMES[name]
     # With rotated=True the signing secret is the second one, as during a rotation.
-    other = OTHER_STANDARD_SECRET if scheme == "standard" else "other:secret"
+    other = OTHER_SECRETS.get(scheme, "other:secret")
     secrets = [other, secret] if rotated else [secret]
     config = VerifyConfig(scheme=scheme, secrets=secrets, tolerance=Duration(TOLERANCE), **options)
     return providers.get(scheme).verifier(config)
@@ -60,6 +99,39 @@ def verifier(name: str, *, rotated: bool = False) -> providers.Verifier:
 
 def mac(message: bytes, key: bytes = SECRET.encode(), algorithm: str = "sha256") -> bytes:
     return hmac.digest(key, message, algorithm)
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def rfc3339(ts: int) -> str:
+    # RFC 3339 ends with the year 9999: later timestamps are drawn as its last second.
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    moment = datetime.fromtimestamp(min(ts, int(last.timestamp())), UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000000001Z")
+
+
+def netlify_token(body: bytes) -> str:
+    def b64url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64url(b'{"alg":"HS256","typ":"JWT"}')
+    claims = b64url(b'{"iss":"netlify","sha256":"%s"}' % hashlib.sha256(body).hexdigest().encode())
+    signature = mac(f"{head}.{claims}".encode(), NETLIFY_SECRET.encode())
+    return f"{head}.{claims}.{b64url(signature)}"
+
+
+def contentful_headers(body: bytes, ts: int) -> dict[str, str]:
+    signed = "x-contentful-signed-headers,x-contentful-timestamp"
+    canonical = (
+        f"POST\n/hooks/p\nx-contentful-signed-headers:{signed};x-contentful-timestamp:{ts}000\n"
+    )
+    return {
+        "x-contentful-timestamp": f"{ts}000",
+        "x-contentful-signed-headers": signed,
+        "x-contentful-signature": mac(canonical.encode() + body).hex(),
+    }
 
 
 # Signers, each written from the provider's documented algorithm over raw bytes (the
@@ -90,10 +162,52 @@ SIGNERS: dict[str, Signer] = {
         "X-Ts": str(ts),
         "X-Sig": mac(f"{ts}:".encode() + body).hex(),
     },
+    "bitbucket": lambda body, ts: {"X-Hub-Signature": "sha256=" + mac(body).hex()},
+    "calendly": lambda body, ts: {
+        "Calendly-Webhook-Signature": f"t={ts},v1={mac(f'{ts}.'.encode() + body).hex()}"
+    },
+    "coinbase": lambda body, ts: {"X-CC-Webhook-Signature": mac(body).hex()},
+    "forgejo": lambda body, ts: {"X-Forgejo-Signature": mac(body).hex()},
+    "gitea": lambda body, ts: {"X-Gitea-Signature": mac(body).hex()},
+    "intuit": lambda body, ts: {"intuit-signature": b64(mac(body))},
+    "jira": lambda body, ts: {"X-Hub-Signature": "sha256=" + mac(body).hex()},
+    "mollie": lambda body, ts: {"X-Mollie-Signature": "sha256=" + mac(body).hex()},
+    "pagerduty": lambda body, ts: {"X-PagerDuty-Signature": "v1=" + mac(body).hex()},
+    "razorpay": lambda body, ts: {"X-Razorpay-Signature": mac(body).hex()},
+    "segment": lambda body, ts: {"X-Signature": mac(body, algorithm="sha1").hex()},
+    "sentry": lambda body, ts: {"Sentry-Hook-Signature": mac(body).hex()},
+    "twitch": lambda body, ts: {
+        "Twitch-Eventsub-Message-Id": "m1",
+        "Twitch-Eventsub-Message-Timestamp": rfc3339(ts),
+        "Twitch-Eventsub-Message-Signature": "sha256="
+        + mac(f"m1{rfc3339(ts)}".encode() + body).hex(),
+    },
+    "typeform": lambda body, ts: {"Typeform-Signature": "sha256=" + b64(mac(body))},
+    "vercel": lambda body, ts: {"x-vercel-signature": mac(body, algorithm="sha1").hex()},
+    "woocommerce": lambda body, ts: {"X-WC-Webhook-Signature": b64(mac(body))},
+    "xero": lambda body, ts: {"x-xero-signature": b64(mac(body))},
+    "clerk": lambda body, ts: SIGNERS["standard"](body, ts),
+    "resend": lambda body, ts: SIGNERS["standard"](body, ts),
+    "netlify": lambda body, ts: {"X-Webhook-Signature": netlify_token(body)},
+    "postmark": lambda body, ts: SIGNERS["basic"](body, ts),
+    "trello": lambda body, ts: {
+        "X-Trello-Webhook": b64(mac(body + CALLBACK_URL.encode(), algorithm="sha1"))
+    },
+    "contentful": lambda body, ts: contentful_headers(body, ts),
 }
 # Schemes whose signature covers the body: the rest (gitlab, basic) send a fixed credential.
-BODY_SIGNED = [name for name in SCHEMES if name not in ("gitlab", "basic")]
-TIMESTAMPED = ["standard", "stripe", "slack", "hmac-timestamped"]
+BODY_SIGNED = [name for name in SCHEMES if name not in ("gitlab", "basic", "postmark")]
+TIMESTAMPED = [
+    "standard",
+    "stripe",
+    "slack",
+    "hmac-timestamped",
+    "calendly",
+    "clerk",
+    "contentful",
+    "resend",
+    "twitch",
+]
 
 HEADER_NAMES = sorted({name for sign in SIGNERS.values() for name in sign(b"", NOW)})
 
