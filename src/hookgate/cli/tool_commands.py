@@ -33,6 +33,11 @@ def add_send(commands: Any, common: argparse.ArgumentParser) -> None:
     hmac_options.add_argument(
         "--signed-payload", metavar="TEMPLATE", default="{body}", help="default: {body}"
     )
+    send.add_argument(
+        "--signed-url",
+        metavar="URL",
+        help="trello, contentful: the URL the provider signs, as in [verify] url (default: URL)",
+    )
     send.add_argument("--body-file", metavar="FILE", help="the body (default: stdin; - for stdin)")
     send.add_argument(
         "--content-type", default="application/json", metavar="TYPE", help="default: %(default)s"
@@ -109,6 +114,7 @@ def _signing_options(args: argparse.Namespace) -> config.VerifyConfig:
         prefix=args.prefix,
         timestamp_header=args.timestamp_header,
         signed_payload=args.signed_payload,
+        url=args.signed_url or args.url,
     )
     try:
         tools.check_signing(options)

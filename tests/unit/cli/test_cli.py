@@ -32,7 +32,7 @@ from slack_sdk.signature import SignatureVerifier
 import hookgate.addresses  # noqa: F401 - loaded before check_config_as forks (config imports it)
 from hookgate import cli, config, providers
 from hookgate.admin import answers
-from hookgate.cli import admin_commands, client, tools
+from hookgate.cli import admin_commands, client, tool_commands, tools
 from hookgate.errors import ConfigError, VerificationFailed
 from hookgate.outbound import signing
 
@@ -164,7 +164,7 @@ def test_send_arguments() -> None:
 
 def test_send_defaults() -> None:
     args = parse("send", "http://h/")
-    assert (args.scheme, args.secret, args.body_file) == ("none", None, None)
+    assert (args.scheme, args.secret, args.body_file, args.signed_url) == ("none", None, None, None)
     assert args.content_type == "application/json"
     assert (args.algorithm, args.encoding, args.signed_payload) == ("sha256", "hex", "{body}")
 
@@ -581,6 +581,17 @@ def test_another_secret_does_not_verify(scheme: config.Scheme, now: int) -> None
         providers.get(scheme).verifier(signing_options(scheme, other)).verify(
             CIMultiDict(headers), BODY, now
         )
+
+
+@pytest.mark.parametrize("scheme", ["trello", "contentful"])
+def test_send_signs_the_target_url_unless_told_another(scheme: config.Scheme, now: int) -> None:
+    target = "http://127.0.0.1:8080/hooks/" + scheme
+    public = "https://hooks.example.com/hooks/" + scheme
+    for argv, signed_url in (([], target), (["--signed-url", public], public)):
+        args = parse("send", target, "--scheme", scheme, "--secret", SECRETS[scheme], *argv)
+        options = tool_commands._signing_options(args)
+        assert options.url == signed_url
+        round_trip(options, now)
 
 
 @pytest.mark.parametrize(
