@@ -201,8 +201,14 @@ def _chart(series: str, title: str) -> Markup:
         tag("figcaption", {}, title, " ", tag("span", {"class": "last", "data-last": series})),
         tag(
             "svg",
-            {"data-series": series, "viewBox": "0 0 300 80", "role": "img", "aria-label": title},
-            tag("polyline", {"points": "", "fill": "none"}),
+            {
+                "data-series": series,
+                "viewBox": "0 0 300 80",
+                "preserveAspectRatio": "none",
+                "role": "img",
+                "aria-label": title,
+            },
+            tag("g", {"class": "bars"}),
         ),
     )
 

@@ -38,15 +38,24 @@ function setLatest(messages) {
   body.replaceChildren(...rows);
 }
 
+// One bar per sampling interval (10 s) of the last hour; the last bar is "so far".
 function setCharts(charts) {
   for (const svg of document.querySelectorAll("svg[data-series]")) {
     const series = charts[svg.dataset.series] || [];
     const top = Math.max(1, ...series);
-    const step = series.length > 1 ? 300 / (series.length - 1) : 0;
-    const points = series.map((v, i) => `${(i * step).toFixed(1)},${(78 - (v / top) * 74).toFixed(1)}`);
-    svg.querySelector("polyline").setAttribute("points", points.join(" "));
+    const width = 300 / Math.max(series.length, 30);
+    const bars = series.map((value, i) => {
+      const bar = document.createElementNS(SVG, "rect");
+      const height = Math.max((value / top) * 76, value > 0 ? 1 : 0);
+      bar.setAttribute("x", (300 - (series.length - i) * width).toFixed(2));
+      bar.setAttribute("y", (78 - height).toFixed(2));
+      bar.setAttribute("width", Math.max(width - 1, 0.5).toFixed(2));
+      bar.setAttribute("height", height.toFixed(2));
+      return bar;
+    });
+    svg.querySelector("g.bars").replaceChildren(...bars);
     const last = document.querySelector(`[data-last="${svg.dataset.series}"]`);
-    if (last) last.textContent = series.length ? `now ${series[series.length - 1]}, max ${top}` : "";
+    if (last) last.textContent = series.length ? `· now ${series[series.length - 1]}, max ${top}` : "";
   }
 }
 
