@@ -141,7 +141,7 @@ async def test_listing_plan_uses_an_index_and_no_sort(grown: tuple[Path, float],
 
 
 async def test_listing_filters_find_the_right_rows(grown: tuple[Path, float]) -> None:
-    db_path, now = grown
+    db_path, _ = grown
     rows, _ = await listing_statements(db_path, MessageFilter(event_id="evt_123456"))
     assert [(r.event_id, r.source) for r in rows] == [("evt_123456", SOURCES[123456 % 4])]
     rows, _ = await listing_statements(db_path, MessageFilter(destination="audit", state="dead"))

@@ -199,7 +199,10 @@ def _delivery_filter(query: MessageFilter) -> tuple[str, Any]:
     if not params:
         return ("", None)
     # Only fixed clauses are formatted in (their values are bound).
-    clause = f"EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_message WHERE d.message_id = m.id AND {where})"  # noqa: S608
+    clause = (
+        "EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_message"  # noqa: S608
+        f" WHERE d.message_id = m.id AND {where})"
+    )
     return (clause, tuple(params))
 
 
