@@ -303,3 +303,19 @@ async def test_bodies_can_be_hidden_and_are_cut_at_the_preview_size(
         else:
             assert private in text and "Cut at 1024 of" in text and "z" * 4000 not in text
     assert downstream.default == Reply()
+
+
+async def test_without_a_token_the_dashboard_stays_shut(
+    start_daemon: StartDaemon, downstream: Downstream
+) -> None:
+    config = dashboard_config(downstream)
+    del config["admin"]["token"]
+    daemon = await start_daemon(**config)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        browser = Browser(daemon, session)
+        status, text, _ = await browser.get("/signin")
+        assert status == 200 and "Set a token in [admin]" in text
+        status, _, _ = await browser.post("/signin", {"token": ""})
+        assert status == 403
+        status, _, answer = await browser.get("/")
+        assert (status, answer.headers["Location"]) == (303, "/signin")

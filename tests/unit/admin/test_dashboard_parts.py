@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hookgate.admin.dashboard import app, history, overview, pages
+from hookgate.admin.dashboard import app, history, overview, pages, sessions
 from hookgate.admin.dashboard.html import Markup, tag
 
 
@@ -85,3 +85,33 @@ def test_age(seconds: float, text: str) -> None:
 )
 def test_back_link_stays_on_the_listener(given: str | None, back: str) -> None:
     assert app._local(given) == back
+
+
+def test_a_session_ends_when_the_token_changes_or_it_idles() -> None:
+    store = sessions.Sessions()
+    digest, other = b"a" * 32, b"b" * 32
+    session = store.start(digest)
+    assert store.find(session.id, digest) is session
+    assert store.find(session.id, other) is None  # a reload changed the token
+    assert store.find(session.id, digest) is None  # and it stays ended
+    idle = store.start(digest)
+    idle.last_seen -= sessions.IDLE_TIMEOUT + 1
+    assert store.find(idle.id, digest) is None
+    assert store.find(store.start(digest).id, None) is None  # no token configured
+
+
+def test_sessions_are_bounded() -> None:
+    store = sessions.Sessions()
+    first = store.start(b"a")
+    for _ in range(sessions.MAX_SESSIONS):
+        store.start(b"a")
+    assert store.find(first.id, b"a") is None
+
+
+def test_a_session_checks_its_form_token_and_shows_a_result_once() -> None:
+    session = sessions.Sessions().start(b"a")
+    assert session.csrf_matches(session.csrf)
+    assert not session.csrf_matches(None) and not session.csrf_matches(session.csrf + "x")
+    session.flash = "done"
+    assert session.take_flash() == ("done", False)
+    assert session.take_flash() is None
