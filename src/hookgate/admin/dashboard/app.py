@@ -43,6 +43,7 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+_STORE_DOWN = "the store cannot answer now (the log says why)."
 _STATIC = resources.files("hookgate.admin.dashboard") / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 
@@ -104,10 +105,7 @@ class Dashboard:
                 return _secured(await handler(request, session))
             except StoreError as exc:
                 log.error("dashboard.store_failed", path=request.path, error=str(exc))
-                return _html(
-                    pages.layout("Unavailable", Markup("The store cannot answer now."), session),
-                    503,
-                )
+                return _html(pages.problem("Unavailable", _STORE_DOWN, session), 503)
 
         return page
 
@@ -115,14 +113,13 @@ class Dashboard:
         async def action(request: web.Request) -> web.StreamResponse:
             session = self._session(request)
             if session is None:
-                return _html(pages.layout("Signed out", Markup("Sign in first."), None), 401)
+                return _html(pages.problem("Signed out", "Sign in first.", None), 401)
             form = await request.post()
             csrf = form.get("csrf")
             if not session.csrf_matches(csrf if isinstance(csrf, str) else None):
                 log.warning("dashboard.csrf_refused", path=request.path, actor=session.label)
-                return _html(
-                    pages.layout("Refused", Markup("Missing or wrong form token."), session), 403
-                )
+                refusal = pages.problem("Refused", "Missing or wrong form token.", session)
+                return _html(refusal, 403)
             return _secured(await handler(request, session))
 
         return action
@@ -190,12 +187,7 @@ class Dashboard:
         try:
             detail = await self.api.message_detail(request.match_info["id"])
         except Problem as exc:
-            return _html(
-                pages.layout("Not found", Markup(""), session)
-                if exc.status == 404
-                else pages.layout("Error", Markup(""), session),
-                exc.status,
-            )
+            return _html(pages.problem("Not found", exc.detail, session), exc.status)
         admin = self.api.config.admin
         body = pages.message(
             detail,
@@ -305,6 +297,9 @@ class Dashboard:
             session.flash, session.flash_failed = await run(), False
         except Problem as exc:
             session.flash, session.flash_failed = f"Not done: {exc.detail}.", True
+        except StoreError as exc:
+            log.error("dashboard.store_failed", path=request.path, error=str(exc))
+            session.flash, session.flash_failed = f"Not done: {_STORE_DOWN}", True
         return _redirect(fields["back"])
 
 

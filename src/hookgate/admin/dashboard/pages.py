@@ -71,6 +71,11 @@ def layout(title: str, body: Markup, session: Session | None, live: bool = False
     return Markup("<!doctype html>\n" + document)
 
 
+def problem(title: str, text: str, session: Session | None) -> Markup:
+    """A page that only says what went wrong."""
+    return layout(title, tag("p", {"class": "flash failed", "role": "alert"}, text), session)
+
+
 def post_form(
     session: Session,
     action: str,
