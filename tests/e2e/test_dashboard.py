@@ -319,3 +319,53 @@ async def test_without_a_token_the_dashboard_stays_shut(
         assert status == 403
         status, _, answer = await browser.get("/")
         assert (status, answer.headers["Location"]) == (303, "/signin")
+
+
+def listed_event_ids(page: str) -> list[str]:
+    """The event ids of a messages table, in order."""
+    return re.findall(r'data-label="Event id">([^<]*)<', page)
+
+
+async def test_the_messages_page_filters_and_pages(
+    daemon: Daemon, browser: Browser, client: aiohttp.ClientSession, downstream: Downstream
+) -> None:
+    for n in range(3):
+        await send(client, daemon, {"type": f"order.{n}", "id": f"evt_{n}"})
+    await downstream.wait_count(3)
+    await browser.sign_in()
+    _, page, _ = await browser.get("/messages")
+    assert listed_event_ids(page) == ["evt_2", "evt_1", "evt_0"]
+    _, page, _ = await browser.get("/messages?event_type=order.1&source=shop")
+    assert listed_event_ids(page) == ["evt_1"]
+    _, page, _ = await browser.get("/messages?destination=orders&state=delivered")
+    assert listed_event_ids(page) == ["evt_2", "evt_1", "evt_0"]
+    _, page, _ = await browser.get("/messages?destination=orders&state=dead")
+    assert listed_event_ids(page) == []
+    _, page, _ = await browser.get("/messages?since=2000-01-01T00:00:00&until=2001-01-01T00:00")
+    assert listed_event_ids(page) == []
+    status, page, _ = await browser.get("/messages?since=yesterday")
+    assert status == 400 and "since: expected ISO 8601 or unix seconds" in page
+    # Paging: 50 a page; the "Older" link carries the filters and the cursor.
+    for n in range(3, 53):
+        await send(client, daemon, {"type": "bulk", "id": f"evt_{n}"})
+    _, page, _ = await browser.get("/messages?source=shop")
+    first = listed_event_ids(page)
+    older = re.search(r'class="more" href="([^"]+)"', page)
+    assert older is not None and "source=shop" in older[1] and "cursor=msg_" in older[1]
+    _, page, _ = await browser.get(older[1].replace("&amp;", "&"))
+    assert first + listed_event_ids(page) == [f"evt_{n}" for n in range(52, -1, -1)]
+
+
+async def test_the_overview_counts_rejections_by_reason(
+    daemon: Daemon, browser: Browser, client: aiohttp.ClientSession
+) -> None:
+    status, _ = await post(
+        client, daemon.url("/hooks/shop"), b'{"id": "x"}', headers={"X-Shop-Signature": "00"}
+    )
+    assert status == 401
+    await browser.sign_in()
+    _, text, _ = await browser.get("/live/overview")
+    values = json.loads(text)["values"]
+    assert re.fullmatch(r"1 \([a-z_]+ 1\)", values["src:shop:rejected_hour"]), values
+    assert values["src:shop:rejected_day"] == values["src:shop:rejected_hour"]
+    assert values["src:shop:in_hour"] == "0"
