@@ -154,7 +154,15 @@ async def test_an_operator_night_in_chromium(
     await expect(cell(page, "dst:orders:pending")).to_have_text("1")
     await expect(cell(page, "dst:orders:state")).to_have_text("paused")
     assert orders.for_id(waiting) == []
-    await confirm(page, "orders", "Resume")
+    # Resume by keyboard: focus the button, Enter; the confirmation has focus, Enter.
+    await (
+        page.locator("#destinations tr", has_text="orders")
+        .get_by_role("button", name="Resume")
+        .focus()
+    )
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("button", name="Confirm")).to_be_focused()
+    await page.keyboard.press("Enter")
     await expect(page.locator("#result")).to_contain_text("orders is")
     await wait_for(lambda: orders.for_id(waiting), message="the resumed delivery did not land")
     await expect(cell(page, "dst:orders:pending")).to_have_text("0")

@@ -84,6 +84,7 @@ def post_form(
     *,
     css: str = "action",
     extra: Markup | None = None,
+    focused: bool = False,
 ) -> Markup:
     """A form that POSTs ``fields`` with the session's CSRF token."""
     hidden = [tag("input", {"type": "hidden", "name": k, "value": v}) for k, v in fields.items()]
@@ -93,7 +94,7 @@ def post_form(
         tag("input", {"type": "hidden", "name": "csrf", "value": session.csrf}),
         hidden,
         extra,
-        tag("button", {"type": "submit"}, label),
+        tag("button", {"type": "submit", "autofocus": focused}, label),
     )
 
 
@@ -461,7 +462,9 @@ def _delivery(delivery: answers.DeliveryDetail, session: Session, back: dict[str
 
 def confirm(question: str, action: str, fields: Mapping[str, str], session: Session) -> Markup:
     back = fields.get("back", "/")
-    form = post_form(session, action, "Confirm", {**fields, "confirmed": "yes"}, css="confirm")
+    # Focused: Enter confirms, Tab then Enter cancels.
+    confirmed = {**fields, "confirmed": "yes"}
+    form = post_form(session, action, "Confirm", confirmed, css="confirm", focused=True)
     cancel = tag("a", {"href": back, "class": "cancel"}, "Cancel")
     return layout("Confirm", join([tag("p", {}, question), form, cancel]), session)
 
