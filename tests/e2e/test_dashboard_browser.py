@@ -79,6 +79,7 @@ async def confirm(page: Page, row: str, button: str) -> None:
     await page.get_by_role("button", name="Confirm").click()
 
 
+@pytest.mark.slow
 async def test_an_operator_night_in_chromium(
     start_daemon: StartDaemon,
     downstream_factory: MakeDownstream,
