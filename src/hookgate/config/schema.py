@@ -104,6 +104,10 @@ class AdminConfig(_Table, frozen=True):
     listen: str = "127.0.0.1:9090"
     token: str | None = None
     token_file: str | None = None
+    # The dashboard: false shows no message body at all (personal data), and a body
+    # longer than body_preview is cut there.
+    show_bodies: bool = True
+    body_preview: Size = Size(64 * 1024)
 
 
 class StorageConfig(_Table, frozen=True):
