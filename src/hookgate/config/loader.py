@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from hookgate import providers
 from hookgate.config import checks
 from hookgate.config.locate import explain, join
 from hookgate.config.report import Report
@@ -206,9 +207,34 @@ class Loader:
         for name, table in self._named_tables(raw, "sources"):
             source = self._convert(table, SourceConfig, f"sources.{name}")
             if source is not None:
+                assert isinstance(table, dict)  # else _convert returned None
+                source = self._with_provider(source, table, f"sources.{name}")
                 verify = self._with_secret_file(source.verify, f"sources.{name}.verify")
                 sources[name] = msgspec.structs.replace(source, verify=verify)
         return sources
+
+    def _with_provider(
+        self, source: SourceConfig, table: dict[str, Any], path: str
+    ) -> SourceConfig:
+        """``provider = NAME``: the provider's scheme, and its recommended ``allow_ips``
+        and ``tolerance`` where the source's ``table`` sets none (explicit keys win)."""
+        if source.provider is None:
+            return source
+        provider = providers.get(source.provider)
+        verify_table = table.get("verify")
+        explicit = set(verify_table) if isinstance(verify_table, dict) else set()
+        verify = source.verify
+        if "scheme" in explicit and verify.scheme != provider.name:
+            self.report.error(
+                f"{path}.verify.scheme",
+                f'"{verify.scheme}" contradicts provider = "{provider.name}" (drop one of them)',
+            )
+            return source
+        verify = msgspec.structs.replace(verify, scheme=provider.name)
+        if "tolerance" not in explicit and provider.tolerance is not None:
+            verify = msgspec.structs.replace(verify, tolerance=Duration(provider.tolerance))
+        allow_ips = source.allow_ips if "allow_ips" in table else list(provider.ip_ranges)
+        return msgspec.structs.replace(source, verify=verify, allow_ips=allow_ips)
 
     def _destinations(self, raw: object, defaults: DeliveryPolicy) -> dict[str, DestinationConfig]:
         destinations: dict[str, DestinationConfig] = {}

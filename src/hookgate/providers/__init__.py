@@ -23,10 +23,31 @@ from hookgate.providers import (
     stripe,
 )
 from hookgate.providers import hmac as generic_hmac
-from hookgate.providers.common import Provider, Settings, Verifier
+from hookgate.providers.common import (
+    Answer,
+    Greeter,
+    Greeting,
+    HandshakeRefused,
+    Provider,
+    Request,
+    Settings,
+    Verifier,
+)
 from hookgate.providers.standard import standard_secret_key
 
-__all__ = ["SCHEMES", "Provider", "Settings", "Verifier", "get", "standard_secret_key"]
+__all__ = [
+    "SCHEMES",
+    "Answer",
+    "Greeter",
+    "Greeting",
+    "HandshakeRefused",
+    "Provider",
+    "Request",
+    "Settings",
+    "Verifier",
+    "get",
+    "standard_secret_key",
+]
 
 # In the order the docs list them.
 _PROVIDERS: dict[str, common.Provider] = {

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +49,8 @@ class Settings(Protocol):
     def timestamp_header(self) -> str | None: ...
     @property
     def signed_payload(self) -> str: ...
+    @property
+    def verify_token(self) -> str | None: ...
 
 
 class Verifier(Protocol):
@@ -68,6 +71,73 @@ Handshake = Callable[[Mapping[str, str], bytes], bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """One inbound request as a provider sees it.
+
+    ``url`` is the URL the provider sent to (the source's ``public_url`` with the
+    request's query string, else the URL as it arrived): what Twilio, Square and
+    HubSpot sign.
+    """
+
+    method: str
+    url: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the ingress answers to a handshake instead of storing it."""
+
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int = 200
+
+
+class HandshakeRefused(Exception):
+    """A handshake that does not check out: answered ``status`` with ``code``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+Greeter = Callable[[Request, float], Answer | None]
+"""Answers a request that is this provider's handshake; None for any other request.
+Raises ``HandshakeRefused`` (or ``VerificationFailed``) for a bad, forged or replayed
+one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """A provider's handshake: which method it comes with, whether the request is
+    signed like an ordinary webhook, and how it is answered.
+
+    ``signed``: the ingress verifies the request's signature first and asks the
+    greeter only when it is valid (Slack, Zoom, Discord). Unsigned handshakes (GET
+    challenges, Microsoft Graph's and Asana's) carry their own proof, or none, and the
+    greeter checks it before any signature check.
+    """
+
+    method: str
+    signed: bool
+    build: Callable[[Settings], Greeter]
+
+
+class RequestVerifier(Protocol):
+    """A verifier that needs more of the request than headers and body (the URL,
+    the method): the ingress calls ``verify_request`` when a verifier has it."""
+
+    def verify_request(self, request: Request, now: float) -> None:
+        """Return if the request is authentic; else raise ``VerificationFailed``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     """One provider: how its requests are verified, where its event type and id are,
     how ``hookgate send`` signs like it, and the handshake it expects answered."""
@@ -85,6 +155,11 @@ class Provider:
     """The CIDRs the provider says its webhooks come from, where it publishes them."""
     docs: str = ""
     """The provider's page that specifies how its webhooks are signed."""
+    greetings: tuple[Greeting, ...] = ()
+    """Handshakes answered instead of stored, beside ``answer`` (GET challenges...)."""
+    tolerance: float | None = None
+    """The timestamp window the provider documents, applied by ``provider = NAME``
+    when the source sets no ``tolerance``."""
 
     def verifier(self, settings: Settings) -> Verifier:
         """The verifier for a source's ``[verify]`` table, its keys derived now.
@@ -108,7 +183,34 @@ class Provider:
     @property
     def has_handshake(self) -> bool:
         """Does this provider send handshakes that ``handshake`` may answer?"""
-        return self.answer is not None
+        return self.answer is not None or bool(self.greetings)
+
+    def all_greetings(self) -> tuple[Greeting, ...]:
+        """Every handshake of this provider, ``answer`` (a signed POST) included."""
+        if self.answer is None:
+            return self.greetings
+        answer = self.answer
+
+        def build(settings: Settings) -> Greeter:
+            def greet(request: Request, now: float) -> Answer | None:
+                body = answer(request.headers, request.body)
+                return None if body is None else Answer(body)
+
+            return greet
+
+        return (Greeting("POST", True, build), *self.greetings)
+
+    def check(self, settings: Settings) -> Callable[[Request, float], None]:
+        """The check of a whole request, for a source's ``[verify]`` table.
+
+        Uses the verifier's ``verify_request`` when it has one (schemes that sign the
+        URL), else its ``verify``; ``ValueError`` as ``verifier``.
+        """
+        verifier = self.verifier(settings)
+        verify_request = getattr(verifier, "verify_request", None)
+        if verify_request is not None:
+            return typing.cast(Callable[[Request, float], None], verify_request)
+        return lambda request, now: verifier.verify(request.headers, request.body, now)
 
     def handshake(self, headers: Mapping[str, str], body: bytes) -> bytes | None:
         """For a verified request that is a handshake, the JSON body to answer 200 with
