@@ -264,6 +264,10 @@ class VerifyConfig(_Table, frozen=True):
     signed_payload: str = "{body}"
     # Meta's GET hub.challenge handshake: the token chosen when subscribing.
     verify_token: str | None = None
+    # The public-key schemes (sendgrid, discord, ed25519, paypal): the provider's keys.
+    public_keys: list[str] = []
+    # Asana: where the X-Hook-Secret of the first handshake is written (once).
+    handshake_secret_file: str | None = None
 
 
 class SourceConfig(_Table, frozen=True):

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Protocol
 
 from hookgate.errors import VerificationFailed
 
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
+_PRINTABLE = re.compile(r"[ -~]+")
 # Unix seconds have 10 digits until the year 2286; a longer "timestamp" is garbage,
 # and bounding it keeps int() cheap on hostile input.
 _MAX_TIMESTAMP_DIGITS = 12
@@ -51,6 +54,10 @@ class Settings(Protocol):
     def signed_payload(self) -> str: ...
     @property
     def verify_token(self) -> str | None: ...
+    @property
+    def public_keys(self) -> Sequence[str]: ...
+    @property
+    def handshake_secret_file(self) -> str | None: ...
 
 
 class Verifier(Protocol):
@@ -157,6 +164,12 @@ class Provider:
     """The provider's page that specifies how its webhooks are signed."""
     greetings: tuple[Greeting, ...] = ()
     """Handshakes answered instead of stored, beside ``answer`` (GET challenges...)."""
+    request_signer: Callable[[Settings, str, bytes, int], dict[str, str]] | None = None
+    """For providers that sign the URL (Twilio, Square, HubSpot): the headers for a
+    POST of ``body`` to that URL at ``now``; ``signer`` is then not used."""
+    prepare: Callable[[Settings, bytes, int], bytes] | None = None
+    """For ``hookgate send``: the body as the provider would send it, for providers
+    that sign fields inside the body (Mailgun's token, Linear's timestamp)."""
     tolerance: float | None = None
     """The timestamp window the provider documents, applied by ``provider = NAME``
     when the source sets no ``tolerance``."""
@@ -179,6 +192,16 @@ class Provider:
         accepts. Call ``verifier`` first: it rejects the tables that cannot sign.
         """
         return self.signer(settings, body, now)
+
+    def sign_request(self, settings: Settings, url: str, body: bytes, now: int) -> dict[str, str]:
+        """The headers with which this provider signs a POST of ``body`` to ``url``."""
+        if self.request_signer is not None:
+            return self.request_signer(settings, url, body, now)
+        return self.sign(settings, body, now)
+
+    def prepared(self, settings: Settings, body: bytes, now: int) -> bytes:
+        """``body`` as this provider would send it at ``now``, before ``sign``."""
+        return body if self.prepare is None else self.prepare(settings, body, now)
 
     @property
     def has_handshake(self) -> bool:
@@ -216,6 +239,40 @@ class Provider:
         """For a verified request that is a handshake, the JSON body to answer 200 with
         (nothing is stored); None for an ordinary webhook."""
         return None if self.answer is None else self.answer(headers, body)
+
+
+class UrlBound:
+    """Base of the verifiers of schemes that sign the URL: they need the whole request."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Headers and body alone cannot be verified (see ``verify_request``)."""
+        raise VerificationFailed("this scheme signs the URL")
+
+
+def url_bound_signer(settings: Settings, body: bytes, now: int) -> dict[str, str]:
+    """The ``signer`` of schemes that sign the URL, which use ``request_signer``."""
+    raise ValueError("this scheme signs the URL: sign with sign_request")
+
+
+def text_answer(value: str) -> Answer:
+    """A challenge echoed as plain text, never sniffed as HTML by a browser."""
+    return Answer(
+        value.encode(),
+        content_type="text/plain",
+        headers=(("X-Content-Type-Options", "nosniff"),),
+    )
+
+
+def challenge(value: str | None, *, max_length: int = 256, printable: bool = False) -> str:
+    """A handshake's challenge, checked before it is echoed: present, at most
+    ``max_length`` characters, and URL-safe token characters (or, with ``printable``,
+    any printable ASCII); else ``HandshakeRefused`` 400."""
+    if not value:
+        raise HandshakeRefused(400, "invalid_handshake", "the challenge is missing")
+    allowed = _PRINTABLE if printable else _TOKEN
+    if len(value) > max_length or allowed.fullmatch(value) is None:
+        raise HandshakeRefused(400, "invalid_handshake", "the challenge is malformed")
+    return value
 
 
 def first_secret(settings: Settings) -> str:
@@ -266,6 +323,11 @@ def from_base64(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, and non-ASCII input
         raise VerificationFailed("malformed signature") from None
+
+
+def to_base64(data: bytes) -> str:
+    """Padded standard base64, as most signature headers carry it."""
+    return base64.b64encode(data).decode()
 
 
 # -- keyed MACs and shared secrets ------------------------------------------------------
@@ -394,6 +456,10 @@ def hmac_preset(
     event_type: tuple[str, ...],
     event_id: tuple[str, ...],
     answer: Handshake | None = None,
+    greetings: tuple[Greeting, ...] = (),
+    docs: str = "",
+    ip_ranges: tuple[str, ...] = (),
+    tolerance: float | None = None,
 ) -> Provider:
     """A provider whose requests carry an HMAC of a fixed ``shape``."""
     return Provider(
@@ -403,4 +469,8 @@ def hmac_preset(
         build=lambda settings: HmacVerifier(shape, settings.secrets, settings.tolerance),
         signer=lambda settings, body, now: shape.sign(first_secret(settings), body, now),
         answer=answer,
+        greetings=greetings,
+        docs=docs,
+        ip_ranges=ip_ranges,
+        tolerance=tolerance,
     )
