@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 _SIGNATURE = "X-Twilio-Signature"
 _SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+_FORM = "application/x-www-form-urlencoded"
 
 
 class _TwilioVerifier(common.UrlBound):
@@ -70,6 +71,11 @@ def _signed_parameters(request: Request) -> bytes:
         if not hmac.compare_digest(expected, query["bodySHA256"][0].lower()):
             raise VerificationFailed("body hash mismatch")
         return b""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if request.body and content_type != _FORM:
+        # Twilio signs a body either as form parameters or by its hash in the URL: any
+        # other body would not be covered by the signature.
+        raise VerificationFailed("body not covered by the signature")
     return form_string(request.body)
 
 
@@ -104,9 +110,17 @@ def _url_forms(url: str) -> tuple[str, str]:
 
 
 def _sign(settings: Settings, url: str, body: bytes, now: int) -> dict[str, str]:
-    digest = common.mac(
-        common.first_secret(settings).encode(), "sha1", url.encode(), form_string(body)
-    )
+    if "bodySHA256" in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query):
+        parameters = b""
+    else:
+        try:
+            parameters = form_string(body)
+        except VerificationFailed:
+            raise ValueError(
+                "Twilio signs a form body (application/x-www-form-urlencoded), or a URL "
+                "with ?bodySHA256=<hex SHA-256 of the body>"
+            ) from None
+    digest = common.mac(common.first_secret(settings).encode(), "sha1", url.encode(), parameters)
     return {_SIGNATURE: common.to_base64(digest)}
 
 
