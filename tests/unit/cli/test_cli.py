@@ -554,7 +554,7 @@ def test_every_scheme_round_trips(scheme: config.Scheme, body: bytes, now: int) 
     if sendable(scheme, body):
         round_trip(sending_options(scheme), now, body)
     else:
-        with pytest.raises(ValueError, match="JSON|form"):
+        with pytest.raises(ValueError, match=r"JSON|form"):
             round_trip(sending_options(scheme), now, body)
 
 

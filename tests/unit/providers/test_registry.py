@@ -56,7 +56,7 @@ def test_an_unknown_scheme_is_a_key_error() -> None:
 
 @pytest.mark.parametrize("scheme", [s for s in get_args(Scheme) if s != "none"])
 def test_every_scheme_but_none_needs_a_secret_or_a_key(scheme: Scheme) -> None:
-    with pytest.raises(ValueError, match="secret|public key"):
+    with pytest.raises(ValueError, match=r"secret|public key"):
         make(scheme, header="X-S")
 
 
@@ -105,9 +105,7 @@ def signing_table(scheme: str) -> VerifyConfig:
     return table(scheme, *secrets, **OPTIONS.get(scheme, {}))
 
 
-def signed_request(
-    scheme: str, options: VerifyConfig, body: bytes, now: int
-) -> providers.Request:
+def signed_request(scheme: str, options: VerifyConfig, body: bytes, now: int) -> providers.Request:
     """A POST as the provider sends it: its body filled in, signed, to its URL."""
     provider = providers.get(scheme)
     body = provider.prepared(options, body, now)
