@@ -44,11 +44,30 @@ def _sign(settings: Settings, body: bytes, now: int) -> dict[str, str]:
     return {_HEADER: f"ts={now};h1={digest.hex()}"}
 
 
+# https://developer.paddle.com/webhooks/respond-to-webhooks ("Allow Paddle IP
+# addresses"): live, then sandbox. Both, so one source serves either; set allow_ips to
+# narrow it.
+_IP_RANGES = (
+    "34.232.58.13/32",
+    "34.195.105.136/32",
+    "34.237.3.244/32",
+    "35.155.119.135/32",
+    "52.11.166.252/32",
+    "34.212.5.7/32",
+    "34.194.127.46/32",
+    "54.234.237.108/32",
+    "3.208.120.145/32",
+    "44.226.236.210/32",
+    "44.241.183.62/32",
+    "100.20.172.113/32",
+)
+
 PROVIDER = common.Provider(
     name="paddle",
     event_type=("json:event_type",),
     event_id=("json:event_id",),
     build=lambda settings: _PaddleVerifier(settings.secrets, settings.tolerance),
     signer=_sign,
+    ip_ranges=_IP_RANGES,
     docs="https://developer.paddle.com/webhooks/signature-verification",
 )
