@@ -117,6 +117,7 @@ PROVIDER = common.Provider(
     build=_verifier,
     signer=lambda settings, body, now: _SHAPE.sign(common.first_secret(settings), body, now),
     needs_secret=False,
+    verify_keys=("handshake_secret_file",),
     greetings=(common.Greeting("POST", signed=False, build=_handshake),),
     docs="https://developers.asana.com/docs/webhooks-guide",
 )

@@ -162,6 +162,8 @@ class Provider:
     """The CIDRs the provider says its webhooks come from, where it publishes them."""
     docs: str = ""
     """The provider's page that specifies how its webhooks are signed."""
+    verify_keys: tuple[str, ...] = ("secrets",)
+    """The ``[verify]`` keys a source of this provider sets (docs/providers.md)."""
     greetings: tuple[Greeting, ...] = ()
     """Handshakes answered instead of stored, beside ``answer`` (GET challenges...)."""
     request_signer: Callable[[Settings, str, bytes, int], dict[str, str]] | None = None
@@ -460,6 +462,7 @@ def hmac_preset(
     docs: str = "",
     ip_ranges: tuple[str, ...] = (),
     tolerance: float | None = None,
+    verify_keys: tuple[str, ...] = ("secrets",),
 ) -> Provider:
     """A provider whose requests carry an HMAC of a fixed ``shape``."""
     return Provider(
@@ -473,4 +476,5 @@ def hmac_preset(
         docs=docs,
         ip_ranges=ip_ranges,
         tolerance=tolerance,
+        verify_keys=verify_keys,
     )

@@ -79,6 +79,7 @@ PROVIDER = common.Provider(
     build=lambda settings: _DiscordVerifier(settings.public_keys, settings.tolerance),
     signer=_sign,
     needs_secret=False,
+    verify_keys=("public_keys",),
     greetings=(common.Greeting("POST", signed=True, build=_ping),),
     docs="https://discord.com/developers/docs/interactions/overview#setting-up-an-endpoint-validating-security-request-headers",
 )

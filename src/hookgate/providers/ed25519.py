@@ -83,4 +83,5 @@ PROVIDER = common.Provider(
     ),
     signer=_sign,
     needs_secret=False,
+    verify_keys=("public_keys", "header"),
 )

@@ -45,5 +45,6 @@ PROVIDER = common.hmac_preset(
     event_type=("json:object",),
     event_id=(),
     greetings=(common.Greeting("GET", signed=False, build=_verification),),
+    verify_keys=("secrets", "verify_token"),
     docs="https://developers.facebook.com/docs/graph-api/webhooks/getting-started",
 )

@@ -101,5 +101,6 @@ PROVIDER = common.Provider(
         settings.secrets, settings.public_keys, settings.tolerance
     ),
     signer=_sign,
+    verify_keys=("secrets", "public_keys"),
     docs="https://developer.paypal.com/api/rest/webhooks/rest/",
 )

@@ -53,5 +53,6 @@ PROVIDER = common.Provider(
     build=lambda settings: _SendGridVerifier(settings.public_keys, settings.tolerance),
     signer=_sign,
     needs_secret=False,
+    verify_keys=("public_keys",),
     docs="https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features",
 )

@@ -132,5 +132,5 @@ PROVIDER = common.Provider(
     build=lambda settings: _TwilioVerifier(settings.secrets),
     signer=common.url_bound_signer,
     request_signer=_sign,
-    docs="https://www.twilio.com/docs/usage/webhooks/webhooks-security",
+    docs="https://www.twilio.com/docs/usage/security#validating-requests",
 )
