@@ -142,31 +142,19 @@ class Greeters:
         return frozenset(method for method, _ in (*self.unsigned, *self.signed))
 
     @staticmethod
-    def answer(
+    def first(
         greeters: tuple[tuple[str, providers.Greeter], ...],
         request: providers.Request,
         now: float,
-    ) -> web.Response | None:
-        """The answer of the first greeter that takes ``request``; None if none does."""
+    ) -> providers.Answer | None:
+        """The answer of the first greeter that takes ``request``; None if none does.
+
+        Raises what a greeter raises for a bad handshake (``HandshakeRefused``,
+        ``VerificationFailed``).
+        """
         for method, greet in greeters:
-            if method != request.method:
-                continue
-            try:
-                answer = greet(request, now)
-            except providers.HandshakeRefused as exc:
-                raise Rejected(exc.status, exc.code, exc.detail) from None
-            except VerificationFailed as exc:
-                log.warning("handshake.unverified", reason=exc.reason)
-                raise Rejected(
-                    401, "invalid_handshake", "the handshake does not check out"
-                ) from None
-            if answer is not None:
-                return web.Response(
-                    status=answer.status,
-                    body=answer.body,
-                    content_type=answer.content_type,
-                    headers=dict(answer.headers),
-                )
+            if method == request.method and (answer := greet(request, now)) is not None:
+                return answer
         return None
 
 
@@ -267,9 +255,9 @@ class Ingress:
         body = await self._read_body(request, started)
         now = time.time()
         inbound = self._inbound(route, request, body)
-        answer = Greeters.answer(route.greeters.unsigned, inbound, now)
+        answer = self._handshake(route, route.greeters.unsigned, inbound, now)
         if answer is not None:
-            return self._greeted(route, inbound, answer)
+            return answer
         if request.method not in route.methods:
             # A request of a handshake's method that is not that handshake.
             raise Rejected(400, "invalid_handshake", "not a handshake this source answers")
@@ -281,25 +269,47 @@ class Ingress:
             raise Rejected(
                 401, "invalid_signature", "the signature is missing or invalid"
             ) from None
-        answer = Greeters.answer(route.greeters.signed, inbound, now)
+        answer = self._handshake(route, route.greeters.signed, inbound, now)
         if answer is not None:
-            return self._greeted(route, inbound, answer)
+            return answer
         message = self._message(route, request, body, now)
         return await self._store(route, message)
 
     def _inbound(self, route: Route, request: web.BaseRequest, body: bytes) -> providers.Request:
-        """The request as providers see it, at the URL the provider sent it to."""
-        url = str(request.url)
-        if route.source.public_url is not None:
-            query = request.query_string
-            url = route.source.public_url + ("?" + query if query else "")
+        """The request as providers see it, at the URL the provider sent it to, its
+        query string as sent (signatures cover the bytes, not a re-encoding)."""
+        target = request.raw_path
+        if route.source.public_url is None:
+            url = f"{request.scheme}://{request.host}{target}"
+        else:
+            _, question, query = target.partition("?")
+            url = route.source.public_url + question + query
         return providers.Request(request.method, url, request.query, request.headers, body)
 
-    def _greeted(
-        self, route: Route, request: providers.Request, answer: web.Response
-    ) -> web.Response:
+    def _handshake(
+        self,
+        route: Route,
+        greeters: tuple[tuple[str, providers.Greeter], ...],
+        request: providers.Request,
+        now: float,
+    ) -> web.Response | None:
+        """The answer to a handshake among ``greeters``; None for any other request."""
+        try:
+            answer = Greeters.first(greeters, request, now)
+        except providers.HandshakeRefused as exc:
+            raise Rejected(exc.status, exc.code, exc.detail) from None
+        except VerificationFailed as exc:
+            log.warning("handshake.unverified", source=route.name, reason=exc.reason)
+            raise Rejected(401, "invalid_handshake", "the handshake does not check out") from None
+        if answer is None:
+            return None
         log.info("handshake.answered", source=route.name, method=request.method)
-        return answer
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            content_type=answer.content_type,
+            headers=dict(answer.headers),
+        )
 
     def _check_request_head(self, route: Route, request: web.BaseRequest) -> None:
         """The checks that need no body: method, loop, client address, encoding."""

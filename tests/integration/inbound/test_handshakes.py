@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+import yarl
 from aiohttp import web
 from nacl.signing import SigningKey
 from twilio.request_validator import RequestValidator
@@ -354,3 +355,15 @@ async def test_a_provider_brings_its_published_ip_ranges(server: Server) -> None
     assert route.source.allow_ips and "127.0.0.1/32" not in route.source.allow_ips
     reply = await server.request("POST", "/hooks/paddle", b"{}")
     error(reply, 403, "forbidden")
+
+
+async def test_the_signed_url_keeps_the_query_string_as_sent(server: Server) -> None:
+    # Twilio signs the URL as it built it, percent-encodings included.
+    params = {"MessageSid": "SM2", "Body": "hi"}
+    signed_url = PUBLIC_URL + "?note=a%40b%2Fc&n=1"
+    signature = RequestValidator(SECRET).compute_signature(signed_url, params)
+    hdrs = {"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"}
+    form = urllib.parse.urlencode(params).encode()
+    sent = yarl.URL(server.base + "/hooks/sms?note=a%40b%2Fc&n=1", encoded=True)
+    async with server.session.post(sent, data=form, headers=hdrs) as reply:
+        assert reply.status == 202
