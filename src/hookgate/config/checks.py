@@ -146,6 +146,11 @@ def _check_verify(report: Report, verify: VerifyConfig, where: str) -> None:
         report.error(f"{where}.secrets", f'scheme "{verify.scheme}" needs at least one secret')
     if any(not s for s in verify.secrets):
         report.error(f"{where}.secrets", "a secret is empty")
+    for i, key in enumerate(verify.public_keys):
+        if "PRIVATE KEY" in key:
+            # Only `hookgate send` signs with one; the daemon never needs it, and a
+            # config is shown (check-config, the API) with only its secrets masked.
+            report.error(f"{where}.public_keys[{i}]", "expected a public key, got a private key")
     if verify.scheme == "hmac" and not verify.header:
         report.error(f"{where}.header", 'scheme "hmac" needs the header that carries the signature')
     if verify.scheme == "standard":

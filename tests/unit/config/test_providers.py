@@ -164,3 +164,18 @@ def test_asana_needs_a_secret_or_a_file_to_enroll_one(tmp_path: Path) -> None:
         'sources.asana.verify: scheme "asana" needs at least one secret, or'
         f" handshake_secret_file to record it (line {line_of(text, '[sources.asana]')})"
     ]
+
+
+def test_a_private_key_in_public_keys_is_refused(tmp_path: Path) -> None:
+    text = """
+    [sources.x]
+    path = "/hooks/x"
+    provider = "discord"
+    [sources.x.verify]
+    public_keys = ["-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIA==\\n-----END PRIVATE KEY-----"]
+    """
+    (error,) = errors_of(tmp_path, text)
+    assert error.startswith(
+        "sources.x.verify.public_keys[0]: expected a public key, got a private key"
+    )
+    assert "MC4CAQ" not in error
