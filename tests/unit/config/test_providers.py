@@ -172,7 +172,7 @@ def test_a_private_key_in_public_keys_is_refused(tmp_path: Path) -> None:
     path = "/hooks/x"
     provider = "discord"
     [sources.x.verify]
-    public_keys = ["-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIA==\\n-----END PRIVATE KEY-----"]
+    public_keys = ["-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIA==\\n-----END"]
     """
     (error,) = errors_of(tmp_path, text)
     assert error.startswith(
