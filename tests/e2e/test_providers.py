@@ -44,18 +44,28 @@ def certificate_pem(key: rsa.RSAPrivateKey) -> str:
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
 
 
-ED25519_PEM = private_pem(ed25519.Ed25519PrivateKey.generate())
-P256_PEM = private_pem(ec.generate_private_key(ec.SECP256R1()))
-RSA_PEM = private_pem(RSA_KEY)
+ED25519_KEY = ed25519.Ed25519PrivateKey.generate()
+P256_KEY = ec.generate_private_key(ec.SECP256R1())
+ED25519_PEM, P256_PEM, RSA_PEM = (private_pem(k) for k in (ED25519_KEY, P256_KEY, RSA_KEY))
+
+
+def public_pem(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    """What the source is configured with: the public half (a private key is refused)."""
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
 
 # name -> (the source's [verify] table, the key file `send` signs with, if any)
 PROVIDERS: dict[str, tuple[dict[str, Any], str | None]] = {
     "asana": ({"secrets": [SECRET]}, None),
-    "discord": ({"public_keys": [ED25519_PEM]}, ED25519_PEM),
+    "discord": ({"public_keys": [public_pem(ED25519_KEY)]}, ED25519_PEM),
     "dropbox": ({"secrets": [SECRET]}, None),
     "ed25519": (
         {
-            "public_keys": [ED25519_PEM],
+            "public_keys": [public_pem(ED25519_KEY)],
             "header": "X-Signature",
             "timestamp_header": "X-Timestamp",
             "signed_payload": "{timestamp}.{body}",
@@ -73,7 +83,7 @@ PROVIDERS: dict[str, tuple[dict[str, Any], str | None]] = {
         {"secrets": ["WH-E2E"], "public_keys": [certificate_pem(RSA_KEY)]},
         RSA_PEM,
     ),
-    "sendgrid": ({"public_keys": [P256_PEM]}, P256_PEM),
+    "sendgrid": ({"public_keys": [public_pem(P256_KEY)]}, P256_PEM),
     "square": ({"secrets": [SECRET]}, None),
     "twilio": ({"secrets": [SECRET]}, None),
     "twitter": ({"secrets": [SECRET]}, None),

@@ -31,9 +31,9 @@ from .providers import samples
 ROOT = Path(__file__).resolve().parents[2]
 # The key-pair providers' ${..._PUBLIC_KEY} placeholders, given keys of their kind.
 PUBLIC_KEYS = {
-    "DISCORD_PUBLIC_KEY": samples.private_pem(samples.ED25519_KEY),
-    "ED25519_PUBLIC_KEY": samples.private_pem(samples.ED25519_KEY),
-    "SENDGRID_PUBLIC_KEY": samples.private_pem(samples.P256_KEY),
+    "DISCORD_PUBLIC_KEY": samples.public_pem(samples.ED25519_KEY),
+    "ED25519_PUBLIC_KEY": samples.public_pem(samples.ED25519_KEY),
+    "SENDGRID_PUBLIC_KEY": samples.public_pem(samples.P256_KEY),
     "PAYPAL_PUBLIC_KEY": samples.certificate_pem(samples.RSA_KEY),
 }
 

@@ -26,6 +26,15 @@ def private_pem(
     ).decode()
 
 
+def public_pem(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    """The public half, as a source's public_keys holds it (a private key is refused)."""
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
 def certificate_pem(key: rsa.RSAPrivateKey) -> str:
     """A self-signed certificate of ``key``, as PayPal's would be configured."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts")])
