@@ -7,8 +7,9 @@ hex-decoded HMAC key of the webhook. Every item must be signed, not only the fir
 
 Nothing signed says when: replays are caught by dedup only, which needs an
 ``event_id`` of your choice (Adyen has no per-event id; ``pspReference`` repeats
-across the events of one payment). ``hookgate send --scheme adyen`` adds no header:
-send a body that already carries its signatures.
+across the events of one payment). ``hookgate send --provider adyen`` signs every
+item of the body it is given (a JSON object without ``notificationItems`` is sent as
+the only item).
 """
 
 from __future__ import annotations
@@ -98,9 +99,30 @@ def _verifier(settings: Settings) -> common.Verifier:
     return _AdyenVerifier(settings.secrets)
 
 
-def _sign(settings: Settings, body: bytes, now: int) -> dict[str, str]:
-    # The signatures are inside the body, which a signer cannot change.
-    return {}
+def _prepare(settings: Settings, body: bytes, now: int) -> bytes:
+    """A test body as Adyen sends it: every item given its ``hmacSignature``."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise ValueError("an Adyen test body is a JSON object")
+    if "notificationItems" not in document:
+        document = {"live": "false", "notificationItems": [{"NotificationRequestItem": document}]}
+    try:
+        items = _items(orjson.dumps(document))
+        key = _key(common.first_secret(settings))
+        for item in items:
+            digest = common.mac(key, "sha256", signed_string(item))
+            additional = item.get("additionalData")
+            item["additionalData"] = {
+                **(additional if isinstance(additional, dict) else {}),
+                "hmacSignature": common.to_base64(digest),
+            }
+    except VerificationFailed:
+        raise ValueError("an Adyen test body's JSON notificationItems cannot be signed") from None
+    wrapped = [{"NotificationRequestItem": item} for item in items]
+    return orjson.dumps({**document, "notificationItems": wrapped})
 
 
 PROVIDER = common.Provider(
@@ -108,6 +130,8 @@ PROVIDER = common.Provider(
     event_type=("json:notificationItems.0.NotificationRequestItem.eventCode",),
     event_id=(),
     build=_verifier,
-    signer=_sign,
+    # The signatures are inside the body, which ``_prepare`` fills in.
+    signer=lambda settings, body, now: {},
+    prepare=_prepare,
     docs="https://docs.adyen.com/development-resources/webhooks/verify-hmac-signatures/",
 )

@@ -17,7 +17,7 @@ PROVIDER = common.Provider(
     event_type=("json:RecordType",),
     # MessageID names the e-mail, not the event (one message has many): no dedup.
     event_id=(),
-    build=basic.PROVIDER.build,
+    build=lambda settings: basic.PROVIDER.build(settings),
     signer=basic.PROVIDER.signer,
     ip_ranges=("3.134.147.250/32", "50.31.156.6/32", "50.31.156.77/32", "18.217.206.57/32"),
     docs="https://postmarkapp.com/support/article/800-ips-for-firewalls",

@@ -6,7 +6,9 @@ nanoseconds and must be within ``tolerance``.
 Three message types share that signature (``Twitch-Eventsub-Message-Type``):
 ``notification`` and ``revocation`` are stored and delivered (a revocation says why
 Twitch ended the subscription; destinations can tell it by that header), and
-``webhook_callback_verification`` is answered with its challenge and not stored.
+``webhook_callback_verification`` is answered with its challenge as ``text/plain``
+and not stored, once its signature and timestamp checked out. With ``provider =
+"twitch"`` the window is the 10 minutes Twitch documents.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from hookgate.errors import VerificationFailed
 from hookgate.providers import common
 
 if TYPE_CHECKING:
-    from hookgate.providers.common import Settings
+    from hookgate.providers.common import Answer, Greeter, Request, Settings
 
 _ID = "Twitch-Eventsub-Message-Id"
 _TIMESTAMP = "Twitch-Eventsub-Message-Timestamp"
 _SIGNATURE = "Twitch-Eventsub-Message-Signature"
 _TYPE = "Twitch-Eventsub-Message-Type"
 _PREFIX = "sha256="
+# Twitch: "if the timestamp is older than 10 minutes, ... discard the message".
+_TOLERANCE = 600.0
 # RFC 3339 in UTC as Twitch writes it: "2023-07-19T10:11:12.123456789Z".
 _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z")
 
@@ -64,16 +68,19 @@ class _TwitchVerifier:
         common.match(self._macs, (signature,), (message_id + timestamp).encode(), body)
 
 
-def _challenge(headers: Mapping[str, str], body: bytes) -> bytes | None:
-    """The signed webhook_callback_verification: answered with the bare challenge."""
-    if headers.get(_TYPE) != "webhook_callback_verification":
-        return None
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    challenge = document.get("challenge") if isinstance(document, dict) else None
-    return challenge.encode() if isinstance(challenge, str) else None
+def _callback_verification(settings: Settings) -> Greeter:
+    def greet(request: Request, now: float) -> Answer | None:
+        """The signed webhook_callback_verification: answered with the bare challenge."""
+        if request.headers.get(_TYPE) != "webhook_callback_verification":
+            return None
+        try:
+            document = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            document = None
+        value = document.get("challenge") if isinstance(document, dict) else None
+        return common.text_answer(common.challenge(value if isinstance(value, str) else None))
+
+    return greet
 
 
 def _verifier(settings: Settings) -> common.Verifier:
@@ -101,6 +108,7 @@ PROVIDER = common.Provider(
     event_id=("header:Twitch-Eventsub-Message-Id",),
     build=_verifier,
     signer=_sign,
-    answer=_challenge,
+    greetings=(common.Greeting("POST", signed=True, build=_callback_verification),),
+    tolerance=_TOLERANCE,
     docs="https://dev.twitch.tv/docs/eventsub/handling-webhook-events/#verifying-the-event-message",
 )

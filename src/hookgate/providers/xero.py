@@ -9,22 +9,24 @@ with an empty ``events`` list is answered 200 with an empty body and not stored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import orjson
 
 from hookgate.providers import common
+from hookgate.providers.common import Answer, Greeter, Request, Settings
 
 
-def _intent_to_receive(headers: Mapping[str, str], body: bytes) -> bytes | None:
-    """A verified payload without events: Xero's check, answered and not stored."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(document, dict) or document.get("events") != []:
-        return None
-    return b""
+def _intent_to_receive(settings: Settings) -> Greeter:
+    def greet(request: Request, now: float) -> Answer | None:
+        """A verified payload without events: Xero's check, answered and not stored."""
+        try:
+            document = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(document, dict) or document.get("events") != []:
+            return None
+        return common.text_answer("")
+
+    return greet
 
 
 PROVIDER = common.hmac_preset(
@@ -33,6 +35,6 @@ PROVIDER = common.hmac_preset(
     # One request may carry several events; the defaults name the first.
     event_type=("json:events.0.eventCategory",),
     event_id=(),
-    answer=_intent_to_receive,
+    greetings=(common.Greeting("POST", signed=True, build=_intent_to_receive),),
     docs="https://developer.xero.com/documentation/guides/webhooks/configuring-your-server/",
 )

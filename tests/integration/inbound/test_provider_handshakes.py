@@ -1,6 +1,7 @@
 """Providers known by name on the real ingress (loopback socket, SQLite outbox): their
 handshakes are answered and never stored, their webhooks are stored with the event
-type and id their defaults name, and a forged request is refused."""
+type and id their defaults name, a forged request is refused, and those that sign the
+URL are checked against the source's public_url, else the URL as it arrived."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ TWITCH_SECRET = "twitch-eventsub-secret"
 XERO_KEY = "xero-webhook-key"
 TRELLO_SECRET = "trello-app-secret"
 TRELLO_URL = "https://hooks.example.com/hooks/trello"
+CONTENTFUL_SECRET = "c" * 64
 
 CONFIG = f"""
 [server]
@@ -35,26 +37,32 @@ listen = "127.0.0.1:0"
 
 [sources.twitch]
 path = "/hooks/twitch"
+provider = "twitch"
 [sources.twitch.verify]
-scheme = "twitch"
 secrets = ["{TWITCH_SECRET}"]
 
 [sources.xero]
 path = "/hooks/xero"
+provider = "xero"
 [sources.xero.verify]
-scheme = "xero"
 secrets = ["{XERO_KEY}"]
 
 [sources.trello]
 path = "/hooks/trello"
+provider = "trello"
+public_url = "{TRELLO_URL}"
 [sources.trello.verify]
-scheme = "trello"
 secrets = ["{TRELLO_SECRET}"]
-url = "{TRELLO_URL}"
+
+[sources.contentful]
+path = "/hooks/contentful"
+provider = "contentful"
+[sources.contentful.verify]
+secrets = ["{CONTENTFUL_SECRET}"]
 
 [destinations.all]
 url = "http://127.0.0.1:9/all"
-sources = ["twitch", "xero", "trello"]
+sources = ["twitch", "xero", "trello", "contentful"]
 """
 
 
@@ -63,8 +71,15 @@ class Ingested:
         self.base, self.session, self.db = base, session, db
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        status, _, answer = await self.exchange(path, body, headers)
+        return status, answer
+
+    async def exchange(
+        self, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        """The status, content type and body of the answer to a POST."""
         async with self.session.post(self.base + path, data=body, headers=headers) as answer:
-            return answer.status, await answer.read()
+            return answer.status, answer.content_type, await answer.read()
 
     def messages(self) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(self.db)) as conn:
@@ -108,7 +123,11 @@ def twitch(body: bytes, message_type: str, secret: str = TWITCH_SECRET) -> dict[
 async def test_twitch_challenge_revocation_and_notification(ingress: Ingested) -> None:
     challenge = orjson.dumps({"challenge": "pogchamp-kappa", "subscription": {"type": "x"}})
     verification = twitch(challenge, "webhook_callback_verification")
-    assert await ingress.post("/hooks/twitch", challenge, verification) == (200, b"pogchamp-kappa")
+    assert await ingress.exchange("/hooks/twitch", challenge, verification) == (
+        200,
+        "text/plain",
+        b"pogchamp-kappa",
+    )
     forged = twitch(challenge, "webhook_callback_verification", "not-the-secret")
     assert (await ingress.post("/hooks/twitch", challenge, forged))[0] == 401
     assert ingress.messages() == []
@@ -135,7 +154,7 @@ def xero(body: bytes, key: str = XERO_KEY) -> dict[str, str]:
 
 async def test_xero_intent_to_receive_then_events(ingress: Ingested) -> None:
     intent = b'{"events": [], "firstEventSequence": 0, "lastEventSequence": 0, "entropy": "X"}'
-    assert await ingress.post("/hooks/xero", intent, xero(intent)) == (200, b"")
+    assert await ingress.exchange("/hooks/xero", intent, xero(intent)) == (200, "text/plain", b"")
     assert (await ingress.post("/hooks/xero", intent, xero(intent, "wrong")))[0] == 401
     assert ingress.messages() == []
     events = orjson.dumps({"events": [{"eventCategory": "INVOICE", "eventType": "UPDATE"}]})
@@ -143,7 +162,7 @@ async def test_xero_intent_to_receive_then_events(ingress: Ingested) -> None:
     assert ingress.messages() == [("xero", "INVOICE", None)]
 
 
-async def test_trello_signature_covers_the_configured_callback_url(ingress: Ingested) -> None:
+async def test_trello_signature_covers_the_public_url(ingress: Ingested) -> None:
     body = orjson.dumps({"action": {"id": "51f9424bcd6e040f3c002412", "type": "updateCard"}})
 
     def signed(url: str) -> dict[str, str]:
@@ -151,5 +170,35 @@ async def test_trello_signature_covers_the_configured_callback_url(ingress: Inge
         return {"X-Trello-Webhook": base64.b64encode(mac).decode()}
 
     assert (await ingress.post("/hooks/trello", body, signed(TRELLO_URL + "/x")))[0] == 401
+    # The URL hookgate sees is not the one Trello was given.
+    seen = signed(ingress.base + "/hooks/trello")
+    assert (await ingress.post("/hooks/trello", body, seen))[0] == 401
     assert (await ingress.post("/hooks/trello", body, signed(TRELLO_URL)))[0] == 202
     assert ingress.messages() == [("trello", "updateCard", "51f9424bcd6e040f3c002412")]
+
+
+async def test_contentful_signs_the_path_as_it_arrived_without_public_url(
+    ingress: Ingested,
+) -> None:
+    body = b'{"sys": {"id": "5KsDBWseXY6QegucYAoacS", "type": "Entry"}}'
+    topic = "ContentManagement.Entry.publish"
+
+    def signed(path: str) -> dict[str, str]:
+        stamp = str(int(time.time() * 1000))
+        names = "x-contentful-signed-headers,x-contentful-timestamp,x-contentful-topic"
+        canonical = (
+            f"POST\n{path}\nx-contentful-signed-headers:{names};"
+            f"x-contentful-timestamp:{stamp};x-contentful-topic:{topic}\n"
+        ).encode() + body
+        return {
+            "X-Contentful-Topic": topic,
+            "X-Contentful-Timestamp": stamp,
+            "X-Contentful-Signed-Headers": names,
+            "X-Contentful-Signature": hmac.digest(
+                CONTENTFUL_SECRET.encode(), canonical, "sha256"
+            ).hex(),
+        }
+
+    assert (await ingress.post("/hooks/contentful", body, signed("/hooks/other")))[0] == 401
+    assert (await ingress.post("/hooks/contentful", body, signed("/hooks/contentful")))[0] == 202
+    assert ingress.messages() == [("contentful", topic, None)]

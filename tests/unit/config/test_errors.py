@@ -136,9 +136,10 @@ def test_bad_scheme_lists_choices(tmp_path: Path) -> None:
     secrets = ["s"]
     """
     assert errors_of(tmp_path, text) == [
-        'sources.x.verify.scheme: unknown scheme "strpe"'
-        f" (expected one of: {', '.join(providers.SCHEMES)})"
-        f" (line {line_of(text, 'strpe')})"
+        'sources.x.verify.scheme: unknown scheme "strpe" (expected one of: none, hmac, standard,'
+        " github, stripe, shopify, slack, gitlab, basic, "
+        + ", ".join(providers.SCHEMES[9:])
+        + f") (line {line_of(text, 'strpe')})"
     ]
 
 
@@ -664,6 +665,7 @@ def test_explain_names_the_key_of_a_msgspec_error() -> None:
         problem = locate.explain(exc, config.VerifyConfig, "sources.x.verify")
     assert problem == locate.Problem(
         "sources.x.verify.scheme",
-        f'unknown scheme "strpe" (expected one of: {", ".join(providers.SCHEMES)})',
+        'unknown scheme "strpe" (expected one of: none, hmac, standard, github, stripe,'
+        " shopify, slack, gitlab, basic, " + ", ".join(providers.SCHEMES[9:]) + ")",
         ["scheme"],
     )

@@ -117,10 +117,32 @@ def test_adyen_refuses_a_key_that_is_not_hex() -> None:
         make("adyen", "not-hex-at-all")
 
 
-def test_adyen_send_adds_no_header_the_body_carries_the_signature(now: int) -> None:
+def test_adyen_send_signs_every_item_as_adyens_library_does(now: int) -> None:
     adyen = providers.get("adyen")
-    body = orjson.dumps(notification(signed_item()))
-    assert adyen.sign(table("adyen", KEY), body, now) == {}
+    second = {**ITEM, "pspReference": "ANOTHER_PSP_REFERENCE", "additionalData": {"x": "y"}}
+    body = orjson.dumps(notification(ITEM, second))
+    options = table("adyen", KEY)
+    prepared = adyen.prepared(options, body, now)
+    assert adyen.sign(options, prepared, now) == {}  # the signatures are in the body
+    document = orjson.loads(prepared)
+    for wrapper in document["notificationItems"]:
+        item = wrapper["NotificationRequestItem"]
+        # The library checks the first item of a notification: each in turn.
+        assert util.is_valid_hmac_notification(notification(item), KEY)
+    assert document["notificationItems"][1]["NotificationRequestItem"]["additionalData"]["x"] == "y"
+    make("adyen", KEY).verify(CIMultiDict(), prepared, now)
+
+
+def test_adyen_send_wraps_a_plain_object_as_the_only_item(now: int) -> None:
+    prepared = providers.get("adyen").prepared(table("adyen", KEY), orjson.dumps(ITEM), now)
+    (wrapper,) = orjson.loads(prepared)["notificationItems"]
+    assert util.is_valid_hmac_notification(notification(wrapper["NotificationRequestItem"]), KEY)
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1]", b'{"notificationItems": "x"}'])
+def test_adyen_send_refuses_a_body_it_cannot_sign(body: bytes, now: int) -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        providers.get("adyen").prepared(table("adyen", KEY), body, now)
 
 
 json_values = st.recursive(

@@ -15,9 +15,10 @@ import hmac
 import pytest
 from multidict import CIMultiDict
 
+from hookgate.errors import VerificationFailed
 from hookgate.providers import contentful
 
-from .conftest import TOLERANCE, extracted, make, rejects
+from .conftest import TOLERANCE, check, extracted, make, request, settings
 
 SECRET = "S" * 32 + "0123456789abcdef0123456789ABCDEF"  # 64 characters, as Contentful requires
 URL = "https://hooks.example.com/hooks/contentful"
@@ -43,9 +44,20 @@ def signed(milliseconds: int, body: bytes = BODY, secret: str = SECRET) -> CIMul
     )
 
 
+def verify(hdrs: CIMultiDict[str], body: bytes, now: float, *secrets: str, url: str = URL) -> None:
+    options = settings("contentful", *(secrets or (SECRET,)))
+    check("contentful", options, request(hdrs, body, url=url), now)
+
+
+def rejects(hdrs: CIMultiDict[str], body: bytes, reason: str, now: float, url: str = URL) -> None:
+    with pytest.raises(VerificationFailed) as failed:
+        verify(hdrs, body, now, url=url)
+    assert failed.value.reason == reason
+
+
 def test_contentful_accepts_a_signed_request_and_finds_its_event(now: int) -> None:
     hdrs = signed(now * 1000 + 123)
-    make("contentful", "o" * 64, SECRET, url=URL).verify(hdrs, BODY, now)
+    verify(hdrs, BODY, now, "o" * 64, SECRET)
     assert extracted("contentful", hdrs, BODY) == (TOPIC, None)
 
 
@@ -60,8 +72,7 @@ def test_contentful_accepts_a_signed_request_and_finds_its_event(now: int) -> No
     ids=["tampered", "wrong-secret", "replayed-late", "future"],
 )
 def test_contentful_rejects(body: bytes, secret: str, skew: int, reason: str, now: int) -> None:
-    verifier = make("contentful", SECRET, url=URL)
-    rejects(verifier, signed(now * 1000, secret=secret), body, reason, now + skew)
+    rejects(signed(now * 1000, secret=secret), body, reason, now + skew)
 
 
 @pytest.mark.parametrize(
@@ -71,12 +82,12 @@ def test_contentful_rejects(body: bytes, secret: str, skew: int, reason: str, no
 def test_contentful_signs_the_signed_headers(header: str, value: str, now: int) -> None:
     hdrs = signed(now * 1000)
     hdrs[header] = hdrs[header][:-1] + ("1" if hdrs[header][-1] != "1" else "2")
-    rejects(make("contentful", SECRET, url=URL), hdrs, BODY, "no signature matched", now)
+    rejects(hdrs, BODY, "no signature matched", now)
 
 
 def test_contentful_signs_the_path(now: int) -> None:
-    verifier = make("contentful", SECRET, url="https://hooks.example.com/hooks/other")
-    rejects(verifier, signed(now * 1000), BODY, "no signature matched", now)
+    other = "https://hooks.example.com/hooks/other"
+    rejects(signed(now * 1000), BODY, "no signature matched", now, url=other)
 
 
 def test_the_path_is_escaped_as_contentfuls_verifier_escapes_it() -> None:
@@ -85,15 +96,17 @@ def test_the_path_is_escaped_as_contentfuls_verifier_escapes_it() -> None:
         b"/hooks/cf?a%253D1%2526b%253D2"
     )
     assert contentful.canonical_path("https://h.example/hooks/caf\u00e9") == b"/hooks/caf%C3%A9"
+    # The path as it arrives (already escaped) is signed as the one set in Contentful.
+    assert contentful.canonical_path("https://h.example/hooks/caf%C3%A9") == b"/hooks/caf%C3%A9"
     assert contentful.canonical_path("https://h.example") == b"/"
 
 
-def test_contentful_needs_the_url() -> None:
-    with pytest.raises(ValueError, match="url"):
-        make("contentful", SECRET)
+def test_contentful_cannot_be_verified_without_the_url(now: int) -> None:
+    with pytest.raises(VerificationFailed, match="signs the URL"):
+        make("contentful", SECRET).verify(signed(now * 1000), BODY, now)
 
 
 def test_contentful_rejects_a_timestamp_that_is_not_milliseconds(now: int) -> None:
     hdrs = signed(now * 1000)
     hdrs["X-Contentful-Timestamp"] = "soon"
-    rejects(make("contentful", SECRET, url=URL), hdrs, BODY, "malformed timestamp", now)
+    rejects(hdrs, BODY, "malformed timestamp", now)

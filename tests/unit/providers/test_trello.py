@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import base64
 import hmac
+import time
 
 import pytest
 from multidict import CIMultiDict
 
-from .conftest import extracted, headers, make, rejects
+from hookgate.errors import VerificationFailed
+
+from .conftest import check, extracted, headers, make, request, settings
 
 SECRET = "trello-application-secret"
 URL = "https://hooks.example.com/hooks/trello"
@@ -29,25 +32,36 @@ def signed(body: bytes = BODY, secret: str = SECRET, url: str = URL) -> CIMultiD
     return headers(X_Trello_Webhook=base64.b64encode(mac).decode())
 
 
-def test_trello_accepts_a_signed_request_and_finds_its_event(now: int) -> None:
-    make("trello", "old", SECRET, url=URL).verify(signed(), BODY, now)
+def passes(hdrs: CIMultiDict[str], body: bytes, url: str = URL, *secrets: str) -> None:
+    options = settings("trello", *(secrets or (SECRET,)))
+    check("trello", options, request(hdrs, body, url=url), time.time())
+
+
+def test_trello_accepts_a_signed_request_and_finds_its_event() -> None:
+    passes(signed(), BODY, URL, "old", SECRET)
     assert extracted("trello", signed(), BODY) == ("updateCard", "51f9424bcd6e040f3c002412")
 
 
+def test_trello_signs_the_callback_url_with_its_query_as_sent() -> None:
+    url = URL + "?board=5%2F1&x=1"
+    passes(signed(url=url), BODY, url)
+
+
 @pytest.mark.parametrize(
-    "hdrs_body",
+    ("hdrs", "body", "url"),
     [
-        (signed(), BODY.replace(b"updateCard", b"deleteCard")),
-        (signed(secret="another"), BODY),
-        (signed(url="https://hooks.example.com/hooks/other"), BODY),
+        (signed(), BODY.replace(b"updateCard", b"deleteCard"), URL),
+        (signed(secret="another"), BODY, URL),
+        (signed(url="https://hooks.example.com/hooks/other"), BODY, URL),
+        (signed(), BODY, "https://hooks.example.com/hooks/other"),
     ],
-    ids=["tampered", "wrong-secret", "other-callback-url"],
+    ids=["tampered", "wrong-secret", "other-callback-url", "posted-elsewhere"],
 )
-def test_trello_rejects(hdrs_body: tuple[CIMultiDict[str], bytes]) -> None:
-    hdrs, body = hdrs_body
-    rejects(make("trello", SECRET, url=URL), hdrs, body, "no signature matched")
+def test_trello_rejects(hdrs: CIMultiDict[str], body: bytes, url: str) -> None:
+    with pytest.raises(VerificationFailed, match="no signature matched"):
+        passes(hdrs, body, url)
 
 
-def test_trello_needs_the_callback_url() -> None:
-    with pytest.raises(ValueError, match="url"):
-        make("trello", SECRET)
+def test_trello_cannot_be_verified_without_the_url() -> None:
+    with pytest.raises(VerificationFailed, match="signs the URL"):
+        make("trello", SECRET).verify(signed(), BODY, time.time())

@@ -17,7 +17,8 @@ from multidict import CIMultiDict
 
 from hookgate import providers
 
-from .conftest import TOLERANCE, extracted, make, rejects
+from .conftest import TOLERANCE, extracted, make, rejects, settings
+from .handshakes import greet
 
 SECRET = "twitch-eventsub-secret-0123"
 MESSAGE_ID = "e76c6bd4-55c9-4987-8304-da1588d8988b"
@@ -122,10 +123,20 @@ def test_twitch_accepts_a_timestamp_without_fraction(now: int) -> None:
 # -- the webhook_callback_verification challenge and revocations -----------------------------
 
 
-def test_the_challenge_is_answered_bare_once_verified(now: int) -> None:
+def answer(hdrs: CIMultiDict[str], body: bytes) -> providers.Answer | None:
+    """What the ingress answers once the request's signature checked out."""
+    return greet("twitch", settings("twitch", SECRET), method="POST", headers=hdrs, body=body)
+
+
+def test_the_challenge_is_answered_bare_as_text_once_verified(now: int) -> None:
     hdrs = signed(now, VERIFICATION, message_type="webhook_callback_verification")
     make("twitch", SECRET).verify(hdrs, VERIFICATION, now)
-    assert providers.get("twitch").handshake(hdrs, VERIFICATION) == CHALLENGE
+    (greeting,) = providers.get("twitch").all_greetings()
+    assert (greeting.method, greeting.signed) == ("POST", True)
+    reply = answer(hdrs, VERIFICATION)
+    assert reply is not None
+    assert (reply.status, reply.body, reply.content_type) == (200, CHALLENGE, "text/plain")
+    assert answer(signed(now), NOTIFICATION) is None
 
 
 def test_a_forged_or_replayed_challenge_fails_verification_first(now: int) -> None:
@@ -140,14 +151,26 @@ def test_a_forged_or_replayed_challenge_fails_verification_first(now: int) -> No
 def test_a_revocation_is_verified_and_stored_not_answered(now: int) -> None:
     hdrs = signed(now, REVOCATION, message_type="revocation")
     make("twitch", SECRET).verify(hdrs, REVOCATION, now)
-    assert providers.get("twitch").handshake(hdrs, REVOCATION) is None
+    assert answer(hdrs, REVOCATION) is None
     assert extracted("twitch", hdrs, REVOCATION) == ("channel.follow", MESSAGE_ID)
 
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"challenge": 42}', b"[]", b"not json", orjson.dumps({"subscription": {}})],
+    [
+        b'{"challenge": 42}',
+        b"[]",
+        b"not json",
+        orjson.dumps({"subscription": {}}),
+        orjson.dumps({"challenge": "<script>alert(1)</script>"}),
+    ],
 )
-def test_a_verification_without_a_challenge_is_not_answered(body: bytes) -> None:
+def test_a_verification_without_a_usable_challenge_is_refused(body: bytes) -> None:
     hdrs = signed(0, body, message_type="webhook_callback_verification")
-    assert providers.get("twitch").handshake(hdrs, body) is None
+    with pytest.raises(providers.HandshakeRefused) as refused:
+        answer(hdrs, body)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_handshake")
+
+
+def test_twitchs_documented_window_is_ten_minutes() -> None:
+    assert providers.get("twitch").tolerance == 600

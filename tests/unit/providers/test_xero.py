@@ -17,7 +17,8 @@ from multidict import CIMultiDict
 
 from hookgate import providers
 
-from .conftest import extracted, headers, make, rejects
+from .conftest import extracted, headers, make, rejects, settings
+from .handshakes import greet
 
 KEY = "OSd0eLlVIY9ZhViEqlDUh4+6n6M+Lo+eDaEJheJ6OCCgWwIz2D3JIAU6jPMipHRbgKTLz2uJ+xiACXGDBLrgdA=="
 BODY = (
@@ -37,10 +38,15 @@ def signed(body: bytes = BODY, key: str = KEY) -> CIMultiDict[str]:
     return headers(x_xero_signature=base64.b64encode(mac).decode())
 
 
+def answer(body: bytes) -> providers.Answer | None:
+    """What the ingress answers once the request's signature checked out."""
+    return greet("xero", settings("xero", KEY), method="POST", headers=signed(body), body=body)
+
+
 def test_xero_accepts_a_signed_request_and_finds_its_event(now: int) -> None:
     make("xero", "old-key", KEY).verify(signed(), BODY, now)
     assert extracted("xero", signed(), BODY) == ("CONTACT", None)
-    assert providers.get("xero").handshake(signed(), BODY) is None
+    assert answer(BODY) is None
 
 
 @pytest.mark.parametrize(
@@ -54,7 +60,11 @@ def test_xero_rejects(hdrs: CIMultiDict[str], body: bytes) -> None:
 
 def test_intent_to_receive_is_answered_200_empty_when_signed(now: int) -> None:
     make("xero", KEY).verify(signed(INTENT_TO_RECEIVE), INTENT_TO_RECEIVE, now)
-    assert providers.get("xero").handshake(signed(INTENT_TO_RECEIVE), INTENT_TO_RECEIVE) == b""
+    (greeting,) = providers.get("xero").all_greetings()
+    assert (greeting.method, greeting.signed) == ("POST", True)
+    reply = answer(INTENT_TO_RECEIVE)
+    assert reply is not None
+    assert (reply.status, reply.body, reply.content_type) == (200, b"", "text/plain")
 
 
 def test_intent_to_receive_with_a_wrong_signature_is_refused() -> None:
@@ -65,4 +75,4 @@ def test_intent_to_receive_with_a_wrong_signature_is_refused() -> None:
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": null}', b"{}"])
 def test_anything_else_is_no_intent_to_receive(body: bytes) -> None:
-    assert providers.get("xero").handshake(signed(body), body) is None
+    assert answer(body) is None

@@ -51,13 +51,11 @@ class AdminQueries(abc.ABC):
         where, params = _where(
             ("m.source = ?", query.source),
             ("m.event_type = ?", query.event_type),
+            ("m.event_id = ?", query.event_id),
             ("m.id >= ?", None if query.since is None else message_id_floor(query.since)),
             ("m.id < ?", None if query.until is None else message_id_floor(query.until)),
             ("m.id < ?", query.before_id),
-            (
-                "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = ?)",
-                query.state,
-            ),
+            _delivery_filter(query),
         )
         rows = await self.read(QUERIES["list_messages"].format(where=where), [*params, limit])
         counts = await self._delivery_counts([row[0] for row in rows])
@@ -181,10 +179,31 @@ class AdminQueries(abc.ABC):
 def _where(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
     """The {where} of a listing: the clauses whose value is given, joined with AND.
 
-    Only these fixed clauses are formatted into the query; their values are bound.
+    Only these fixed clauses are formatted into the query; their values are bound (a
+    tuple binds one value per mark of its clause).
     """
     given = [(clause, value) for clause, value in filters if value is not None]
-    return " AND ".join(c for c, _ in given) or "1", [v for _, v in given]
+    params: list[Any] = []
+    for _, value in given:
+        params.extend(value if isinstance(value, tuple) else (value,))
+    return " AND ".join(c for c, _ in given) or "1", params
+
+
+def _delivery_filter(query: MessageFilter) -> tuple[str, Any]:
+    """The listing's clause on deliveries: one EXISTS with the destination and the
+    state asked for, looked up per message through ``deliveries_message``. Left to
+    itself, SQLite picks ``deliveries_dead`` for "dead to a destination", which reads
+    every dead delivery of it for each message (tests/integration/store/
+    test_store_listing.py)."""
+    where, params = _where(("d.destination = ?", query.destination), ("d.state = ?", query.state))
+    if not params:
+        return ("", None)
+    # Only fixed clauses are formatted in (their values are bound).
+    clause = (
+        "EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_message"  # noqa: S608
+        f" WHERE d.message_id = m.id AND {where})"
+    )
+    return (clause, tuple(params))
 
 
 def _message_row(row: Sequence[Any], counts: dict[str, int]) -> MessageRow:
