@@ -115,6 +115,10 @@ class Dispatcher:
         worker.stop()
         await asyncio.gather(task, return_exceptions=True)
         await worker.drain(grace)
+        coordination = self.store.coordination
+        if coordination is not None and worker.destination.ordered:
+            # Only once its last request ended: the next holder starts after it.
+            await coordination.release_order(name)
 
     def wake(self, destinations: frozenset[str]) -> None:
         for name in destinations:
