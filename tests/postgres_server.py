@@ -33,7 +33,8 @@ def find_binaries() -> Path | None:
     found = [
         Path(folder)
         for folder in glob.glob("/usr/lib/postgresql/*/bin")
-        if os.access(Path(folder) / "initdb", os.X_OK) and os.access(Path(folder) / "postgres", os.X_OK)
+        if os.access(Path(folder) / "initdb", os.X_OK)
+        and os.access(Path(folder) / "postgres", os.X_OK)
     ]
     return max(found, key=lambda p: int(p.parent.name), default=None) if found else None
 
