@@ -89,7 +89,7 @@ class PostgresServer:
             cwd=self.folder,
             **self._as_user(),  # type: ignore[call-overload]
         )
-        log = open(self.folder / "server.log", "wb")  # noqa: SIM115 - the server's lifetime
+        log = open(self.folder / "server.log", "wb")
         settings = {
             "listen_addresses": HOST,
             "unix_socket_directories": str(self.folder),
@@ -101,7 +101,7 @@ class PostgresServer:
             "max_connections": "300",
         }
         options = [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]
-        self._process = subprocess.Popen(  # noqa: S603 - our own arguments
+        self._process = subprocess.Popen(
             [str(self.binaries / "postgres"), "-D", str(data), "-p", str(self.port), *options],
             stdout=log,
             stderr=subprocess.STDOUT,

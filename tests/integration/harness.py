@@ -105,7 +105,8 @@ class Backend:
         if self.kind == "sqlite":
             return db_rows(Path(self.location), sql, params)
         with psycopg.connect(self.location, autocommit=True) as conn:
-            return conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
+            cursor = conn.execute(sql.replace("?", "%s").encode(), params)
+            return cursor.fetchall() if cursor.description else []
 
 
 # -- the store's values ---------------------------------------------------------------------

@@ -87,6 +87,7 @@ class PostgresStore(AdminQueries):
         self._coordination: PostgresCoordination | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: list[CommitListener] = []
+        self._listening = asyncio.Event()
         self._opened = False
 
     # -- lifecycle ----------------------------------------------------------
@@ -107,8 +108,18 @@ class PostgresStore(AdminQueries):
             loop.create_task(self._listen(), name="store-listen"),
             loop.create_task(self._renew_leases(), name="store-leases"),
         ]
+        # Listening before the first claim: a commit from then on wakes this process.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                await self._listening.wait()
 
     async def _open(self) -> tuple[Pool, int]:
+        # One connection first, so that a wrong address or password fails at once
+        # (a pool would keep trying until its timeout).
+        async with await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, **self._connect_args
+        ) as conn:
+            await migrate(conn)
         pool: Pool = AsyncConnectionPool(
             self.url,
             kwargs={"autocommit": True, **self._connect_args},
@@ -119,8 +130,6 @@ class PostgresStore(AdminQueries):
         )
         self._pool = pool
         await pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
-        async with pool.connection() as conn:
-            await migrate(conn)
         self.identity = str((await self._read(QUERIES["select_identity"]))[0][0])
         self._coordination = PostgresCoordination(pool, self.url, self._connect_args)
         return pool, int((await self._read(QUERIES["select_max_message_id"]))[0][0])
@@ -162,6 +171,7 @@ class PostgresStore(AdminQueries):
                     self.url, autocommit=True, **self._connect_args
                 ) as conn:
                     await conn.execute(b"LISTEN hookgate")
+                    self._listening.set()
                     async for notice in conn.notifies():
                         self._notified(notice.payload)
             except psycopg.Error as exc:
