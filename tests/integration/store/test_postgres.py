@@ -283,7 +283,8 @@ async def grown(open_process: Opener, postgres_url: str) -> PostgresStore:
         postgres_url,
         "INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)"
         " SELECT n, 'd' || mod(n, 20),"
-        " CASE WHEN mod(n, 50) = 0 THEN 'pending' ELSE 'delivered' END, n, n FROM generate_series(1, 100000) AS n, generate_series(1, 2) AS copy",
+        " CASE WHEN mod(n, 50) = 0 THEN 'pending' ELSE 'delivered' END, n, n"
+        " FROM generate_series(1, 100000) AS n, generate_series(1, 2) AS copy",
     )
     rows(postgres_url, "ANALYZE")
     return store
