@@ -57,6 +57,16 @@ async def relay(tmp_path: Path, downstream: Downstream) -> AsyncIterator[Relay]:
 
 
 @pytest.fixture
+async def sqlite_relay(tmp_path: Path, downstream: Downstream) -> AsyncIterator[Relay]:
+    """A relay on SQLite, where a test is about the SQLite store's own behaviour."""
+    relay = Relay(tmp_path, downstream)
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+@pytest.fixture
 async def any_relay(
     tmp_path: Path, downstream: Downstream, backend: Backend
 ) -> AsyncIterator[Relay]:
