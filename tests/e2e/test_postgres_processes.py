@@ -47,7 +47,8 @@ async def start_three(start_daemon: StartDaemon, config: dict[str, Any]) -> list
 
 def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(sql.encode()).fetchall()
+        cursor = conn.execute(sql.encode())
+        return cursor.fetchall() if cursor.description else []
 
 
 class Provider:

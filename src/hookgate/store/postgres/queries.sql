@@ -253,3 +253,47 @@ WHERE destination = %s AND state = 'dead' AND updated_at >= %s
 INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
 SELECT id, %s, 'pending', %s, %s FROM messages WHERE id = %s
 RETURNING id
+
+-- select_migrated_from --
+-- hookgate migrate: the SQLite database this one was copied from, if any.
+SELECT value FROM meta WHERE key = 'migrated_from'
+
+-- set_migrated_from --
+INSERT INTO meta (key, value) VALUES ('migrated_from', %s) ON CONFLICT (key) DO NOTHING
+
+-- import_messages --
+-- Ids kept, so that a second run skips what the first copied.
+INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[],
+    %s::text[], %s::bytea[], %s::bytea[])
+ON CONFLICT DO NOTHING
+RETURNING id
+
+-- import_deliveries --
+INSERT INTO deliveries (id, message_id, destination, state, attempts, next_attempt_at,
+    last_status, last_error, updated_at, dead_reason)
+OVERRIDING SYSTEM VALUE
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::int[],
+    %s::float8[], %s::int[], %s::text[], %s::float8[], %s::text[])
+ON CONFLICT (id) DO NOTHING
+RETURNING state
+
+-- import_attempts --
+INSERT INTO attempts (id, delivery_id, started_at, duration_ms, status, error,
+    response_snippet)
+OVERRIDING SYSTEM VALUE
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::float8[], %s::int[],
+    %s::text[], %s::bytea[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+
+-- import_destination --
+INSERT INTO destinations (name, paused, updated_at) VALUES (%s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+
+-- sync_identities --
+-- New deliveries and attempts get ids above the copied ones.
+SELECT setval(pg_get_serial_sequence('deliveries', 'id'),
+        (SELECT coalesce(max(id), 0) + 1 FROM deliveries), false),
+    setval(pg_get_serial_sequence('attempts', 'id'),
+        (SELECT coalesce(max(id), 0) + 1 FROM attempts), false)
