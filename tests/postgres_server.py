@@ -56,8 +56,9 @@ def _server_user() -> pwd.struct_passwd | None:
 
 
 class PostgresServer:
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, *, durable: bool = False) -> None:
         self.binaries = binaries
+        self.durable = durable
         self.folder = Path(tempfile.mkdtemp(prefix="hookgate-pg-"))
         self.port = _free_port()
         self._user = _server_user()
@@ -93,13 +94,11 @@ class PostgresServer:
         settings = {
             "listen_addresses": HOST,
             "unix_socket_directories": str(self.folder),
-            # Tests prove what hookgate does, not the disk: no fsync; and room for
-            # several daemons' pools at once.
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
-            "max_connections": "300",
+            "max_connections": "300",  # room for several daemons' pools at once
         }
+        if not self.durable:
+            # Tests prove what hookgate does, not the disk (a benchmark keeps fsync on).
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         options = [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]
         self._process = subprocess.Popen(
             [str(self.binaries / "postgres"), "-D", str(data), "-p", str(self.port), *options],
