@@ -30,13 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 import harness
+import psycopg
 from delivery import sink, sink_stats
 
 sys.path.insert(0, str(harness.ROOT / "tests"))
-from postgres_server import PostgresServer, find_binaries  # noqa: E402
+from postgres_server import PostgresServer, find_binaries
 
 BODY = harness.webhook_body(1)
 
@@ -151,9 +150,7 @@ def end_to_end_rate(
 ) -> float:
     """Webhooks posted by wrk to ``processes`` daemons and delivered, per second."""
     url = server.new_database()
-    script = harness.wrk_post_script(
-        folder / "e2e.lua", BODY, {"Content-Type": "application/json"}
-    )
+    script = harness.wrk_post_script(folder / "e2e.lua", BODY, {"Content-Type": "application/json"})
     with contextlib.ExitStack() as stack:
         sink_port = stack.enter_context(sink(folder / f"e2e-sink-{processes}", f"e2e-{processes}"))
         destination = {"url": f"http://127.0.0.1:{sink_port}/", "concurrency": 32}
