@@ -18,7 +18,7 @@ from hookgate.store.ids import (
     new_message_id,
     parse_message_id,
 )
-from hookgate.store.protocol import CommitListener, Coordination, Store
+from hookgate.store.protocol import CommitListener, Coordination, PauseListener, Store
 from hookgate.store.types import (
     Accepted,
     AttemptRecord,
@@ -51,6 +51,7 @@ __all__ = [
     "MessageFilter",
     "MessageRow",
     "NewMessage",
+    "PauseListener",
     "QueueStats",
     "Store",
     "format_message_id",

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 CommitListener = Callable[[frozenset[str]], None]
 """Called after a commit with the destinations that got new deliveries in it."""
 
+PauseListener = Callable[[str, bool], None]
+"""Called with a destination and whether it is now paused."""
+
 
 class Coordination(Protocol):
     """What processes sharing one database agree on through it (None for SQLite's one).
@@ -61,6 +64,10 @@ class Coordination(Protocol):
 
     async def set_circuit(self, destination: str, open_until: float) -> None:
         """No process claims for ``destination`` before ``open_until`` (0: closed)."""
+        ...
+
+    def on_pause_changed(self, listener: PauseListener) -> None:
+        """Call ``listener`` when another process pauses or resumes a destination."""
         ...
 
 

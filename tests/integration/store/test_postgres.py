@@ -9,18 +9,21 @@ together, killed and restarted, is in tests/e2e/test_postgres_processes.py.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
 
+import hookgate.store.postgres
 from hookgate.store import Accepted, NewMessage, Store
 from hookgate.store.postgres import MIGRATIONS, QUERIES, PostgresStore
 from hookgate.store.postgres.writer import insert_messages
 
-from ..harness import new_message, record, wait_for
+from ..harness import Backend, Downstream, Relay, new_message, record, wait_for
 
 Opener = Callable[..., Awaitable[PostgresStore]]
 T = TypeVar("T")
@@ -234,6 +237,27 @@ async def test_pause_and_open_circuit_stop_every_process_claims(open_process: Op
     assert len(await b.claim_due("orders", time.time(), 10)) == 2
 
 
+async def test_a_pause_is_heard_by_the_other_processes(open_process: Opener) -> None:
+    a, b = await open_process(), await open_process()
+    assert b.coordination is not None
+    heard: list[tuple[str, bool]] = []
+    b.coordination.on_pause_changed(lambda name, paused: heard.append((name, paused)))
+    await a.set_paused("orders", True)
+    await a.set_paused("orders", False)
+    await wait_for(lambda: len(heard) == 2)
+    assert heard == [("orders", True), ("orders", False)]
+    assert await b.paused_destinations() == set()
+
+
+def test_every_named_query_is_used_and_every_used_one_exists() -> None:
+    package = Path(hookgate.store.postgres.__file__).parent
+    used: set[str] = set()
+    for path in package.glob("*.py"):
+        used |= set(re.findall(r'QUERIES\["([a-z0-9_]+)"\]', path.read_text(encoding="utf-8")))
+    assert set(QUERIES) - used == set()  # no dead SQL
+    assert used - set(QUERIES) == set()  # no lookup of a missing name
+
+
 async def test_one_process_at_a_time_holds_an_ordered_destination(open_process: Opener) -> None:
     a, b = await open_process(), await open_process()
     assert a.coordination is not None and b.coordination is not None
@@ -338,3 +362,23 @@ INDEX_USED = {
     "oldest pending": "deliveries_fifo",
     "prune": "deliveries_message",
 }
+
+
+async def test_a_pause_reaches_the_workers_of_the_other_processes(
+    tmp_path: Path, downstream: Downstream, postgres_url: str
+) -> None:
+    backend = Backend("postgresql", postgres_url)
+    relays = [Relay(tmp_path / name, downstream, backend) for name in ("a", "b")]
+    try:
+        for relay in relays:
+            (tmp_path / relay.tmp_path.name).mkdir()
+            await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n')
+        a, b = (relay.dispatcher for relay in relays)
+        assert a is not None and b is not None
+        await a.set_paused("orders", True)
+        await wait_for(lambda: b.workers["orders"].state == "paused")
+        await a.set_paused("orders", False)
+        await wait_for(lambda: b.workers["orders"].state == "ok")
+    finally:
+        for relay in relays:
+            await relay.stop()

@@ -182,9 +182,14 @@ class PostgresStore(AdminQueries):
         try:
             notice = orjson.loads(payload)
             if notice["by"] == self.owner:
-                return  # the writer told this process's listeners already
+                return  # this process told its own listeners already
+            if "paused" in notice:
+                for name, paused in notice["paused"].items():
+                    if self._coordination is not None:
+                        self._coordination.pause_changed(str(name), bool(paused))
+                return
             touched = frozenset(str(d) for d in notice["destinations"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return
         for listener in self._listeners:
             listener(touched)
@@ -239,7 +244,14 @@ class PostgresStore(AdminQueries):
         return int(await self.write_call(delete))
 
     async def set_paused(self, destination: str, paused: bool) -> None:
-        await execute(self._pool, QUERIES["set_paused"], (destination, paused, time.time()))
+        notice = {"by": self.owner, "paused": {destination: paused}}
+        params = {
+            "name": destination,
+            "paused": paused,
+            "at": time.time(),
+            "notice": orjson.dumps(notice).decode(),
+        }
+        await fetch(self._pool, QUERIES["set_paused"], params)
 
     # -- claims ---------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import structlog
 
 from hookgate.store.postgres.database import Connection, Pool, execute, fetch
 from hookgate.store.postgres.sql import QUERIES
+from hookgate.store.protocol import PauseListener
 
 log = structlog.get_logger("hookgate.store")
 
@@ -42,6 +43,7 @@ class PostgresCoordination:
         self._held: set[str] = set()
         self._lock = asyncio.Lock()
         self._slots_made: set[tuple[str, int]] = set()
+        self._pause_listeners: list[PauseListener] = []
         self.poll_interval = FALLBACK_POLL
         self.order_retry = ORDER_RETRY
 
@@ -135,6 +137,16 @@ class PostgresCoordination:
     async def free_rate_slot(self, destination: str, slot: int, window: float) -> None:
         """The request on ``slot`` ended now: the slot frees one window later."""
         await execute(self._pool, QUERIES["free_rate_slot"], (window, destination, slot))
+
+    # -- pause -------------------------------------------------------------------------
+
+    def on_pause_changed(self, listener: PauseListener) -> None:
+        self._pause_listeners.append(listener)
+
+    def pause_changed(self, destination: str, paused: bool) -> None:
+        """Another process paused or resumed ``destination`` (its NOTIFY arrived)."""
+        for listener in self._pause_listeners:
+            listener(destination, paused)
 
     # -- circuit -------------------------------------------------------------------
 

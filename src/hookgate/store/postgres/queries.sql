@@ -187,8 +187,13 @@ SET circuit_open_until = excluded.circuit_open_until, updated_at = excluded.upda
 SELECT name FROM destinations WHERE paused
 
 -- set_paused --
-INSERT INTO destinations (name, paused, updated_at) VALUES (%s, %s, %s)
-ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+-- The other processes hear of it (NOTIFY) and show the destination paused too.
+WITH changed AS (
+    INSERT INTO destinations (name, paused, updated_at) VALUES (%(name)s, %(paused)s, %(at)s)
+    ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+    RETURNING name
+)
+SELECT pg_notify('hookgate', %(notice)s) FROM changed
 
 -- select_oldest_pending --
 SELECT m.received_at
