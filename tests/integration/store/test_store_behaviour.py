@@ -14,8 +14,14 @@ import time
 import orjson
 import pytest
 
-from hookgate.errors import StoreError
-from hookgate.store import Accepted, Store, format_message_id, parse_message_id
+from hookgate.errors import ConflictError, StoreError
+from hookgate.store import (
+    Accepted,
+    MessageFilter,
+    Store,
+    format_message_id,
+    parse_message_id,
+)
 
 from ..harness import Backend, CommitSizes, new_message, record
 
@@ -411,3 +417,111 @@ async def test_pause_is_durable(backend: Backend) -> None:
         assert await reopened.paused_destinations() == {"orders"}
     finally:
         await reopened.close()
+
+
+# -- admin: inspect, retry, replay, counts -------------------------------------------------
+
+
+async def test_admin_listings_and_lookups(any_store: Store) -> None:
+    now = time.time()
+    first = await any_store.accept(
+        new_message(source="stripe", event_type="a", received_at=now - 30, destinations=("x", "y"))
+    )
+    second = await any_store.accept(
+        new_message(source="github", event_type="b", received_at=now - 20, body=b"two")
+    )
+    third = await any_store.accept(new_message(source="stripe", event_type="b", received_at=now))
+    (x_delivery,) = await any_store.due_deliveries("x", now, 10)
+    await any_store.record_attempt(record(x_delivery.id, state="dead", attempts=3))
+
+    listed = await any_store.list_messages(MessageFilter(), 10)
+    assert [m.id for m in listed] == [third.message_id, second.message_id, first.message_id]
+    assert (listed[2].pending, listed[2].delivered, listed[2].dead) == (1, 0, 1)
+    assert listed[1].size == 3
+    only = await any_store.list_messages(MessageFilter(source="stripe", event_type="b"), 10)
+    assert [m.id for m in only] == [third.message_id]
+    dead = await any_store.list_messages(MessageFilter(state="dead"), 10)
+    assert [m.id for m in dead] == [first.message_id]
+    recent = await any_store.list_messages(MessageFilter(since=now - 25, until=now - 1), 10)
+    assert [m.id for m in recent] == [second.message_id]
+    page = await any_store.list_messages(MessageFilter(before_id=listed[0].number), 1)
+    assert [m.id for m in page] == [second.message_id]
+
+    found = await any_store.get_message(second.message_id)
+    assert found is not None
+    row, content = found
+    assert (row.source, row.event_type, content.body) == ("github", "b", b"two")
+    assert await any_store.get_message("msg_0000000000000001") is None
+    assert await any_store.get_message("nonsense") is None
+
+    deliveries = await any_store.list_deliveries(message_id=first.message_id)
+    assert sorted((d.destination, d.state) for d in deliveries) == [
+        ("x", "dead"),
+        ("y", "pending"),
+    ]
+    assert [d.id for d in await any_store.list_deliveries(destination="x", state="dead")] == [
+        x_delivery.id
+    ]
+    got = await any_store.get_delivery(x_delivery.id)
+    assert got is not None
+    assert (got.state, got.attempts, got.last_status) == ("dead", 3, 500)
+    assert await any_store.get_delivery(987654) is None
+    (attempt,) = await any_store.attempts(x_delivery.id)
+    assert (attempt.status, attempt.error, attempt.response_snippet) == (500, "HTTP 500", b"oops")
+
+
+async def test_admin_retry_replay_and_counts(any_store: Store) -> None:
+    accepted = await any_store.accept(new_message(destinations=("orders", "audit")))
+    now = time.time()
+    due = {
+        d.destination: d
+        for d in [
+            *await any_store.due_deliveries("orders", now, 10),
+            *await any_store.due_deliveries("audit", now, 10),
+        ]
+    }
+    await any_store.record_attempt(record(due["orders"].id, state="dead", attempts=12))
+    await any_store.record_attempt(
+        record(due["audit"].id, state="delivered", status=200, error=None)
+    )
+    assert await any_store.delivery_counts() == {"orders": {"dead": 1}, "audit": {"delivered": 1}}
+    assert await any_store.totals() == (1, {"pending": 0, "delivered": 1, "dead": 1})
+
+    retried = await any_store.retry_delivery(due["orders"].id)
+    assert retried is not None
+    assert (retried.state, retried.attempts) == ("pending", 0)
+    with pytest.raises(ConflictError):
+        await any_store.retry_delivery(due["audit"].id)
+    assert await any_store.retry_delivery(987654) is None
+
+    await any_store.record_attempt(record(due["orders"].id, state="dead", attempts=12))
+    assert await any_store.retry_dead("orders", since=None) == 1
+    assert await any_store.retry_dead("orders", since=None) == 0
+    assert await any_store.destination_counts() == {
+        "orders": {"pending": 1},
+        "audit": {"delivered": 1},
+    }
+
+    replayed = await any_store.replay(accepted.message_id, ["audit", "crm"])
+    assert sorted((d.destination, d.state) for d in replayed) == [
+        ("audit", "pending"),
+        ("crm", "pending"),
+    ]
+    assert await any_store.replay("msg_0000000000000001", ["audit"]) == []
+    assert await any_store.message_count() == 1
+    assert (await any_store.totals())[1] == {"pending": 3, "delivered": 1, "dead": 0}
+
+
+async def test_claims_lease_until_an_outcome_or_a_release(any_store: Store) -> None:
+    """The claim interface, alike on both backends (one process here)."""
+    await any_store.accept(new_message())
+    await any_store.accept(new_message())
+    now = time.time()
+    first, second = await any_store.claim_due("orders", now, 10)
+    assert await any_store.claim_due("orders", now, 10) == []  # leased
+    assert await any_store.claim_listed([first, second]) == []
+    await any_store.release([second.id])
+    assert await any_store.claim_listed([first, second]) == [second]
+    await any_store.record_attempt(record(first.id, next_attempt_at=now - 1))
+    (again,) = await any_store.claim_due("orders", time.time(), 10)
+    assert (again.id, again.attempts) == (first.id, 1)
