@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 import hookgate.store.postgres
+from hookgate.errors import StoreError
 from hookgate.store import Accepted, NewMessage, Store
 from hookgate.store.postgres import MIGRATIONS, QUERIES, PostgresStore
 from hookgate.store.postgres.writer import insert_messages
@@ -88,8 +89,6 @@ async def test_processes_starting_together_migrate_once(
 async def test_unreachable_database_is_a_store_error_without_the_password(
     postgres_url: str,
 ) -> None:
-    from hookgate.errors import StoreError
-
     url = postgres_url.replace("hookgate@", "hookgate:s3cret@").rsplit(":", 1)[0] + ":1/x"
     store = PostgresStore(url, display_url="postgresql://hookgate:***@127.0.0.1:1/x")
     with pytest.raises(StoreError) as caught:
@@ -382,3 +381,33 @@ async def test_a_pause_reaches_the_workers_of_the_other_processes(
     finally:
         for relay in relays:
             await relay.stop()
+
+
+async def test_the_store_recovers_when_the_database_drops_its_connections(
+    open_process: Opener, postgres_url: str
+) -> None:
+    """A restart or failover of PostgreSQL: every connection is cut at once."""
+    a, b = await open_process(), await open_process()
+    woken: list[frozenset[str]] = []
+    b.on_commit(woken.append)
+    await a.accept(new_message())
+    rows(
+        postgres_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+
+    async def accept_now() -> Accepted | None:
+        try:
+            return await a.accept(new_message(destinations=("audit",)))
+        except StoreError:
+            return None  # a commit on a cut connection fails (503), the next reconnects
+
+    assert await eventually(accept_now) is not None
+    assert a.failure is None
+    # b's listener reconnected: a's commits wake it again.
+    await eventually(
+        lambda: a.accept(new_message(destinations=("crm",))),
+        ok=lambda _: frozenset({"crm"}) in woken,
+    )
+    assert len(await b.claim_due("orders", time.time(), 10)) == 1

@@ -56,24 +56,55 @@ async def fetch(
     pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any] = ()
 ) -> list[Any]:
     """All rows of one statement, on a pooled connection in autocommit; errors as StoreError."""
-    if pool is None or pool.closed:
-        raise StoreError("the store is not open")
-    try:
-        async with pool.connection() as conn:
-            cursor = await conn.execute(sql.encode(), params)
-            return await cursor.fetchall() if cursor.description else []
-    except psycopg.Error as exc:  # the pool's PoolTimeout and PoolClosed too
-        raise StoreError(f"query failed: {exc}") from None
+    cursor_rows, _ = await _run(pool, sql, params)
+    return cursor_rows
 
 
 async def execute(pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
     """Run one statement in autocommit; how many rows it changed."""
+    _, count = await _run(pool, sql, params)
+    return count
+
+
+async def _run(
+    pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any]
+) -> tuple[list[Any], int]:
+    """Run one statement; once more on a new connection if the pooled one was cut.
+
+    A database restart or failover cuts every pooled connection, and the pool only
+    learns of it when one is used. Running again is safe: the statement failed with
+    its connection, so nothing of it was committed (a claim that ran before the cut
+    leases rows that simply come back when the lease runs out).
+    """
     if pool is None or pool.closed:
         raise StoreError("the store is not open")
     try:
+        return await _once(pool, sql, params)
+    except _ConnectionCut:
+        pass
+    try:
+        return await _once(pool, sql, params)
+    except _ConnectionCut as cut:
+        raise StoreError(f"query failed: {cut}") from None
+
+
+class _ConnectionCut(Exception):
+    """The pooled connection was broken (its statement did not run to a commit)."""
+
+
+async def _once(
+    pool: Pool, sql: str, params: Sequence[Any] | dict[str, Any]
+) -> tuple[list[Any], int]:
+    conn: Connection | None = None
+    try:
         async with pool.connection() as conn:
             cursor = await conn.execute(sql.encode(), params)
-            return cursor.rowcount
+            rows = await cursor.fetchall() if cursor.description else []
+            return rows, cursor.rowcount
+    except psycopg.OperationalError as exc:
+        if conn is not None and conn.broken:
+            raise _ConnectionCut(str(exc)) from None
+        raise StoreError(f"query failed: {exc}") from None
     except psycopg.Error as exc:  # the pool's PoolTimeout and PoolClosed too
         raise StoreError(f"query failed: {exc}") from None
 
