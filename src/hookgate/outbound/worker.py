@@ -238,6 +238,7 @@ class DestinationWorker:
             )
 
     async def _attempt(self, deliveries: list[DueDelivery]) -> None:
+        recorded = False
         try:
             try:
                 records, request = await self._deliver(deliveries)
@@ -246,12 +247,28 @@ class DestinationWorker:
                 # rather than let the next claim send them again at once, forever.
                 log.error("dispatch.attempt_crashed", destination=self.name, error=repr(exc))
                 await asyncio.sleep(_CRASH_HOLD)
-                await self.store.release([d.id for d in deliveries])
                 return
             await self._record(records)
+            recorded = True
             self._report(deliveries, request.webhook_id if request else None, records)
         finally:
             self.inflight -= {d.id for d in deliveries}
+            if not recorded:
+                # Cancelled (a reload or a shutdown past its grace) or crashed: the
+                # deliveries are due again, here or in another process.
+                self._release_soon([d.id for d in deliveries])
+
+    def _release_soon(self, delivery_ids: list[int]) -> None:
+        """End leases from code that cannot await (a task being cancelled)."""
+        task = asyncio.create_task(self._release(delivery_ids))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _release(self, delivery_ids: list[int]) -> None:
+        try:
+            await self.store.release(delivery_ids)
+        except StoreError as exc:  # the lease runs out by itself
+            log.warning("dispatch.release_failed", destination=self.name, error=str(exc))
 
     async def _deliver(
         self, deliveries: list[DueDelivery]

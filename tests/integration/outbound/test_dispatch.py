@@ -483,3 +483,26 @@ async def test_reload_closes_the_pool_of_a_deny_list_no_longer_used(relay: Relay
     assert not shared.closed
     message_id = await relay.accept(destinations=("orders",))
     await relay.wait_state(message_id, "delivered")
+
+
+async def test_request_cut_off_by_a_reload_is_attempted_again(
+    relay: Relay, downstream: Downstream
+) -> None:
+    """Its lease ends with the cut: the changed destination's new worker sends it again."""
+    release = asyncio.Event()
+
+    async def hang_first(received: Received, number: int) -> web.StreamResponse:
+        if number == 1:
+            await release.wait()
+        return web.Response(status=200)
+
+    downstream.handler = hang_first
+    cfg = await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n')
+    message_id = await relay.accept()
+    await wait_for(lambda: downstream.received)
+    assert relay.dispatcher is not None
+    changed = msgspec.structs.replace(cfg.destinations["orders"], headers={"X-New": "1"})
+    await relay.dispatcher.apply([changed], grace=0.1)  # the hanging request is cancelled
+    assert await relay.wait_state(message_id, "delivered") == ("delivered", 1, 200, None)
+    release.set()
+    assert [r.headers.get("X-New") for r in downstream.received] == [None, "1"]

@@ -130,9 +130,9 @@ class PostgresStore(AdminQueries):
         )
         self._pool = pool
         await pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
-        self.identity = str((await self._read(QUERIES["select_identity"]))[0][0])
+        self.identity = str((await self.read(QUERIES["select_identity"]))[0][0])
         self._coordination = PostgresCoordination(pool, self.url, self._connect_args)
-        return pool, int((await self._read(QUERIES["select_max_message_id"]))[0][0])
+        return pool, int((await self.read(QUERIES["select_max_message_id"]))[0][0])
 
     async def close(self) -> None:
         await self._writer.stop()
@@ -281,36 +281,34 @@ class PostgresStore(AdminQueries):
     # -- reads ----------------------------------------------------------------------
 
     async def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await fetch(self._pool, sql, params)
-
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one query on a pooled connection, errors as StoreError."""
         return await fetch(self._pool, sql, params)
 
     async def due_deliveries(
         self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
     ) -> list[DueDelivery]:
-        rows = await self._read(QUERIES["select_due"], (destination, now, list(exclude), limit))
+        rows = await self.read(QUERIES["select_due"], (destination, now, list(exclude), limit))
         return _deliveries(rows, destination)
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
-        rows = await self._read(QUERIES["select_head"], (destination, limit))
+        rows = await self.read(QUERIES["select_head"], (destination, limit))
         return _deliveries(rows, destination)
 
     async def paused_destinations(self) -> set[str]:
-        return {row[0] for row in await self._read(QUERIES["select_paused"])}
+        return {row[0] for row in await self.read(QUERIES["select_paused"])}
 
     async def next_due_at(self, destination: str, after: float) -> float | None:
-        rows = await self._read(QUERIES["select_next_due"], (destination, after))
+        rows = await self.read(QUERIES["select_next_due"], (destination, after))
         return float(rows[0][0]) if rows else None
 
     async def delivery_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
-        for destination, state, count in await self._read(QUERIES["select_delivery_counts"]):
+        for destination, state, count in await self.read(QUERIES["select_delivery_counts"]):
             counts.setdefault(destination, {})[state] = count
         return counts
 
     async def message_count(self) -> int:
-        return int((await self._read(QUERIES["select_message_count"]))[0][0])
+        return int((await self.read(QUERIES["select_message_count"]))[0][0])
 
     async def queue_stats(self) -> QueueStats:
         counts = await self.delivery_counts()
@@ -318,7 +316,7 @@ class PostgresStore(AdminQueries):
         for name, by_state in counts.items():
             pending = by_state.get("pending", 0)
             if pending:
-                rows = await self._read(QUERIES["select_oldest_pending"], (name,))
+                rows = await self.read(QUERIES["select_oldest_pending"], (name,))
                 oldest = rows[0][0] if rows else None
                 destinations[name] = DestinationQueue(pending=pending, oldest_pending_at=oldest)
         oldest_times = [q.oldest_pending_at for q in destinations.values() if q.oldest_pending_at]
