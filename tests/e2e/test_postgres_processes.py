@@ -25,7 +25,8 @@ from .conftest import Daemon, Downstream, post, wait_for
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
 
-LEASE = "2s"
+# Short, so that a killed process's deliveries come back soon; renewed every third of it.
+LEASE = "5s"
 RETRIES = {"initial_backoff": "100ms", "max_backoff": "500ms", "timeout": "5s"}
 CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
