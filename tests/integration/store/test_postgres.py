@@ -330,6 +330,12 @@ HOT_QUERIES: dict[str, tuple[str, dict[str, Any] | tuple[Any, ...]]] = {
     "renew leases": (QUERIES["renew_leases"], (30.0, "x")),
     "oldest pending": (QUERIES["select_oldest_pending"], ("d1",)),
     "prune": (QUERIES["prune"], (500, 100)),
+    # The dashboard's and the API's message listing, by its indexed filters.
+    "list by event id": (
+        QUERIES["list_messages"].format(where="m.event_id = %s"),
+        ("evt_5", 50),
+    ),
+    "list by source": (QUERIES["list_messages"].format(where="m.source = %s"), ("github", 50)),
 }
 
 
@@ -360,6 +366,8 @@ INDEX_USED = {
     "renew leases": "deliveries_claimed",
     "oldest pending": "deliveries_fifo",
     "prune": "deliveries_message",
+    "list by event id": "messages_event_id",
+    "list by source": "messages_source",
 }
 
 
