@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from hookgate import __version__, config
-from hookgate.cli import admin_commands, client, tool_commands
+from hookgate.cli import admin_commands, client, migrate_command, tool_commands
 from hookgate.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     admin_commands.add_admin_commands(commands, common)
     tool_commands.add_send(commands, common)
     tool_commands.add_listen(commands, common)
+    migrate_command.add_migrate(commands, common)
     return parser
 
 

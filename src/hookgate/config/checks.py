@@ -29,6 +29,7 @@ from hookgate.config.schema import (
     DestinationConfig,
     Rule,
     SourceConfig,
+    StorageConfig,
     VerifyConfig,
     policy_rules,
     table_rules,
@@ -71,8 +72,10 @@ def check(
         report.error(f"sources.{ALERT_SOURCE}", "this name is reserved for alerts")
     if config.alerts is not None:
         _check_alerts(report, config.alerts, config.delivery)
-    if storage_folder is not None and not report.dropped("storage.path"):
-        _check_storage(report, storage_folder / config.storage.path)
+    _check_storage_table(report, config.storage)
+    if storage_folder is not None and config.storage.url is None:
+        if not report.dropped("storage.path"):
+            _check_storage(report, storage_folder / config.storage.path)
 
 
 def _check_server(config: Config, report: Report) -> None:
@@ -276,6 +279,23 @@ def _check_loopback(report: Report, listen: str) -> None:
         loopback = False
     if not loopback:
         report.error("admin.token", "required when admin.listen is not a loopback address")
+
+
+def _check_storage_table(report: Report, storage: StorageConfig) -> None:
+    """The PostgreSQL keys: a postgresql:// URL, one place for the password, a lease."""
+    if storage.url is not None:
+        scheme = storage.url.partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            report.error(
+                "storage.url",
+                f"expected a postgresql://user@host:port/database URL, got {scheme!r}",
+            )
+        if storage.password is not None and masked_url(storage.url) != storage.url:
+            report.error("storage.password", "the URL carries a password already: set it once")
+    elif storage.password is not None:
+        report.error("storage.password", "only used with storage.url (PostgreSQL)")
+    if storage.lease < 1:
+        report.error("storage.lease", "must be at least 1s")
 
 
 def _check_storage(report: Report, file: Path) -> None:

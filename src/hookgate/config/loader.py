@@ -126,7 +126,7 @@ class Loader:
             path=self.path.resolve(),
             server=self._section(raw, ServerConfig, "server"),
             admin=self._admin_table(raw),
-            storage=self._section(raw, StorageConfig, "storage"),
+            storage=self._storage_table(raw),
             log=self._section(raw, LogConfig, "log"),
             delivery=delivery,
             sources=sources,
@@ -277,6 +277,15 @@ class Loader:
         )
         return msgspec.structs.replace(alerts, secret=secret, secret_file=None)
 
+    def _storage_table(self, raw: dict[str, Any]) -> StorageConfig:
+        storage = self._section(raw, StorageConfig, "storage")
+        if storage.secret_file is None:
+            return storage
+        password = self._read_secret_file(
+            storage.secret_file, "storage.secret_file", feeds="storage.password"
+        )
+        return msgspec.structs.replace(storage, password=password, secret_file=None)
+
     def _admin_table(self, raw: dict[str, Any]) -> AdminConfig:
         admin = self._section(raw, AdminConfig, "admin")
         if admin.token_file is None:
@@ -346,7 +355,9 @@ def _resolve_paths(config: Config, folder: Path) -> Config:
         tls_cert=resolve(config.server.tls_cert),
         tls_key=resolve(config.server.tls_key),
     )
-    storage = msgspec.structs.replace(config.storage, path=str(folder / config.storage.path))
+    storage = config.storage
+    if storage.url is None:
+        storage = msgspec.structs.replace(storage, path=str(folder / storage.path))
     return msgspec.structs.replace(config, server=server, storage=storage)
 
 

@@ -119,6 +119,12 @@ class StorageConfig(_Table, frozen=True):
     path: str = "hookgate.db"
     retention: Duration = Duration(7 * 86400)
     sync: Literal["full", "normal"] = "full"
+    # Set: the PostgreSQL store at this URL instead of the SQLite file at ``path``.
+    url: str | None = None
+    password: str | None = None
+    secret_file: str | None = None  # the password, from a file
+    # How long a delivery claimed by a process that stopped renewing it stays its own.
+    lease: Duration = Duration(30)
 
 
 class LogConfig(_Table, frozen=True):
