@@ -6,8 +6,8 @@ the webhook was created: behind a reverse proxy or TLS terminator, set the sourc
 ``public_url`` to it (hookgate cannot know it). ``hookgate send`` signs the URL given.
 
 When a webhook is created, Trello first sends an unsigned ``HEAD`` to the callback URL
-and expects a 200; hookgate answers only the source's ``methods``, so that check
-needs a HEAD handshake of its own (not built here).
+and expects a 200: that is answered (empty, stored nowhere). It carries no proof and
+needs none: the answer says only that the URL exists, which any request to it shows.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from hookgate.providers import common
 
 if TYPE_CHECKING:
-    from hookgate.providers.common import Request, Settings
+    from hookgate.providers.common import Answer, Greeter, Request, Settings
 
 _HEADER = "X-Trello-Webhook"
 
@@ -33,6 +33,14 @@ class _TrelloVerifier(common.UrlBound):
         common.match(self._macs, (signature,), request.body, request.url.encode())
 
 
+def _callback_check(settings: Settings) -> Greeter:
+    def greet(request: Request, now: float) -> Answer | None:
+        """Trello's HEAD when a webhook is created: 200, nothing else."""
+        return common.Answer(b"", content_type="text/plain")
+
+    return greet
+
+
 def _sign(settings: Settings, url: str, body: bytes, now: int) -> dict[str, str]:
     digest = common.mac(common.first_secret(settings).encode(), "sha1", body, url.encode())
     return {_HEADER: common.to_base64(digest)}
@@ -45,5 +53,6 @@ PROVIDER = common.Provider(
     build=lambda settings: _TrelloVerifier(settings.secrets),
     signer=common.url_bound_signer,
     request_signer=_sign,
+    greetings=(common.Greeting("HEAD", signed=False, build=_callback_check),),
     docs="https://developer.atlassian.com/cloud/trello/guides/rest-api/webhooks/#webhook-signatures",
 )

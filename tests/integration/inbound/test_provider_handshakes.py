@@ -169,6 +169,12 @@ async def test_trello_signature_covers_the_public_url(ingress: Ingested) -> None
         mac = hmac.digest(TRELLO_SECRET.encode(), body + url.encode(), "sha1")
         return {"X-Trello-Webhook": base64.b64encode(mac).decode()}
 
+    # Trello's HEAD when the webhook is created: 200, nothing stored.
+    async with ingress.session.head(ingress.base + "/hooks/trello") as answer:
+        assert answer.status == 200
+    async with ingress.session.get(ingress.base + "/hooks/trello") as answer:
+        assert answer.status == 405
+    assert ingress.messages() == []
     assert (await ingress.post("/hooks/trello", body, signed(TRELLO_URL + "/x")))[0] == 401
     # The URL hookgate sees is not the one Trello was given.
     seen = signed(ingress.base + "/hooks/trello")

@@ -180,6 +180,7 @@ HANDSHAKES = {
     "dropbox",
     "meta",
     "msgraph",
+    "trello",
     "twitch",
     "twitter",
     "xero",

@@ -15,9 +15,11 @@ import time
 import pytest
 from multidict import CIMultiDict
 
+from hookgate import providers
 from hookgate.errors import VerificationFailed
 
 from .conftest import check, extracted, headers, make, request, settings
+from .handshakes import greet
 
 SECRET = "trello-application-secret"
 URL = "https://hooks.example.com/hooks/trello"
@@ -65,3 +67,12 @@ def test_trello_rejects(hdrs: CIMultiDict[str], body: bytes, url: str) -> None:
 def test_trello_cannot_be_verified_without_the_url() -> None:
     with pytest.raises(VerificationFailed, match="signs the URL"):
         make("trello", SECRET).verify(signed(), BODY, time.time())
+
+
+def test_trellos_head_on_creating_a_webhook_is_answered_200_unsigned() -> None:
+    (greeting,) = providers.get("trello").all_greetings()
+    assert (greeting.method, greeting.signed) == ("HEAD", False)
+    answer = greet("trello", settings("trello", SECRET), method="HEAD")
+    assert answer is not None
+    assert (answer.status, answer.body) == (200, b"")
+    assert greet("trello", settings("trello", SECRET), method="POST", body=BODY) is None
