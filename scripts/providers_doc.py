@@ -75,7 +75,12 @@ def _handshakes(provider: providers.Provider) -> str:
     if not greetings:
         return "none"
     return "; ".join(
-        f"{g.method}, " + ("after the signature check" if g.signed else "carries its own proof")
+        f"{g.method}, "
+        + (
+            "signed: answered after the signature check"
+            if g.signed
+            else "unsigned: answered before any signature check (see the table above)"
+        )
         for g in greetings
     )
 
