@@ -31,6 +31,7 @@ from hookgate.store.types import (
     MessageRow,
     NewMessage,
     QueueStats,
+    SkippedDestination,
 )
 from hookgate.wire import DeliveryState
 
@@ -51,6 +52,7 @@ __all__ = [
     "MessageRow",
     "NewMessage",
     "QueueStats",
+    "SkippedDestination",
     "Store",
     "format_message_id",
     "format_time",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
+import msgspec
 
 from hookgate.errors import ConflictError
 from hookgate.store import (
@@ -20,12 +21,15 @@ from hookgate.store import (
     MessageContent,
     MessageFilter,
     MessageRow,
+    SkippedDestination,
     format_message_id,
     message_id_floor,
     parse_message_id,
 )
 from hookgate.store.sqlite.sql import QUERIES, marks
 from hookgate.store.sqlite.writer import WriteCall
+
+_SKIPPED = msgspec.json.Decoder(tuple[SkippedDestination, ...])
 
 
 class AdminQueries(abc.ABC):
@@ -81,7 +85,8 @@ class AdminQueries(abc.ABC):
             return None
         row = rows[0]
         counts = await self._delivery_counts([number])
-        return _message_row(row, counts.get(number, {})), MessageContent(row[6], row[7])
+        skipped = () if row[8] is None else _SKIPPED.decode(row[8])
+        return _message_row(row, counts.get(number, {})), MessageContent(row[6], row[7], skipped)
 
     # -- deliveries ------------------------------------------------------------
 

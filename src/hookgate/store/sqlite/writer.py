@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
+import msgspec
 import structlog
 
 from hookgate import metrics
@@ -201,7 +202,17 @@ async def insert_messages(
     await conn.executemany(
         QUERIES["insert_message"],
         [
-            (i, m.source, m.received_at, m.event_type, m.event_id, m.event_id, m.headers, m.body)
+            (
+                i,
+                m.source,
+                m.received_at,
+                m.event_type,
+                m.event_id,
+                m.event_id,
+                m.headers,
+                m.body,
+                msgspec.json.encode(m.skipped) if m.skipped else None,
+            )
             for i, m in zip(ids, messages, strict=True)
         ],
     )

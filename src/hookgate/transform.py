@@ -1,0 +1,264 @@
+"""Transformations: a destination's jq program reshapes each delivery's body and headers.
+
+The contract (docs/interfaces.md, "Transformations"): the program reads
+``{"body", "headers", "source", "event_type", "message_id"}`` (the stored inbound
+JSON body and headers) and must output one object ``{"body": ..., "headers":
+{...}}``: ``body`` (when present) is sent instead of the inbound body, as JSON;
+``headers`` are set on the outbound request (never hookgate's own).
+
+jq runs in C and a thread cannot be interrupted, so programs run in a small pool
+of worker processes (``TransformPool``): a run that outlives its time limit has its
+process killed and replaced, and an address-space limit stops one that eats
+memory. Each worker compiles a program once and keeps it for the next runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import re
+import resource
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import jq
+import orjson
+
+from hookgate import wire
+from hookgate.errors import HookgateError
+
+WORKERS = 2
+"""Worker processes per daemon (started on first use; each ~25 MiB resident)."""
+MEMORY_LIMIT = 1024**3
+"""A worker's address space, so that a program that allocates without end fails."""
+_CACHED_PROGRAMS = 64
+# Set by hookgate or by the HTTP client: a transform cannot replace them.
+_RESERVED_HEADERS = wire.OWN_HEADERS | {"content-length", "host", "transfer-encoding", "connection"}
+# RFC 9110 5.1 and 5.5: a header name is a token; a value holds no control character but tab.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_OUTPUT_KEYS = frozenset({"body", "headers"})
+
+
+class TransformFailed(HookgateError):
+    """The transform did not produce a request; the message says why (shown on the delivery)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transformed:
+    """What a transform made of one delivery."""
+
+    body: bytes | None
+    """The new body (JSON), or None to send the inbound body as it is."""
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransformInput:
+    """One delivery as the program reads it (headers: the stored orjson object)."""
+
+    body: bytes
+    headers: bytes
+    source: str
+    event_type: str | None
+    message_id: str
+
+
+def compile_error(program: str) -> str | None:
+    """Why jq cannot compile ``program``, or None when it can (checked at load)."""
+    try:
+        jq.compile(program)
+    except ValueError as exc:
+        return _jq_message(exc)
+    return None
+
+
+def run_program(
+    program: Any, request: TransformInput, max_size: int
+) -> tuple[bytes | None, tuple[tuple[str, str], ...]]:
+    """Run compiled ``program`` on ``request`` (in a worker); TransformFailed says why not."""
+    try:
+        orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise TransformFailed("the inbound body is not JSON") from None
+    document = orjson.dumps(
+        {
+            # Fragments: the bytes were checked just above (the body) or written by
+            # hookgate (the headers), so nothing can be smuggled in beside them.
+            "body": orjson.Fragment(request.body),
+            "headers": orjson.Fragment(request.headers),
+            "source": request.source,
+            "event_type": request.event_type,
+            "message_id": request.message_id,
+        }
+    )
+    try:
+        outputs: Iterator[Any] = iter(program.input_text(document.decode()))
+        output = next(outputs, _NONE)
+        extra = next(outputs, _NONE)
+    except ValueError as exc:
+        raise TransformFailed(f"jq: {_jq_message(exc)}") from None
+    if output is _NONE:
+        raise TransformFailed("the program produced no output")
+    if extra is not _NONE:
+        raise TransformFailed("the program produced more than one output")
+    return _request_of(output, max_size)
+
+
+_NONE = object()
+
+
+def _request_of(output: Any, max_size: int) -> tuple[bytes | None, tuple[tuple[str, str], ...]]:
+    if not isinstance(output, dict) or not output.keys() <= _OUTPUT_KEYS:
+        raise TransformFailed(
+            'the program must output an object with "body" and/or "headers", got '
+            + _preview(output)
+        )
+    body = orjson.dumps(output["body"]) if "body" in output else None
+    headers = _headers_of(output.get("headers", {}))
+    size = (len(body) if body else 0) + sum(len(k) + len(v) for k, v in headers)
+    if size > max_size:
+        raise TransformFailed(f"the output is {size} bytes, over transform_max_size ({max_size})")
+    return body, headers
+
+
+def _headers_of(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise TransformFailed(f'"headers" must be an object, got {_preview(value)}')
+    headers = []
+    for name, text in value.items():
+        if not isinstance(text, str):
+            raise TransformFailed(f"header {name!r} must be a string, got {_preview(text)}")
+        if not _HEADER_NAME.match(name):
+            raise TransformFailed(f"{name!r} is not a valid header name")
+        if _HEADER_VALUE_BAD.search(text):
+            raise TransformFailed(f"the value of header {name!r} holds a control character")
+        if name.lower() in _RESERVED_HEADERS:
+            continue  # hookgate's own headers are never replaced (docs/interfaces.md 2)
+        headers.append((name, text))
+    return tuple(headers)
+
+
+def _preview(value: Any) -> str:
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode(errors="replace")
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _jq_message(exc: ValueError) -> str:
+    """jq's own words, on one line."""
+    return " ".join(str(exc).split())[:500]
+
+
+# -- worker processes ---------------------------------------------------------------
+
+
+def _worker_main(conn: Connection) -> None:
+    """A worker process: run each request it is sent, until the pipe closes."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    programs: dict[str, Any] = {}
+    while True:
+        try:
+            text, request, max_size = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            program = programs.get(text)
+            if program is None:
+                if len(programs) >= _CACHED_PROGRAMS:
+                    programs.clear()
+                program = programs[text] = jq.compile(text)
+            answer: tuple[str, Any] = ("ok", run_program(program, request, max_size))
+        except TransformFailed as exc:
+            answer = ("failed", str(exc))
+        except MemoryError:
+            answer = ("failed", "the program ran out of memory")
+        except Exception as exc:  # a jq binding surprise: reported, the worker goes on
+            answer = ("failed", f"{type(exc).__name__}: {exc}"[:500])
+        conn.send(answer)
+
+
+class _Worker:
+    def __init__(self, context: multiprocessing.context.SpawnContext) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_worker_main, args=(child,), name="hookgate-transform", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def roundtrip(self, message: tuple[str, TransformInput, int]) -> tuple[str, Any]:
+        """Send a request and wait for its answer (in a thread: it blocks)."""
+        self.conn.send(message)
+        answer: tuple[str, Any] = self.conn.recv()
+        return answer
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+class TransformPool:
+    """Runs jq programs in ``WORKERS`` processes, each run within a time and size limit.
+
+    A worker whose run times out (or dies) is killed and replaced on next use; the
+    others keep their compiled programs.
+    """
+
+    def __init__(self, workers: int = WORKERS) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
+        for _ in range(workers):
+            self._idle.put_nowait(None)  # a slot; its process starts on first use
+        self._all: set[_Worker] = set()
+
+    async def run(
+        self, program: str, request: TransformInput, *, timeout: float, max_size: int
+    ) -> Transformed:
+        """``program`` run on ``request``; TransformFailed when it fails or overruns."""
+        worker = await self._idle.get()
+        try:
+            if worker is None:
+                worker = await asyncio.to_thread(_Worker, self._context)
+                self._all.add(worker)
+            answer = await self._roundtrip(worker, (program, request, max_size), timeout)
+        except BaseException:
+            if worker is not None:
+                await self._discard(worker)
+            self._idle.put_nowait(None)
+            raise
+        self._idle.put_nowait(worker)
+        kind, value = answer
+        if kind != "ok":
+            raise TransformFailed(value)
+        body, headers = value
+        return Transformed(body, headers)
+
+    async def _roundtrip(
+        self, worker: _Worker, message: tuple[str, TransformInput, int], timeout: float
+    ) -> tuple[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.to_thread(worker.roundtrip, message)
+        except TimeoutError:
+            raise TransformFailed(
+                f"the program ran longer than transform_timeout ({timeout:g}s) and was stopped"
+            ) from None
+        except (EOFError, OSError):
+            raise TransformFailed(
+                "the transform process died (out of memory, or a crash in jq)"
+            ) from None
+
+    async def _discard(self, worker: _Worker) -> None:
+        """Kill a worker that overran; the thread waiting on it then ends too."""
+        self._all.discard(worker)
+        await asyncio.to_thread(worker.kill)
+
+    async def close(self) -> None:
+        """Stop every worker process."""
+        for worker in list(self._all):
+            await self._discard(worker)
