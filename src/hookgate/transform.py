@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
+import dataclasses
+import os
 import re
 import resource
+import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 import jq
+import msgspec
 import orjson
 
 from hookgate import wire
@@ -153,64 +156,110 @@ def _jq_message(exc: ValueError) -> str:
 
 
 # -- worker processes ---------------------------------------------------------------
+# A worker is `python -m hookgate.transform`, spoken to over its stdin and stdout in
+# frames: a 4-byte big-endian length, then msgpack. A plain child process (not
+# multiprocessing) so that nothing of the parent's __main__ is imported again.
+
+_FRAME = struct.Struct(">I")
+_Answer = tuple[str, Any]
 
 
-def _worker_main(conn: Connection) -> None:
-    """A worker process: run each request it is sent, until the pipe closes."""
+def _worker_main() -> None:
+    """A worker process: answer each request it reads, until its stdin closes."""
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    frames_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    # Whatever jq itself might print must not land among the frames.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
     programs: dict[str, Any] = {}
     while True:
-        try:
-            text, request, max_size = conn.recv()
-        except (EOFError, OSError):
+        head = frames_in.read(_FRAME.size)
+        if len(head) < _FRAME.size:
             return
-        try:
-            program = programs.get(text)
-            if program is None:
-                if len(programs) >= _CACHED_PROGRAMS:
-                    programs.clear()
-                program = programs[text] = jq.compile(text)
-            answer: tuple[str, Any] = ("ok", run_program(program, request, max_size))
-        except TransformFailed as exc:
-            answer = ("failed", str(exc))
-        except MemoryError:
-            answer = ("failed", "the program ran out of memory")
-        except Exception as exc:  # a jq binding surprise: reported, the worker goes on
-            answer = ("failed", f"{type(exc).__name__}: {exc}"[:500])
-        conn.send(answer)
+        payload = _read_exactly(frames_in, _FRAME.unpack(head)[0])
+        text, max_size, *fields = msgspec.msgpack.decode(payload)
+        answer = _answer(programs, text, TransformInput(*fields), max_size)
+        encoded = msgspec.msgpack.encode(answer)
+        frames_out.write(_FRAME.pack(len(encoded)) + encoded)
+
+
+def _read_exactly(stream: Any, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            raise SystemExit(0)
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _answer(programs: dict[str, Any], text: str, request: TransformInput, max_size: int) -> _Answer:
+    try:
+        program = programs.get(text)
+        if program is None:
+            if len(programs) >= _CACHED_PROGRAMS:
+                programs.clear()
+            program = programs[text] = jq.compile(text)
+        return ("ok", run_program(program, request, max_size))
+    except TransformFailed as exc:
+        return ("failed", str(exc))
+    except MemoryError:
+        return ("failed", "the program ran out of memory")
+    except Exception as exc:  # a jq binding surprise: reported, the worker goes on
+        return ("failed", f"{type(exc).__name__}: {exc}"[:500])
 
 
 class _Worker:
-    def __init__(self, context: multiprocessing.context.SpawnContext) -> None:
-        self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=_worker_main, args=(child,), name="hookgate-transform", daemon=True
+    """One worker process and its pipes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        assert process.stdin is not None  # noqa: S101 - started with pipes
+        assert process.stdout is not None  # noqa: S101
+        self.stdin = process.stdin
+        self.stdout = process.stdout
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        # The child finds hookgate where this process did (a venv, a zipapp's folder).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hookgate.transform",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
         )
-        self.process.start()
-        child.close()
+        return cls(process)
 
-    def roundtrip(self, message: tuple[str, TransformInput, int]) -> tuple[str, Any]:
-        """Send a request and wait for its answer (in a thread: it blocks)."""
-        self.conn.send(message)
-        answer: tuple[str, Any] = self.conn.recv()
-        return answer
+    async def roundtrip(self, message: list[Any]) -> _Answer:
+        encoded = msgspec.msgpack.encode(message)
+        self.stdin.write(_FRAME.pack(len(encoded)) + encoded)
+        await self.stdin.drain()
+        head = await self.stdout.readexactly(_FRAME.size)
+        kind, value = msgspec.msgpack.decode(await self.stdout.readexactly(_FRAME.unpack(head)[0]))
+        return kind, value
 
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.join()
-        self.conn.close()
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        await self.process.wait()
 
 
 class TransformPool:
     """Runs jq programs in ``WORKERS`` processes, each run within a time and size limit.
 
-    A worker whose run times out (or dies) is killed and replaced on next use; the
-    others keep their compiled programs.
+    A worker whose run times out (or that dies) is killed and replaced on next
+    use; the others keep their compiled programs.
     """
 
     def __init__(self, workers: int = WORKERS) -> None:
-        self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
         for _ in range(workers):
             self._idle.put_nowait(None)  # a slot; its process starts on first use
@@ -223,42 +272,44 @@ class TransformPool:
         worker = await self._idle.get()
         try:
             if worker is None:
-                worker = await asyncio.to_thread(_Worker, self._context)
+                worker = await _Worker.start()
                 self._all.add(worker)
-            answer = await self._roundtrip(worker, (program, request, max_size), timeout)
+            message = [program, max_size, *dataclasses.astuple(request)]
+            kind, value = await self._roundtrip(worker, message, timeout)
         except BaseException:
             if worker is not None:
                 await self._discard(worker)
             self._idle.put_nowait(None)
             raise
         self._idle.put_nowait(worker)
-        kind, value = answer
         if kind != "ok":
             raise TransformFailed(value)
         body, headers = value
-        return Transformed(body, headers)
+        return Transformed(body, tuple((name, text) for name, text in headers))
 
-    async def _roundtrip(
-        self, worker: _Worker, message: tuple[str, TransformInput, int], timeout: float
-    ) -> tuple[str, Any]:
+    @staticmethod
+    async def _roundtrip(worker: _Worker, message: list[Any], timeout: float) -> _Answer:
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.to_thread(worker.roundtrip, message)
+                return await worker.roundtrip(message)
         except TimeoutError:
             raise TransformFailed(
                 f"the program ran longer than transform_timeout ({timeout:g}s) and was stopped"
             ) from None
-        except (EOFError, OSError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             raise TransformFailed(
                 "the transform process died (out of memory, or a crash in jq)"
             ) from None
 
     async def _discard(self, worker: _Worker) -> None:
-        """Kill a worker that overran; the thread waiting on it then ends too."""
         self._all.discard(worker)
-        await asyncio.to_thread(worker.kill)
+        await asyncio.shield(worker.kill())
 
     async def close(self) -> None:
         """Stop every worker process."""
         for worker in list(self._all):
             await self._discard(worker)
+
+
+if __name__ == "__main__":
+    _worker_main()
