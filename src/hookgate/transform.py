@@ -274,7 +274,7 @@ class TransformPool:
             if worker is None:
                 worker = await _Worker.start()
                 self._all.add(worker)
-            message = [program, max_size, *dataclasses.astuple(request)]
+            message = [program, int(max_size), *dataclasses.astuple(request)]
             kind, value = await self._roundtrip(worker, message, timeout)
         except BaseException:
             if worker is not None:
