@@ -17,7 +17,7 @@ from hookgate import __version__, wire
 from hookgate.config import DestinationConfig
 from hookgate.outbound.signing import Signer
 from hookgate.store import DueDelivery, format_time
-from hookgate.transform import Transformed
+from hookgate.transform import Transformed, TransformInput
 
 USER_AGENT = f"hookgate/{__version__}"
 # Headers that hookgate sets itself: forward_headers and headers cannot replace them.
@@ -116,6 +116,34 @@ class RequestBuilder:
         headers[wire.VIA] = self.via
         headers.update(self.signer.headers(batch_id, timestamp, body))
         return OutboundRequest(batch_id, body, headers, tuple(deliveries))
+
+
+def preview(
+    destination: DestinationConfig,
+    message: TransformInput,
+    transformed: Transformed | None,
+    timestamp: int,
+) -> OutboundRequest:
+    """The request a first attempt of ``message`` would send (``hookgate transform``).
+
+    Built as the worker builds it, but for Via, which names a database the CLI does
+    not open: it is left out.
+    """
+    delivery = DueDelivery(
+        id=0,
+        message_id=message.message_id,
+        destination=destination.name,
+        attempts=0,
+        next_attempt_at=timestamp,
+        received_at=timestamp,
+        source=message.source,
+        event_type=message.event_type,
+        headers=message.headers,
+        body=message.body,
+    )
+    request = RequestBuilder(destination, identity="").single(delivery, timestamp, transformed)
+    del request.headers[wire.VIA]
+    return request
 
 
 def via_entry(identity: str) -> str:
