@@ -1,6 +1,10 @@
 """Ingest benchmark: signed ~1 KB JSON webhooks/s that hookgate accepts and commits,
 as a ratio to a bare aiohttp + uvloop server that answers 200, measured in the same run.
 
+The last line runs the one-destination case again with a five-clause content filter
+(that matches) and a small jq transform on the destination, as a ratio to the same
+run without them.
+
 Usage: python bench/ingest.py [--seconds 10] [--connections 64] [--sync full] [--log-level info]
 Prints figures; asserts nothing (the machine is shared and noisy: compare the ratios).
 """
@@ -17,10 +21,28 @@ from pathlib import Path
 import harness
 
 SECRET = "bench-secret"
+# Five clauses, all true of harness.webhook_body(): every webhook still gets a delivery.
+FIVE_CLAUSES = """
+transform = '''
+{body: {id: .body.id, type: .body.type, amount: .body.data.object.amount},
+ headers: {"X-Amount": (.body.data.object.amount | tostring)}}
+'''
+[destinations.sink.filter.headers]
+content-type = { "$startsWith" = "application/json" }
+[destinations.sink.filter.body]
+type = { "$in" = ["payment_intent.succeeded", "charge.succeeded"] }
+created = { "$exist" = true }
+data = { object = { amount = { "$gte" = 1000 }, currency = "eur" } }
+"""
 
 
 def hookgate_config(
-    folder: Path, port: int, admin: int, args: argparse.Namespace, sink_port: int | None
+    folder: Path,
+    port: int,
+    admin: int,
+    args: argparse.Namespace,
+    sink_port: int | None,
+    content: bool = False,
 ) -> Path:
     destination = ""
     if sink_port is not None:
@@ -28,6 +50,7 @@ def hookgate_config(
 [destinations.sink]
 url = "http://127.0.0.1:{sink_port}/in"
 sources = ["bench"]
+{FIVE_CLAUSES if content else ""}
 """
     config = folder / "hookgate.toml"
     config.write_text(f"""
@@ -71,13 +94,17 @@ def measure_bare(folder: Path, script: Path, args: argparse.Namespace) -> dict[s
 
 
 def measure_hookgate(
-    folder: Path, script: Path, args: argparse.Namespace, with_destination: bool
+    folder: Path,
+    script: Path,
+    args: argparse.Namespace,
+    with_destination: bool,
+    content: bool = False,
 ) -> dict[str, float]:
-    run = folder / ("relay" if with_destination else "ingest")
+    run = folder / ("content" if content else "relay" if with_destination else "ingest")
     run.mkdir()
     port, admin = harness.free_port(), harness.free_port()
     sink_port = harness.free_port() if with_destination else None
-    config = hookgate_config(run, port, admin, args, sink_port)
+    config = hookgate_config(run, port, admin, args, sink_port, content)
     sink = harness.python(str(harness.ROOT / "bench/bare_server.py"), str(sink_port or 0))
     with harness.process(sink, run / "sink.log") if with_destination else _nothing():
         if sink_port:
@@ -145,10 +172,13 @@ def main() -> None:
             measure_hookgate(folder, script, args, False),
             bare["requests_per_s"],
         )
-        report(
-            "hookgate ingest + 1 destination",
-            measure_hookgate(folder, script, args, True),
-            bare["requests_per_s"],
+        plain = measure_hookgate(folder, script, args, True)
+        report("hookgate ingest + 1 destination", plain, bare["requests_per_s"])
+        content = measure_hookgate(folder, script, args, True, content=True)
+        report("  + 5-clause filter, jq transform", content, bare["requests_per_s"])
+        print(
+            "filter + transform vs the same destination without: "
+            f"{content['requests_per_s'] / plain['requests_per_s']:.2f}x"
         )
 
 
