@@ -125,11 +125,12 @@ def _compile_request(spec: object, path: str, parts: set[str]) -> Matcher:
             checks.append(("", _combined(key, operand, where, parts)))
         else:
             raise FilterError(where, f"expected one of {', '.join(PARTS)}, $and, $or or $not")
-    all_checks = tuple(checks)
     # A part the request lacks (a body that is not JSON) is a missing field.
-    return lambda request: all(
-        check(request.get(part, MISSING) if part else request) for part, check in all_checks
-    )
+    return _every(tuple(check if not part else _part(part, check) for part, check in checks))
+
+
+def _part(name: str, check: Matcher) -> Matcher:
+    return lambda request: check(request.get(name, MISSING))
 
 
 def _combined(name: str, operand: object, path: str, parts: set[str]) -> Matcher:
@@ -138,9 +139,7 @@ def _combined(name: str, operand: object, path: str, parts: set[str]) -> Matcher
     operands = tuple(
         _compile_request(item, f"{path}[{i}]", parts) for i, item in enumerate(operand)
     )
-    if name == "$or":
-        return lambda request: any(m(request) for m in operands)
-    return lambda request: all(m(request) for m in operands)
+    return _any(operands) if name == "$or" else _every(operands)
 
 
 def _lower_field_names(spec: object) -> object:
@@ -181,18 +180,48 @@ def _compile_object(spec: dict[str, Any], path: str) -> Matcher:
         checks.append(_fields_match(tuple(fields)))
     if len(checks) == 1:
         return checks[0]
-    all_checks = tuple(checks)
-    return lambda value: all(check(value) for check in all_checks)
+    return _every(tuple(checks))
 
 
 def _fields_match(fields: tuple[tuple[str, Matcher], ...]) -> Matcher:
     def on_object(value: Any) -> bool:
-        return isinstance(value, dict) and all(m(value.get(k, MISSING)) for k, m in fields)
+        if not isinstance(value, dict):
+            return False
+        for key, matches in fields:
+            if not matches(value.get(key, MISSING)):
+                return False
+        return True
 
     def matcher(value: Any) -> bool:
         if isinstance(value, list):
             return any(on_object(item) for item in value)
         return on_object(value)
+
+    return matcher
+
+
+# Plain loops rather than all()/any() over a generator: filters run on every webhook.
+
+
+def _every(checks: tuple[Matcher, ...]) -> Matcher:
+    if len(checks) == 1:
+        return checks[0]
+
+    def matcher(value: Any) -> bool:
+        for check in checks:
+            if not check(value):
+                return False
+        return True
+
+    return matcher
+
+
+def _any(checks: tuple[Matcher, ...]) -> Matcher:
+    def matcher(value: Any) -> bool:
+        for check in checks:
+            if check(value):
+                return True
+        return False
 
     return matcher
 
@@ -204,6 +233,15 @@ def _compile_array(spec: list[Any], path: str) -> Matcher:
 
 
 def _equals_or_holds(expected: Any) -> Matcher:
+    if isinstance(expected, str):
+        # The usual case, made cheap: a string equals only a string.
+        def equals_text(value: Any) -> bool:
+            if type(value) is str:
+                return bool(value == expected)
+            return isinstance(value, list) and any(equal(item, expected) for item in value)
+
+        return equals_text
+
     def matcher(value: Any) -> bool:
         if isinstance(value, list):
             return any(equal(item, expected) for item in value)
@@ -310,9 +348,7 @@ def _logical(name: str, operand: Any, path: str) -> Matcher:
     if not isinstance(operand, list) or not operand:
         raise FilterError(path, f"expected a non-empty list of filters, got {_kind(operand)}")
     operands = tuple(_compile(item, f"{path}[{i}]") for i, item in enumerate(operand))
-    if name == "$or":
-        return lambda value: any(m(value) for m in operands)
-    return lambda value: all(m(value) for m in operands)
+    return _any(operands) if name == "$or" else _every(operands)
 
 
 _BUILDERS: dict[str, Callable[[str, Any, str], Matcher]] = {
