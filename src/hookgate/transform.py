@@ -15,12 +15,15 @@ memory. Each worker compiles a program once and keeps it for the next runs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import re
 import resource
 import struct
+import subprocess
 import sys
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +39,6 @@ WORKERS = 2
 """Worker processes per daemon (started on first use; each ~25 MiB resident)."""
 WORKER_NICENESS = 10
 """Added to the workers' nice value: under CPU contention the ingress goes first."""
-_BATCH = 64
 MEMORY_LIMIT = 1024**3
 """A worker's address space, so that a program that allocates without end fails."""
 _CACHED_PROGRAMS = 64
@@ -221,71 +223,113 @@ class _Job:
     answer: asyncio.Future[_Answer]
 
 
-class _Worker:
-    """One worker process and its pipes."""
+class _Worker(asyncio.SubprocessProtocol):
+    """One worker process. Jobs are written as they come (pipelined) and answered in
+    order; the first one in flight is the one running, and its time limit runs from
+    the answer before it (or from its sending, on an idle worker)."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        assert process.stdin is not None  # noqa: S101 - started with pipes
-        assert process.stdout is not None  # noqa: S101
-        self.stdin = process.stdin
-        self.stdout = process.stdout
+    def __init__(self, pool: TransformPool) -> None:
+        self.pool = pool
+        self.inflight: collections.deque[_Job] = collections.deque()
+        self.buffer = bytearray()
+        self.timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.stdin: asyncio.WriteTransport | None = None
+        self.gone = False
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    @classmethod
-    async def start(cls) -> _Worker:
-        # The child finds hookgate where this process did (a venv, a zipapp's folder).
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hookgate.transform",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=env,
-        )
-        return cls(process)
+    # -- asyncio's callbacks
 
-    async def send(self, jobs: list[_Job]) -> None:
-        self.stdin.write(b"".join(job.frame for job in jobs))
-        await self.stdin.drain()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports do not derive from asyncio's classes: cast, not check.)
+        self.transport = typing.cast(asyncio.SubprocessTransport, transport)
+        self.stdin = typing.cast(asyncio.WriteTransport, self.transport.get_pipe_transport(0))
 
-    async def next_answer(self) -> _Answer:
-        head = await self.stdout.readexactly(_FRAME.size)
-        kind, value = msgspec.msgpack.decode(await self.stdout.readexactly(_FRAME.unpack(head)[0]))
-        return kind, value
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= _FRAME.size:
+            size = _FRAME.unpack_from(self.buffer)[0]
+            end = _FRAME.size + size
+            if len(self.buffer) < end:
+                return
+            kind, value = msgspec.msgpack.decode(bytes(self.buffer[_FRAME.size : end]))
+            del self.buffer[:end]
+            job = self.inflight.popleft()
+            if not job.answer.done():
+                job.answer.set_result((kind, value))
+            self._time_head()
 
-    async def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        await self.process.wait()
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+        self._end("the transform process died (out of memory, or a crash in jq)")
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 0 and not self.gone:  # its stdin closed under us: it is going
+            self._end("the transform process died (out of memory, or a crash in jq)")
+
+    # -- the pool's side
+
+    def submit(self, job: _Job) -> None:
+        assert self.stdin is not None  # noqa: S101 - set once started
+        self.inflight.append(job)
+        self.stdin.write(job.frame)
+        if len(self.inflight) == 1:
+            self._time_head()
+
+    def _time_head(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.inflight:
+            head = self.inflight[0]
+            self.timer = asyncio.get_running_loop().call_later(head.timeout, self._overran)
+
+    def _overran(self) -> None:
+        self.timer = None
+        self._end(_overran(self.inflight[0].timeout))
+
+    def _end(self, reason: str) -> None:
+        """The head job fails with ``reason``; the process goes, the others are re-run."""
+        if self.gone:
+            return
+        self.gone = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.inflight:
+            _fail(self.inflight.popleft(), reason)
+        waiting = list(self.inflight)
+        self.inflight.clear()
+        self.kill()
+        self.pool.retire(self, waiting)
+
+    def kill(self) -> None:
+        self.gone = True
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(ProcessLookupError):
+                self.transport.kill()
+            self.transport.close()
 
 
 class TransformPool:
     """Runs jq programs in ``WORKERS`` processes, each run within a time and size limit.
 
-    Each worker takes the runs waiting when it is free, up to ``_BATCH`` at once, in
-    one write (under load, one pipe round trip serves many deliveries), and answers
-    them one by one; each run's time limit counts from the answer before it. A run
+    A run goes to the worker with the fewest runs in flight, written to it at once
+    (under load, runs queue in the pipe instead of round-tripping one by one). A run
     that overruns fails, its process is killed and replaced, and the runs queued
-    behind it go back to the queue, untouched.
+    behind it are run again on another worker.
     """
 
     def __init__(self, workers: int = WORKERS) -> None:
-        self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
-        self._workers = workers
-        self._slots: list[asyncio.Task[None]] = []
-        self._running: set[_Worker] = set()
+        self._size = workers
+        self._workers: list[_Worker] = []
+        self._starting = asyncio.Lock()
+        self._closed = False
 
     async def run(
         self, program: str, request: TransformInput, *, timeout: float, max_size: int
     ) -> Transformed:
         """``program`` run on ``request``; TransformFailed when it fails or overruns."""
-        if not self._slots:
-            self._slots = [
-                asyncio.create_task(self._serve(), name="transform-worker")
-                for _ in range(self._workers)
-            ]
         encoded = msgspec.msgpack.encode(
             [
                 program,
@@ -297,86 +341,76 @@ class TransformPool:
                 request.message_id,
             ]
         )
-        answer = asyncio.get_running_loop().create_future()
-        job = _Job(_FRAME.pack(len(encoded)) + encoded, timeout, answer)
-        self._jobs.put_nowait(job)
-        kind, value = await job.answer
+        answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        await self._submit(_Job(_FRAME.pack(len(encoded)) + encoded, timeout, answer))
+        kind, value = await answer
         if kind != "ok":
             raise TransformFailed(value)
         body, headers = value
         return Transformed(body, tuple((name, text) for name, text in headers))
 
-    async def _serve(self) -> None:
-        """One worker slot: start a process when needed, feed it batches, read answers."""
-        worker: _Worker | None = None
-        try:
-            while True:
-                batch = [await self._jobs.get()]
-                while len(batch) < _BATCH and not self._jobs.empty():
-                    batch.append(self._jobs.get_nowait())
-                batch = [job for job in batch if not job.answer.done()]  # callers gone
-                if not batch:
-                    continue
-                if worker is None:
-                    try:
-                        worker = await _Worker.start()
-                    except OSError as exc:
-                        for job in batch:
-                            _fail(job, f"cannot start a transform process: {exc}")
-                        continue
-                    self._running.add(worker)
-                if not await self._run_batch(worker, batch):
-                    self._running.discard(worker)
-                    await asyncio.shield(worker.kill())
-                    worker = None
-        finally:
-            if worker is not None:
-                self._running.discard(worker)
-                await asyncio.shield(worker.kill())
+    async def _submit(self, job: _Job) -> None:
+        worker = self._least_busy()
+        if worker is None or (worker.inflight and len(self._workers) < self._size):
+            worker = await self._start() or worker
+        if worker is None:
+            _fail(job, "cannot start a transform process")
+            return
+        worker.submit(job)
 
-    async def _run_batch(self, worker: _Worker, batch: list[_Job]) -> bool:
-        """Run ``batch`` on ``worker``; False when the worker must be replaced."""
-        try:
-            return await self._answers(worker, batch)
-        except asyncio.CancelledError:
-            for job in batch:
-                _fail(job, "hookgate is stopping")
-            raise
+    def _least_busy(self) -> _Worker | None:
+        return min(self._workers, key=lambda w: len(w.inflight), default=None)
 
-    async def _answers(self, worker: _Worker, batch: list[_Job]) -> bool:
-        try:
-            await worker.send(batch)
-        except ConnectionError:
-            self._requeue(batch)
-            return False
-        for done, job in enumerate(batch):
+    async def _start(self) -> _Worker | None:
+        async with self._starting:
+            if self._closed:
+                return None
+            idle = self._least_busy()
+            if idle is not None and (not idle.inflight or len(self._workers) >= self._size):
+                return idle
+            # The child finds hookgate where this process did (a venv, a zipapp's folder).
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             try:
-                async with asyncio.timeout(job.timeout):
-                    answer = await worker.next_answer()
-            except TimeoutError:
-                _fail(job, _overran(job.timeout))
-            except (asyncio.IncompleteReadError, ConnectionError):
-                _fail(job, "the transform process died (out of memory, or a crash in jq)")
-            else:
-                if not job.answer.done():
-                    job.answer.set_result(answer)
-                continue
-            self._requeue(batch[done + 1 :])
-            return False
-        return True
+                _, worker = await asyncio.get_running_loop().subprocess_exec(
+                    lambda: _Worker(self),
+                    sys.executable,
+                    "-m",
+                    "hookgate.transform",
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            except OSError:
+                return idle
+            self._workers.append(worker)
+            return worker
 
-    def _requeue(self, jobs: list[_Job]) -> None:
-        for job in jobs:
-            self._jobs.put_nowait(job)
+    def retire(self, worker: _Worker, waiting: list[_Job]) -> None:
+        """A worker was killed: forget it, and run what it still held elsewhere."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        for job in waiting:
+            if self._closed:
+                _fail(job, "hookgate is stopping")
+            elif not job.answer.done():
+                asyncio.get_running_loop().create_task(self._submit(job))
+
+    @property
+    def processes(self) -> int:
+        """Worker processes running now."""
+        return len(self._workers)
 
     async def close(self) -> None:
-        """Stop every worker process; runs still waiting fail."""
-        for slot in self._slots:
-            slot.cancel()
-        await asyncio.gather(*self._slots, return_exceptions=True)
-        self._slots = []
-        while not self._jobs.empty():
-            _fail(self._jobs.get_nowait(), "hookgate is stopping")
+        """Stop every worker process; runs still in flight fail."""
+        self._closed = True
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            for job in worker.inflight:
+                _fail(job, "hookgate is stopping")
+            worker.inflight.clear()
+            worker.kill()
+        await asyncio.gather(*(worker.exited for worker in workers))
 
 
 def _fail(job: _Job, reason: str) -> None:

@@ -65,9 +65,9 @@ async def test_a_jq_error_leaves_the_worker_in_service() -> None:
     try:
         with pytest.raises(TransformFailed, match="jq: boom"):
             await run(pool, 'error("boom")')
-        (worker,) = pool._running
+        (worker,) = pool._workers
         assert await run(pool, RESHAPE) is not None
-        assert pool._running == {worker}  # the same process, not a replacement
+        assert pool._workers == [worker]  # the same process, not a replacement
     finally:
         await pool.close()
 
@@ -75,7 +75,7 @@ async def test_a_jq_error_leaves_the_worker_in_service() -> None:
 async def test_close_stops_every_worker() -> None:
     pool = TransformPool(workers=2)
     await asyncio.gather(run(pool, RESHAPE), run(pool, RESHAPE))
-    processes = [w.process for w in pool._running]
-    assert processes
+    transports = [w.transport for w in pool._workers if w.transport is not None]
+    assert transports
     await pool.close()
-    assert all(p.returncode is not None for p in processes)
+    assert all(t.get_returncode() is not None for t in transports)
