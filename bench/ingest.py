@@ -1,9 +1,9 @@
 """Ingest benchmark: signed ~1 KB JSON webhooks/s that hookgate accepts and commits,
 as a ratio to a bare aiohttp + uvloop server that answers 200, measured in the same run.
 
-The last line runs the one-destination case again with a five-clause content filter
-(that matches) and a small jq transform on the destination, as a ratio to the same
-run without them.
+The last lines run the one-destination case again with a five-clause content filter
+(that matches) on the destination, then with the filter and a small jq transform, each
+as a ratio to the same run without them.
 
 Usage: python bench/ingest.py [--seconds 10] [--connections 64] [--sync full] [--log-level info]
 Prints figures; asserts nothing (the machine is shared and noisy: compare the ratios).
@@ -21,12 +21,14 @@ from pathlib import Path
 import harness
 
 SECRET = "bench-secret"
-# Five clauses, all true of harness.webhook_body(): every webhook still gets a delivery.
-FIVE_CLAUSES = """
+TRANSFORM = """
 transform = '''
 {body: {id: .body.id, type: .body.type, amount: .body.data.object.amount},
  headers: {"X-Amount": (.body.data.object.amount | tostring)}}
 '''
+"""
+# Five clauses, all true of harness.webhook_body(): every webhook still gets a delivery.
+FIVE_CLAUSES = """
 [destinations.sink.filter.headers]
 content-type = { "$startsWith" = "application/json" }
 [destinations.sink.filter.body]
@@ -42,7 +44,7 @@ def hookgate_config(
     admin: int,
     args: argparse.Namespace,
     sink_port: int | None,
-    content: bool = False,
+    content: str = "",
 ) -> Path:
     destination = ""
     if sink_port is not None:
@@ -50,7 +52,7 @@ def hookgate_config(
 [destinations.sink]
 url = "http://127.0.0.1:{sink_port}/in"
 sources = ["bench"]
-{FIVE_CLAUSES if content else ""}
+{TRANSFORM if content == "filter+transform" else ""}{FIVE_CLAUSES if content else ""}
 """
     config = folder / "hookgate.toml"
     config.write_text(f"""
@@ -98,9 +100,10 @@ def measure_hookgate(
     script: Path,
     args: argparse.Namespace,
     with_destination: bool,
-    content: bool = False,
+    content: str = "",
 ) -> dict[str, float]:
-    run = folder / ("content" if content else "relay" if with_destination else "ingest")
+    """``content``: "" (none), "filter" or "filter+transform" on the destination."""
+    run = folder / (content.replace("+", "-") or ("relay" if with_destination else "ingest"))
     run.mkdir()
     port, admin = harness.free_port(), harness.free_port()
     sink_port = harness.free_port() if with_destination else None
@@ -174,12 +177,14 @@ def main() -> None:
         )
         plain = measure_hookgate(folder, script, args, True)
         report("hookgate ingest + 1 destination", plain, bare["requests_per_s"])
-        content = measure_hookgate(folder, script, args, True, content=True)
-        report("  + 5-clause filter, jq transform", content, bare["requests_per_s"])
-        print(
-            "filter + transform vs the same destination without: "
-            f"{content['requests_per_s'] / plain['requests_per_s']:.2f}x"
-        )
+        for content, name in (
+            ("filter", "  + 5-clause filter"),
+            ("filter+transform", "  + 5-clause filter, jq transform"),
+        ):
+            figures = measure_hookgate(folder, script, args, True, content=content)
+            report(name, figures, bare["requests_per_s"])
+            ratio = figures["requests_per_s"] / plain["requests_per_s"]
+            print(f"{content} vs the same destination without: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

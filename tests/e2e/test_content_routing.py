@@ -96,6 +96,14 @@ async def test_filters_route_and_transforms_reshape(
     assert shown_request["headers"]["X-Schema"] == "v2"
     assert len(downstream.requests) == 3  # nothing was sent
 
+    # A replay goes where the message would go now: its filters are applied again.
+    async with client.post(
+        daemon.admin_url(f"/api/v1/messages/{by_body['id']}/replay")
+    ) as response:
+        assert response.status == 200
+        replayed = await response.json()
+    assert [d["destination"] for d in replayed["deliveries"]] == ["v2"]
+
 
 async def test_a_broken_transform_is_fixed_by_reload_and_retry(
     start_daemon: StartDaemon, downstream: Downstream, client: aiohttp.ClientSession

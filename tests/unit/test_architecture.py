@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "filters",
     },
     "outbound": {"errors", "wire", "metrics", "addresses", "config", "store", "transform"},
-    "admin": {"errors", "wire", "metrics", "config", "store", "outbound"},
+    "admin": {"errors", "wire", "metrics", "config", "store", "outbound", "filters"},
     "logs": {"config"},
     "daemon": {
         "errors",

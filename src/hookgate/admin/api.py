@@ -19,13 +19,13 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from hookgate import __version__
+from hookgate import __version__, filters
 from hookgate.admin import answers, convert, params, routes
 from hookgate.admin.routes import DOCUMENT_PATH, PREFIX, Problem, Route
-from hookgate.config import Config, masked_url
+from hookgate.config import Config, DestinationConfig, masked_url
 from hookgate.errors import ConflictError, StoreError
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import DeliveryRow, MessageFilter, Store, parse_message_id
+from hookgate.store import DeliveryRow, MessageContent, MessageFilter, Store, parse_message_id
 
 log = structlog.get_logger("hookgate.api")
 
@@ -112,15 +112,17 @@ class AdminApi:
         found = await self.store.get_message(request.match_info["id"])
         if found is None:
             raise Problem(404, "not_found", "no such message")
-        row, _ = found
+        row, content = found
         name = params.DESTINATION.get(request.query)
         if name is not None:
             targets = [self._configured(name)]
         else:
+            source = self.config.sources.get(row.source)
+            stored = _stored_request(content, source.path if source else "")
             targets = [
                 d.name
                 for d in self.config.destinations.values()
-                if d.matches(row.source, row.event_type)
+                if d.matches(row.source, row.event_type) and _filter_passes(d, stored)
             ]
         created = await self.store.replay(row.id, targets)
         if targets and not created:
@@ -364,3 +366,25 @@ def openapi_document() -> dict[str, Any]:
 if __name__ == "__main__":
     # Regenerate the document kept in the repository: python -m hookgate.admin.api
     OPENAPI_FILE.write_bytes(msgspec.json.format(msgspec.json.encode(openapi_document())) + b"\n")
+
+
+def _stored_request(content: MessageContent, path: str) -> dict[str, Any]:
+    """A stored message as content filters read a request. The query string is not
+    stored: a replay's filters see none."""
+    document: dict[str, Any] = {
+        "headers": msgspec.json.decode(content.headers),
+        "query": {},
+        "path": path,
+    }
+    try:
+        document["body"] = msgspec.json.decode(content.body)
+    except msgspec.DecodeError:
+        pass  # not JSON: no body to match, as at ingest
+    return document
+
+
+def _filter_passes(destination: DestinationConfig, request: dict[str, Any]) -> bool:
+    """A replay goes where the message would go now: content filters included."""
+    if destination.filter is None:
+        return True
+    return filters.compile_filter(destination.filter).matches(request)
