@@ -70,7 +70,8 @@ def test_sql_files_are_package_data() -> None:
     files = resources.files("hookgate.store.sqlite")
     assert (files / "queries.sql").is_file()
     assert (files / "schema.sql").is_file()
-    assert len([f for f in (files / "migrations").iterdir() if f.name.endswith(".sql")]) == 3
+    shipped = [f for f in (files / "migrations").iterdir() if f.name.endswith(".sql")]
+    assert len(shipped) == len(sql.MIGRATIONS) == 4
 
 
 # -- named queries --------------------------------------------------------------------
