@@ -254,6 +254,9 @@ class _Worker(asyncio.SubprocessProtocol):
                 return
             kind, value = msgspec.msgpack.decode(bytes(self.buffer[_FRAME.size : end]))
             del self.buffer[:end]
+            if not self.inflight:  # an answer nobody asked for: not a worker we know
+                self._end("the transform process answered out of turn")
+                return
             job = self.inflight.popleft()
             if not job.answer.done():
                 job.answer.set_result((kind, value))
