@@ -57,6 +57,7 @@ LOCK = ROOT / "packaging" / "requirements.lock"
 UNIT = ROOT / "systemd" / "hookgate.service"
 
 PYTHONS = ("3.11", "3.12", "3.13", "3.14")
+ABI3_SUFFIX = ".abi3.so"
 # Wheel architecture -> Debian architecture.
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 ELF_MACHINES = {"x86_64": 62, "aarch64": 183}  # e_machine: EM_X86_64, EM_AARCH64
@@ -330,13 +331,30 @@ def write_lock(work: Path) -> None:
     print(f"release: wrote {LOCK.relative_to(ROOT)} ({len(first)} packages)")
 
 
-def unpack_wheel(wheel: Path, site_packages: Path, seen: dict[str, bytes]) -> None:
+def native_name(name: str, target: Target | None) -> str:
+    """``name``, or for an abi3 extension the name of ``target``'s interpreter.
+
+    An abi3 wheel (cryptography's) names its native file alike for every architecture
+    (``_rust.abi3.so``), so one zipapp could carry it for one architecture only.
+    CPython loads an extension under its own tag too (``.cpython-311-x86_64-linux-gnu.so``),
+    so each target gets its copy under that name, as the other wheels name theirs.
+    """
+    if target is None or not name.endswith(ABI3_SUFFIX):
+        return name
+    tag = f".cpython-{target.python.replace('.', '')}-{target.arch}-linux-gnu.so"
+    return name.removesuffix(ABI3_SUFFIX) + tag
+
+
+def unpack_wheel(
+    wheel: Path, site_packages: Path, seen: dict[str, bytes], target: Target | None = None
+) -> None:
     """Install a wheel by unpacking it; ``seen`` holds what earlier wheels put there.
 
     A file another wheel already wrote must be the same bytes (only the native files
     differ between a package's wheels, and their names differ too), except the
     installer records in ``*.dist-info`` (WHEEL names the tag, RECORD the files):
-    the first one stays.
+    the first one stays. ``target``: the interpreter and architecture the wheel was
+    downloaded for (None for hookgate's own, pure wheel).
     """
     with zipfile.ZipFile(wheel) as archive:
         for info in archive.infolist():
@@ -347,7 +365,7 @@ def unpack_wheel(wheel: Path, site_packages: Path, seen: dict[str, bytes]) -> No
                 if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
                     continue  # scripts, headers, data: nothing the zipapp runs
                 parts = parts[2:]
-            name = "/".join(parts)
+            name = native_name("/".join(parts), target)
             data = archive.read(info)
             if name in seen:
                 if seen[name] != data and ".dist-info/" not in name:
@@ -392,10 +410,10 @@ def strip_debug_info(site_packages: Path) -> None:
         run([tool, "--strip-debug", *paths])
 
 
-def site_packages_for(folder: Path, wheels: Iterable[Path]) -> Path:
+def site_packages_for(folder: Path, wheels: Iterable[tuple[Path, Target | None]]) -> Path:
     seen: dict[str, bytes] = {}
-    for wheel in wheels:
-        unpack_wheel(wheel, folder, seen)
+    for wheel, target in wheels:
+        unpack_wheel(wheel, folder, seen, target)
     strip_debug_info(folder)
     for path in [folder, *folder.rglob("*")]:
         if path.is_dir():
@@ -574,14 +592,14 @@ def build(out: Path, work: Path, cache: Path) -> list[Path]:
         wheels = dict(zip(TARGETS, downloads, strict=True))
     out.mkdir(parents=True, exist_ok=True)
 
-    every = [hookgate, *(wheel for target in TARGETS for wheel in wheels[target])]
+    every = [(hookgate, None), *((w, target) for target in TARGETS for w in wheels[target])]
     fat = site_packages_for(work / "site-packages" / "all", every)
     zipapp = out / "hookgate"
     build_zipapp(fat, zipapp, "/usr/bin/env python3", epoch)
     artefacts = [zipapp]
 
     for arch, deb_arch in ARCHES.items():
-        own = [hookgate, *(w for t in TARGETS if t.arch == arch for w in wheels[t])]
+        own = [(hookgate, None), *((w, t) for t in TARGETS if t.arch == arch for w in wheels[t])]
         site_packages = site_packages_for(work / "site-packages" / arch, own)
         arch_zipapp = work / f"hookgate-{arch}"
         build_zipapp(site_packages, arch_zipapp, "/usr/bin/python3", epoch)

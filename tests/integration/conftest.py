@@ -7,9 +7,32 @@ from pathlib import Path
 
 import pytest
 
+from hookgate.store import Store
 from hookgate.store.sqlite import SQLiteStore
 
-from .harness import Downstream, Relay
+from .harness import Backend, Downstream, Relay
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each store backend in turn: a SQLite file in ``tmp_path``, then a new database of
+    the session's PostgreSQL server (skipped, saying why, where PostgreSQL is missing)."""
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "hookgate.db"))
+    return Backend("postgresql", request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def any_store(backend: Backend) -> AsyncIterator[Store]:
+    """An open store of each backend in turn, closed after the test."""
+    opened = backend.make()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture
@@ -27,6 +50,28 @@ async def downstream() -> AsyncIterator[Downstream]:
 async def relay(tmp_path: Path, downstream: Downstream) -> AsyncIterator[Relay]:
     """A relay (not started: ``await relay.start(toml)``) delivering to ``downstream``."""
     relay = Relay(tmp_path, downstream)
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+@pytest.fixture
+async def sqlite_relay(tmp_path: Path, downstream: Downstream) -> AsyncIterator[Relay]:
+    """A relay on SQLite, where a test is about the SQLite store's own behaviour."""
+    relay = Relay(tmp_path, downstream)
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+@pytest.fixture
+async def any_relay(
+    tmp_path: Path, downstream: Downstream, backend: Backend
+) -> AsyncIterator[Relay]:
+    """A relay on each store backend in turn (not started: ``await relay.start(toml)``)."""
+    relay = Relay(tmp_path, downstream, backend)
     try:
         yield relay
     finally:

@@ -19,14 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from aiohttp import web
 from multidict import CIMultiDict
 
-from hookgate import config
+from hookgate import config, metrics
 from hookgate.config import DestinationConfig
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import AttemptRecord, NewMessage, format_message_id, parse_message_id
+from hookgate.store import (
+    AttemptRecord,
+    NewMessage,
+    SkippedDestination,
+    Store,
+    format_message_id,
+    parse_message_id,
+)
+from hookgate.store.postgres import PostgresStore
 from hookgate.store.sqlite import SQLiteStore
 
 HOST = "127.0.0.1"
@@ -60,6 +69,53 @@ def query_plan(path: Path, sql: str, params: tuple[object, ...]) -> list[str]:
     return [str(row[3]) for row in db_rows(path, "EXPLAIN QUERY PLAN " + sql, params)]
 
 
+class CommitSizes:
+    """Group commits seen by ``hookgate_group_commit_webhooks`` since this was made."""
+
+    def __init__(self) -> None:
+        self._start = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        name = "hookgate_group_commit_webhooks"
+        get = metrics.REGISTRY.get_sample_value
+        return get(f"{name}_count") or 0.0, get(f"{name}_sum") or 0.0
+
+    def commits_and_webhooks(self) -> tuple[int, int]:
+        """Commits that carried webhooks, and how many webhooks they carried in all."""
+        count, total = self._now()
+        return int(count - self._start[0]), int(total - self._start[1])
+
+
+# -- the backends ---------------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    """A store backend under test: its stores, and its rows as another process sees them.
+
+    ``kind`` is "sqlite" (``location`` a file) or "postgresql" (``location`` a URL of a
+    database of the session's private server). Tests write SQL with ``?`` marks.
+    """
+
+    kind: str
+    location: str
+    lease: float = 30.0
+
+    def make(self) -> Store:
+        """A new store on this database, not yet opened."""
+        if self.kind == "sqlite":
+            return SQLiteStore(self.location)
+        return PostgresStore(self.location, lease=self.lease)
+
+    def rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        if self.kind == "sqlite":
+            return db_rows(Path(self.location), sql, params)
+        with psycopg.connect(self.location, autocommit=True) as conn:
+            cursor = conn.execute(sql.replace("?", "%s").encode(), params)
+            return cursor.fetchall() if cursor.description else []
+
+
 # -- the store's values ---------------------------------------------------------------------
 
 
@@ -74,6 +130,7 @@ def new_message(
     body: bytes = b'{"ok":true}',
     content_type: str = "application/json",
     headers: Mapping[str, str] | None = None,
+    skipped: tuple[SkippedDestination, ...] = (),
 ) -> NewMessage:
     """A message as the ingress hands it to the store; ``headers`` are stored beside
     the content type."""
@@ -86,6 +143,7 @@ def new_message(
         headers=orjson.dumps({"content-type": content_type, **(headers or {})}),
         body=body,
         destinations=destinations,
+        skipped=skipped,
     )
 
 
@@ -194,12 +252,19 @@ class Relay:
 
     tmp_path: Path
     downstream: Downstream
-    store: SQLiteStore | None = None
+    backend: Backend | None = None  # None: SQLite in tmp_path
+    store: Store | None = None
     dispatcher: Dispatcher | None = None
 
     @property
     def db(self) -> Path:
         return self.tmp_path / "hookgate.db"
+
+    def rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of the relay's database (SQL with ``?`` marks), as another process sees them."""
+        if self.backend is None:
+            return db_rows(self.db, sql, params)
+        return self.backend.rows(sql, params)
 
     async def start(
         self,
@@ -218,13 +283,17 @@ class Relay:
         text += textwrap.dedent(destinations_toml).replace("{url}", self.downstream.url())
         path.write_text(text, encoding="utf-8")
         cfg = config.load(path, {})
-        store = store_type(cfg.storage.path, sync=cfg.storage.sync)
+        store: Store
+        if self.backend is None or self.backend.kind == "sqlite":
+            store = store_type(cfg.storage.path, sync=cfg.storage.sync)
+        else:
+            store = self.backend.make()
         await self.wire(store, cfg.destinations.values(), paused=paused)
         return cfg
 
     async def wire(
         self,
-        store: SQLiteStore,
+        store: Store,
         destinations: Iterable[DestinationConfig],
         *,
         paused: Collection[str] = (),
@@ -315,8 +384,7 @@ class Relay:
 
     def delivery(self, message_id: str) -> tuple[Any, ...]:
         """(state, attempts, last_status, last_error) of the message's only delivery."""
-        (row,) = db_rows(
-            self.db,
+        (row,) = self.rows(
             "SELECT state, attempts, last_status, last_error FROM deliveries WHERE message_id = ?",
             (parse_message_id(message_id),),
         )
@@ -324,8 +392,7 @@ class Relay:
 
     def attempts(self, message_id: str) -> list[tuple[Any, ...]]:
         """(status, error, response_snippet, started_at, duration_ms) of each attempt."""
-        return db_rows(
-            self.db,
+        return self.rows(
             "SELECT a.status, a.error, a.response_snippet, a.started_at, a.duration_ms"
             " FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
             " WHERE d.message_id = ? ORDER BY a.id",
@@ -336,7 +403,7 @@ class Relay:
         """Each message's delivery state, by message id (one destination)."""
         return {
             format_message_id(message): state
-            for message, state in db_rows(self.db, "SELECT message_id, state FROM deliveries")
+            for message, state in self.rows("SELECT message_id, state FROM deliveries")
         }
 
     async def wait_state(self, message_id: str, state: str) -> tuple[Any, ...]:

@@ -60,7 +60,7 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 # Imported only inside a function (so that `hookgate --help` loads no server code).
-LAZY_ONLY: dict[str, set[str]] = {"cli": {"daemon"}}
+LAZY_ONLY: dict[str, set[str]] = {"cli": {"daemon", "store"}}
 FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "store": {"aiohttp"},
     "providers": {"aiohttp", "aiosqlite"},

@@ -14,6 +14,7 @@ fails here until both describe it:
 from __future__ import annotations
 
 import re
+import runpy
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,20 @@ from typing import Any
 import msgspec
 import pytest
 
-from hookgate import config
+from hookgate import config, providers
 from hookgate.config import schema
 from hookgate.config.values import dec_hook
 
+from .providers import samples
+
 ROOT = Path(__file__).resolve().parents[2]
+# The key-pair providers' ${..._PUBLIC_KEY} placeholders, given keys of their kind.
+PUBLIC_KEYS = {
+    "DISCORD_PUBLIC_KEY": samples.public_pem(samples.ED25519_KEY),
+    "ED25519_PUBLIC_KEY": samples.public_pem(samples.ED25519_KEY),
+    "SENDGRID_PUBLIC_KEY": samples.public_pem(samples.P256_KEY),
+    "PAYPAL_PUBLIC_KEY": samples.certificate_pem(samples.RSA_KEY),
+}
 
 # A table that holds another (sources.<name>.verify) is a table, not a key.
 KEYS = [
@@ -143,10 +153,21 @@ def test_every_config_block_in_the_docs_loads(tmp_path: Path) -> None:
     for block in blocks:
         names = set(re.findall(r"\$\{(\w+)\}", block))
         # Standard Webhooks secrets must be whsec_<base64>; any value does elsewhere.
-        env = {name: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLc4v" for name in names}
+        env = {
+            name: PUBLIC_KEYS.get(name, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLc4v") for name in names
+        }
         if "secret_file" in block:
-            for name in re.findall(r'secret_file = "([^"]+)"', block):
+            for name in re.findall(r'(?<!\w)secret_file = "([^"]+)"', block):
                 (tmp_path / name).write_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLc4v\n")
         path = tmp_path / "hookgate.toml"
         path.write_text(block)
         config.load(path, env)
+
+
+def test_the_provider_reference_is_generated_from_the_registry() -> None:
+    """docs/providers.md's reference equals what scripts/providers_doc.py writes."""
+    script = runpy.run_path(str(ROOT / "scripts" / "providers_doc.py"))
+    text = (ROOT / "docs" / "providers.md").read_text(encoding="utf-8")
+    assert script["updated"](text) == text, "run: python scripts/providers_doc.py"
+    for name in providers.SCHEMES:
+        assert f"### `{name}`" in text

@@ -25,9 +25,12 @@ from hookgate.admin.routes import DOCUMENT_PATH, PREFIX, Problem, Route
 from hookgate.config import Config, DestinationConfig, masked_url
 from hookgate.errors import ConflictError, StoreError
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import DeliveryRow, MessageContent, MessageFilter, Store, parse_message_id
+from hookgate.store import DeliveryRow, MessageContent, MessageFilter, Store
 
 log = structlog.get_logger("hookgate.api")
+
+# Who changed something through the API: whoever holds the bearer token.
+API_ACTOR = "api"
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
@@ -82,25 +85,20 @@ class AdminApi:
 
     async def list_messages(self, request: web.Request) -> answers.MessagePage:
         query = request.query
-        cursor = params.MESSAGE_CURSOR.get(query)
-        before = None if cursor is None else parse_message_id(cursor)
-        if cursor is not None and before is None:
-            raise Problem(400, "bad_request", "cursor: not a cursor from a previous page")
-        message_filter = MessageFilter(
-            source=params.SOURCE.get(query),
-            event_type=params.EVENT_TYPE.get(query),
-            state=params.state(query),
-            since=params.moment(query, params.SINCE),
-            until=params.moment(query, params.UNTIL),
-            before_id=before,
-        )
-        limit = params.limit(query)
+        return await self.messages(params.message_filter(query), params.limit(query))
+
+    async def messages(self, message_filter: MessageFilter, limit: int) -> answers.MessagePage:
+        """A page of messages, newest first (the API's and the dashboard's listing)."""
         rows = await self.store.list_messages(message_filter, limit)
         next_cursor = rows[-1].id if len(rows) == limit else None
         return answers.MessagePage([convert.message(r) for r in rows], next_cursor)
 
     async def show_message(self, request: web.Request) -> answers.MessageDetail:
-        found = await self.store.get_message(request.match_info["id"])
+        return await self.message_detail(request.match_info["id"])
+
+    async def message_detail(self, message_id: str) -> answers.MessageDetail:
+        """One message with its deliveries and their attempts; Problem 404 when none."""
+        found = await self.store.get_message(message_id)
         if found is None:
             raise Problem(404, "not_found", "no such message")
         row, content = found
@@ -109,11 +107,17 @@ class AdminApi:
         return convert.message_detail(row, content, details)
 
     async def replay_message(self, request: web.Request) -> answers.ReplayResult:
-        found = await self.store.get_message(request.match_info["id"])
+        name = params.DESTINATION.get(request.query)
+        return await self.replay(request.match_info["id"], name, actor=API_ACTOR)
+
+    async def replay(
+        self, message_id: str, name: str | None, *, actor: str
+    ) -> answers.ReplayResult:
+        """New deliveries of a message to destination ``name``, or to every one it matches."""
+        found = await self.store.get_message(message_id)
         if found is None:
             raise Problem(404, "not_found", "no such message")
         row, content = found
-        name = params.DESTINATION.get(request.query)
         if name is not None:
             targets = [self._configured(name)]
         else:
@@ -128,6 +132,7 @@ class AdminApi:
         if targets and not created:
             raise Problem(404, "not_found", "no such message (retention may have pruned it)")
         self.dispatcher.wake(frozenset(targets))
+        _log_action("replay", actor, message=row.id, destinations=targets, created=len(created))
         return answers.ReplayResult([convert.delivery(d) for d in created])
 
     # -- deliveries --------------------------------------------------------------
@@ -151,13 +156,18 @@ class AdminApi:
         return await self._delivery_detail(row)
 
     async def retry_delivery(self, request: web.Request) -> answers.Delivery:
+        return await self.retry(_delivery_id(request), actor=API_ACTOR)
+
+    async def retry(self, delivery_id: int, *, actor: str) -> answers.Delivery:
+        """Make a dead or pending delivery due now (Problem 404, or 409 when delivered)."""
         try:
-            row = await self.store.retry_delivery(_delivery_id(request))
+            row = await self.store.retry_delivery(delivery_id)
         except ConflictError as exc:
             raise Problem(409, "conflict", str(exc)) from None
         if row is None:
             raise Problem(404, "not_found", "no such delivery")
         self.dispatcher.wake(frozenset({row.destination}))
+        _log_action("retry", actor, delivery=delivery_id, destination=row.destination)
         return convert.delivery(row)
 
     async def _delivery_detail(self, row: DeliveryRow) -> answers.DeliveryDetail:
@@ -166,13 +176,22 @@ class AdminApi:
     # -- destinations ------------------------------------------------------------
 
     async def list_destinations(self, request: web.Request) -> answers.DestinationList:
+        return await self.destinations()
+
+    async def destinations(self) -> answers.DestinationList:
+        """Every destination configured or with deliveries in the store."""
         counts = await self.store.destination_counts()
         names = sorted(set(self.config.destinations) | set(counts))
         return answers.DestinationList([self._destination(n, counts) for n in names])
 
     async def retry_destination(self, request: web.Request) -> answers.RetryResult:
-        name = request.match_info["name"]
         since = params.moment(request.query, params.SINCE)
+        return await self.retry_dead(request.match_info["name"], since, actor=API_ACTOR)
+
+    async def retry_dead(
+        self, name: str, since: float | None, *, actor: str
+    ) -> answers.RetryResult:
+        """Make due now the dead deliveries of ``name`` (that died since ``since``)."""
         if (
             name not in self.config.destinations
             and name not in await self.store.destination_counts()
@@ -180,17 +199,20 @@ class AdminApi:
             raise Problem(404, "not_found", f"no destination named {name!r}")
         retried = await self.store.retry_dead(name, since)
         self.dispatcher.wake(frozenset({name}))
+        _log_action("retry_dead", actor, destination=name, since=since, retried=retried)
         return answers.RetryResult(retried)
 
     async def pause_destination(self, request: web.Request) -> answers.Destination:
-        return await self._set_paused(request, True)
+        return await self.set_paused(request.match_info["name"], True, actor=API_ACTOR)
 
     async def resume_destination(self, request: web.Request) -> answers.Destination:
-        return await self._set_paused(request, False)
+        return await self.set_paused(request.match_info["name"], False, actor=API_ACTOR)
 
-    async def _set_paused(self, request: web.Request, paused: bool) -> answers.Destination:
-        name = self._configured(request.match_info["name"])
+    async def set_paused(self, name: str, paused: bool, *, actor: str) -> answers.Destination:
+        """Pause or resume a configured destination (Problem 404 for any other name)."""
+        name = self._configured(name)
         await self.dispatcher.set_paused(name, paused)
+        _log_action("pause" if paused else "resume", actor, destination=name)
         return self._destination(name, await self.store.destination_counts())
 
     def _configured(self, name: str) -> str:
@@ -225,6 +247,11 @@ class AdminApi:
             oldest_pending_age_s=0.0 if oldest is None else round(time.time() - oldest, 3),
             destinations={name: _destination_stats(counts.get(name, {})) for name in names},
         )
+
+
+def _log_action(action: str, actor: str, **fields: Any) -> None:
+    """One log event per change an operator asked for, with who asked."""
+    log.info("admin.action", action=action, actor=actor, **fields)
 
 
 def _destination_stats(counts: dict[str, int]) -> answers.DestinationStats:
@@ -265,6 +292,8 @@ ROUTES: tuple[Route[Handler], ...] = (
         (
             params.SOURCE,
             params.EVENT_TYPE,
+            params.EVENT_ID,
+            params.DESTINATION,
             params.STATE,
             params.SINCE,
             params.UNTIL,

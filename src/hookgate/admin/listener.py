@@ -1,4 +1,4 @@
-"""The admin listener: liveness, readiness, metrics and the admin API."""
+"""The admin listener: liveness, readiness, metrics, the admin API and the dashboard."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiohttp import web
 from hookgate import metrics
 from hookgate.admin import answers
 from hookgate.admin.api import AdminApi
+from hookgate.admin.dashboard.app import Dashboard
 from hookgate.config import Config
 from hookgate.errors import StoreError
 from hookgate.outbound.dispatcher import Dispatcher
@@ -33,6 +34,7 @@ class Admin:
         self.dispatcher = dispatcher
         self.alive = alive
         self.api = AdminApi(config, store, dispatcher)
+        self.dashboard = Dashboard(self.api)
 
     def apply(self, config: Config) -> None:
         """Take a reloaded config (destinations for replay, the API token)."""
@@ -44,6 +46,8 @@ class Admin:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_routes(self.api.routes())
+        app.router.add_routes(self.dashboard.routes())
+        app.cleanup_ctx.append(self.dashboard.sample_history)
         return app
 
     async def metrics(self, request: web.Request) -> web.Response:

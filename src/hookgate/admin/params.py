@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hookgate.admin.routes import Param, Problem
+from hookgate.store import MessageFilter, parse_message_id
 from hookgate.wire import DELIVERY_STATES, DeliveryState
 
 DEFAULT_LIMIT = 50
@@ -24,6 +25,7 @@ DELIVERY_ID = Param("id", "path", {"type": "integer", "minimum": 0})
 NAME = Param("name", "path", _TEXT)
 SOURCE = Param("source", "query", _TEXT)
 EVENT_TYPE = Param("event_type", "query", _TEXT)
+EVENT_ID = Param("event_id", "query", _TEXT)
 DESTINATION = Param("destination", "query", _TEXT)
 STATE = Param("state", "query", {"type": "string", "enum": list(DELIVERY_STATES)})
 SINCE = Param("since", "query", _TIME)
@@ -31,6 +33,24 @@ UNTIL = Param("until", "query", _TIME)
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})
 MESSAGE_CURSOR = Param("cursor", "query", _MESSAGE_ID)
 DELIVERY_CURSOR = Param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,18}$"})
+
+
+def message_filter(query: Mapping[str, str]) -> MessageFilter:
+    """The message listing's filters and cursor (the API's query, the dashboard's form)."""
+    cursor = MESSAGE_CURSOR.get(query)
+    before = None if cursor is None else parse_message_id(cursor)
+    if cursor is not None and before is None:
+        raise Problem(400, "bad_request", "cursor: not a cursor from a previous page")
+    return MessageFilter(
+        source=SOURCE.get(query),
+        event_type=EVENT_TYPE.get(query),
+        event_id=EVENT_ID.get(query),
+        destination=DESTINATION.get(query),
+        state=state(query),
+        since=moment(query, SINCE),
+        until=moment(query, UNTIL),
+        before_id=before,
+    )
 
 
 def state(query: Mapping[str, str]) -> DeliveryState | None:

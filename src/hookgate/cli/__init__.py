@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from hookgate import __version__, config
-from hookgate.cli import admin_commands, client, tool_commands, transform_command
+from hookgate.cli import (
+    admin_commands,
+    client,
+    migrate_command,
+    tool_commands,
+    transform_command,
+)
 from hookgate.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -95,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     tool_commands.add_send(commands, common)
     tool_commands.add_listen(commands, common)
     transform_command.add_transform(commands, common)
+    migrate_command.add_migrate(commands, common)
     return parser
 
 

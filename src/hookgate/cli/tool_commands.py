@@ -22,8 +22,23 @@ def add_send(commands: Any, common: argparse.ArgumentParser) -> None:
         "send", parents=[common], help="send a test webhook, signed as a provider signs"
     )
     send.add_argument("url", metavar="URL")
-    send.add_argument("--scheme", choices=providers.SCHEMES, default="none", help="default: none")
+    send.add_argument(
+        "--provider",
+        "--scheme",
+        dest="scheme",
+        choices=providers.SCHEMES,
+        default="none",
+        metavar="NAME",
+        help="sign as this provider (a scheme name; default: none): "
+        + ", ".join(providers.SCHEMES),
+    )
     send.add_argument("--secret", metavar="S", help='the signing secret ("user:pass" for basic)')
+    send.add_argument(
+        "--key-file",
+        metavar="PEM",
+        help="the private key to sign with, for the key-pair schemes "
+        "(sendgrid, discord, ed25519, paypal)",
+    )
     hmac_options = send.add_argument_group("the hmac scheme (as in a source's [verify] table)")
     hmac_options.add_argument("--header", metavar="NAME", help="the signature header")
     hmac_options.add_argument("--prefix", metavar="P", default="", help="before the signature")
@@ -85,7 +100,10 @@ def _send(args: argparse.Namespace) -> int:
         content_type=args.content_type,
         extra_headers=tuple(args.extra_headers),
     )
-    response = tools.send(outgoing)
+    try:
+        response = tools.send(outgoing)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     print(f"HTTP {response.status} {response.reason}".rstrip())
     if response.body:
         print(client.printable(response.body.decode("utf-8", errors="replace"), multiline=True))
@@ -95,10 +113,9 @@ def _send(args: argparse.Namespace) -> int:
 def _signing_options(args: argparse.Namespace) -> config.VerifyConfig:
     from hookgate.cli import tools  # aiohttp: loaded only by the commands that use it
 
-    needs_secret = providers.get(args.scheme).needs_secret
-    if not needs_secret and args.secret:
+    if args.scheme == "none" and args.secret:
         raise UsageError("--secret needs a --scheme")
-    if needs_secret and not args.secret:
+    if providers.get(args.scheme).needs_secret and not args.secret:
         raise UsageError(f"--scheme {args.scheme} needs --secret")
     options = config.VerifyConfig(
         scheme=args.scheme,
@@ -109,12 +126,20 @@ def _signing_options(args: argparse.Namespace) -> config.VerifyConfig:
         prefix=args.prefix,
         timestamp_header=args.timestamp_header,
         signed_payload=args.signed_payload,
+        public_keys=[_read_key(args.key_file)] if args.key_file else [],
     )
     try:
         tools.check_signing(options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return options
+
+
+def _read_key(name: str) -> str:
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise client.CommandError(f"cannot read {name}: {exc}") from None
 
 
 def _read_body(name: str | None) -> bytes:

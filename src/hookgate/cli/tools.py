@@ -9,6 +9,7 @@ delivers and checks hookgate's outbound signature with hookgate's own verifier.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 import time
@@ -37,12 +38,22 @@ def check_signing(options: config.VerifyConfig) -> None:
     providers.get(options.scheme).verifier(options)
 
 
-def signature_headers(options: config.VerifyConfig, body: bytes, now: int) -> dict[str, str]:
-    """The headers with which the provider of ``options.scheme`` signs ``body`` at ``now``.
+def signature_headers(
+    options: config.VerifyConfig, body: bytes, now: int, url: str = ""
+) -> dict[str, str]:
+    """The headers with which the provider of ``options.scheme`` signs a POST of
+    ``body`` to ``url`` at ``now`` (the URL matters to the schemes that sign it).
 
     Signs with the first of ``options.secrets``; call ``check_signing`` first.
     """
-    return providers.get(options.scheme).sign(options, body, now)
+    return providers.get(options.scheme).sign_request(options, url, body, now)
+
+
+def prepared_body(options: config.VerifyConfig, body: bytes, now: int) -> bytes:
+    """``body`` as the provider would send it at ``now``: the schemes that sign fields
+    inside the body (Mailgun, Linear, Microsoft Graph) fill them in. ``ValueError``
+    for a body they cannot fill."""
+    return providers.get(options.scheme).prepared(options, body, now)
 
 
 # -- send -------------------------------------------------------------------------------
@@ -62,17 +73,20 @@ class Outgoing:
 def request_headers(outgoing: Outgoing, now: int) -> dict[str, str]:
     """Every header of the request; ``extra_headers`` come last and win."""
     headers = {"User-Agent": client.USER_AGENT, "Content-Type": outgoing.content_type}
-    headers.update(signature_headers(outgoing.signing, outgoing.body, now))
+    headers.update(signature_headers(outgoing.signing, outgoing.body, now, outgoing.url))
     headers.update(outgoing.extra_headers)
     return headers
 
 
 def send(outgoing: Outgoing, timeout: float = client.DEFAULT_TIMEOUT) -> client.HttpResponse:
-    """POST the webhook, signed now; the answer whatever its status."""
-    headers = request_headers(outgoing, int(time.time()))
-    return client.http_request(
-        "POST", outgoing.url, headers=headers, body=outgoing.body, timeout=timeout
-    )
+    """POST the webhook, prepared and signed now; the answer whatever its status.
+
+    ``ValueError`` for a body the provider cannot send (see ``prepared_body``).
+    """
+    now = int(time.time())
+    body = prepared_body(outgoing.signing, outgoing.body, now)
+    headers = request_headers(dataclasses.replace(outgoing, body=body), now)
+    return client.http_request("POST", outgoing.url, headers=headers, body=body, timeout=timeout)
 
 
 # -- listen -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from hookgate.config.schema import (
     DestinationConfig,
     Rule,
     SourceConfig,
+    StorageConfig,
     VerifyConfig,
     policy_rules,
     table_rules,
@@ -72,8 +73,10 @@ def check(
         report.error(f"sources.{ALERT_SOURCE}", "this name is reserved for alerts")
     if config.alerts is not None:
         _check_alerts(report, config.alerts, config.delivery)
-    if storage_folder is not None and not report.dropped("storage.path"):
-        _check_storage(report, storage_folder / config.storage.path)
+    _check_storage_table(report, config.storage)
+    if storage_folder is not None and config.storage.url is None:
+        if not report.dropped("storage.path"):
+            _check_storage(report, storage_folder / config.storage.path)
 
 
 def _check_server(config: Config, report: Report) -> None:
@@ -127,14 +130,31 @@ def _check_source(report: Report, name: str, source: SourceConfig, paths: dict[s
         report.error(f"{where}.methods", "expected at least one method")
     if source.expect_every is not None and source.expect_every <= 0:
         report.error(f"{where}.expect_every", f"expected a duration > 0, got {source.expect_every}")
+    if source.public_url is not None:
+        _check_public_url(report, source.public_url, f"{where}.public_url")
     _check_verify(report, source.verify, f"{where}.verify")
 
 
+def _check_public_url(report: Report, url: str, where: str) -> None:
+    """The URL a provider posts to, as it sees it: absolute, without query or fragment
+    (the request's own query string is appended)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        report.error(where, f"expected an absolute http(s) URL, got {url!r}")
+    elif parts.query or parts.fragment or "?" in url or "#" in url:
+        report.error(where, f"expected a URL without query or fragment, got {url!r}")
+
+
 def _check_verify(report: Report, verify: VerifyConfig, where: str) -> None:
-    if verify.scheme != "none" and not verify.secrets:
+    if providers.get(verify.scheme).needs_secret and not verify.secrets:
         report.error(f"{where}.secrets", f'scheme "{verify.scheme}" needs at least one secret')
     if any(not s for s in verify.secrets):
         report.error(f"{where}.secrets", "a secret is empty")
+    for i, key in enumerate(verify.public_keys):
+        if "PRIVATE KEY" in key:
+            # Only `hookgate send` signs with one; the daemon never needs it, and a
+            # config is shown (check-config, the API) with only its secrets masked.
+            report.error(f"{where}.public_keys[{i}]", "expected a public key, got a private key")
     if verify.scheme == "hmac" and not verify.header:
         report.error(f"{where}.header", 'scheme "hmac" needs the header that carries the signature')
     if verify.scheme == "standard":
@@ -297,6 +317,23 @@ def _check_loopback(report: Report, listen: str) -> None:
         loopback = False
     if not loopback:
         report.error("admin.token", "required when admin.listen is not a loopback address")
+
+
+def _check_storage_table(report: Report, storage: StorageConfig) -> None:
+    """The PostgreSQL keys: a postgresql:// URL, one place for the password, a lease."""
+    if storage.url is not None:
+        scheme = storage.url.partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            report.error(
+                "storage.url",
+                f"expected a postgresql://user@host:port/database URL, got {scheme!r}",
+            )
+        if storage.password is not None and masked_url(storage.url) != storage.url:
+            report.error("storage.password", "the URL carries a password already: set it once")
+    elif storage.password is not None:
+        report.error("storage.password", "only used with storage.url (PostgreSQL)")
+    if storage.lease < 1:
+        report.error("storage.lease", "must be at least 1s")
 
 
 def _check_storage(report: Report, file: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from hookgate import filters
+from hookgate import filters, providers
 from hookgate.config import checks
 from hookgate.config.locate import explain, join
 from hookgate.config.report import Report
@@ -126,7 +126,7 @@ class Loader:
             path=self.path.resolve(),
             server=self._section(raw, ServerConfig, "server"),
             admin=self._admin_table(raw),
-            storage=self._section(raw, StorageConfig, "storage"),
+            storage=self._storage_table(raw),
             log=self._section(raw, LogConfig, "log"),
             delivery=delivery,
             sources=sources,
@@ -206,10 +206,34 @@ class Loader:
         sources: dict[str, SourceConfig] = {}
         for name, table in self._named_tables(raw, "sources"):
             source = self._convert(table, SourceConfig, f"sources.{name}")
-            if source is not None:
+            if source is not None and isinstance(table, dict):
+                source = self._with_provider(source, table, f"sources.{name}")
                 verify = self._with_secret_file(source.verify, f"sources.{name}.verify")
                 sources[name] = msgspec.structs.replace(source, verify=verify)
         return sources
+
+    def _with_provider(
+        self, source: SourceConfig, table: dict[str, Any], path: str
+    ) -> SourceConfig:
+        """``provider = NAME``: the provider's scheme, and its recommended ``allow_ips``
+        and ``tolerance`` where the source's ``table`` sets none (explicit keys win)."""
+        if source.provider is None:
+            return source
+        provider = providers.get(source.provider)
+        verify_table = table.get("verify")
+        explicit = set(verify_table) if isinstance(verify_table, dict) else set()
+        verify = source.verify
+        if "scheme" in explicit and verify.scheme != provider.name:
+            self.report.error(
+                f"{path}.verify.scheme",
+                f'"{verify.scheme}" contradicts provider = "{provider.name}" (drop one of them)',
+            )
+            return source
+        verify = msgspec.structs.replace(verify, scheme=provider.name)
+        if "tolerance" not in explicit and provider.tolerance is not None:
+            verify = msgspec.structs.replace(verify, tolerance=Duration(provider.tolerance))
+        allow_ips = source.allow_ips if "allow_ips" in table else list(provider.ip_ranges)
+        return msgspec.structs.replace(source, verify=verify, allow_ips=allow_ips)
 
     def _destinations(self, raw: object, defaults: DeliveryPolicy) -> dict[str, DestinationConfig]:
         destinations: dict[str, DestinationConfig] = {}
@@ -271,6 +295,15 @@ class Loader:
         )
         return msgspec.structs.replace(alerts, secret=secret, secret_file=None)
 
+    def _storage_table(self, raw: dict[str, Any]) -> StorageConfig:
+        storage = self._section(raw, StorageConfig, "storage")
+        if storage.secret_file is None:
+            return storage
+        password = self._read_secret_file(
+            storage.secret_file, "storage.secret_file", feeds="storage.password"
+        )
+        return msgspec.structs.replace(storage, password=password, secret_file=None)
+
     def _admin_table(self, raw: dict[str, Any]) -> AdminConfig:
         admin = self._section(raw, AdminConfig, "admin")
         if admin.token_file is None:
@@ -279,12 +312,28 @@ class Loader:
         return msgspec.structs.replace(admin, token=token, token_file=None)
 
     def _with_secret_file(self, verify: VerifyConfig, path: str) -> VerifyConfig:
+        if verify.handshake_secret_file is not None:
+            verify = self._with_enrolled_secret(verify, path)
         if verify.secret_file is None:
             return verify
         secret = self._read_secret_file(
             verify.secret_file, f"{path}.secret_file", feeds=f"{path}.secrets"
         )
         return msgspec.structs.replace(verify, secrets=[*verify.secrets, secret], secret_file=None)
+
+    def _with_enrolled_secret(self, verify: VerifyConfig, path: str) -> VerifyConfig:
+        """handshake_secret_file made absolute (against the config's folder), and the
+        secret a handshake recorded there, if any, added to ``secrets``."""
+        file = self.folder / (verify.handshake_secret_file or "")
+        verify = msgspec.structs.replace(verify, handshake_secret_file=str(file))
+        try:
+            secret = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            return verify  # not recorded yet: the first handshake will
+        except (OSError, UnicodeDecodeError) as exc:
+            self.report.error(f"{path}.handshake_secret_file", f"cannot read {str(file)!r}: {exc}")
+            return verify
+        return msgspec.structs.replace(verify, secrets=[*verify.secrets, secret])
 
     def _read_secret_file(self, name: str, path: str, feeds: str) -> str:
         """The secret in file ``name``; "" when unreadable, reported at ``path``.
@@ -324,7 +373,9 @@ def _resolve_paths(config: Config, folder: Path) -> Config:
         tls_cert=resolve(config.server.tls_cert),
         tls_key=resolve(config.server.tls_key),
     )
-    storage = msgspec.structs.replace(config.storage, path=str(folder / config.storage.path))
+    storage = config.storage
+    if storage.url is None:
+        storage = msgspec.structs.replace(storage, path=str(folder / storage.path))
     return msgspec.structs.replace(config, server=server, storage=storage)
 
 

@@ -12,7 +12,7 @@ import msgspec
 from hookgate.config.schema import Config
 from hookgate.config.values import Duration, Size
 
-SECRET_KEYS = frozenset({"secrets", "secret", "token"})
+SECRET_KEYS = frozenset({"secrets", "secret", "token", "verify_token", "password"})
 """Keys whose value is shown as "***" wherever they are."""
 
 # The password of user:password@ in a URL.

@@ -18,15 +18,20 @@ import ipaddress
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
+from hookgate import providers
 from hookgate.config.values import Duration, Size
 
-Scheme = Literal[
-    "none", "hmac", "standard", "github", "stripe", "shopify", "slack", "gitlab", "basic"
-]
+if TYPE_CHECKING:
+    Scheme = str
+else:
+    # Every registered provider, in the registry's order: a provider module added to
+    # the registry is a scheme (and a ``provider`` name) without an edit here, and
+    # msgspec's error lists them all (`unknown scheme "strpe" (expected one of: ...)`).
+    Scheme = Literal[providers.SCHEMES]
 SignMode = Literal["none", "standard", "hmac-sha256"]
 Method = Literal["POST", "PUT", "PATCH"]
 
@@ -104,12 +109,22 @@ class AdminConfig(_Table, frozen=True):
     listen: str = "127.0.0.1:9090"
     token: str | None = None
     token_file: str | None = None
+    # The dashboard: false shows no message body at all (personal data), and a body
+    # longer than body_preview is cut there.
+    show_bodies: bool = True
+    body_preview: Size = Size(64 * 1024)
 
 
 class StorageConfig(_Table, frozen=True):
     path: str = "hookgate.db"
     retention: Duration = Duration(7 * 86400)
     sync: Literal["full", "normal"] = "full"
+    # Set: the PostgreSQL store at this URL instead of the SQLite file at ``path``.
+    url: str | None = None
+    password: str | None = None
+    secret_file: str | None = None  # the password, from a file
+    # How long a delivery claimed by a process that stopped renewing it stays its own.
+    lease: Duration = Duration(30)
 
 
 class LogConfig(_Table, frozen=True):
@@ -257,6 +272,12 @@ class VerifyConfig(_Table, frozen=True):
     prefix: str = ""
     timestamp_header: str | None = None
     signed_payload: str = "{body}"
+    # Meta's GET hub.challenge handshake: the token chosen when subscribing.
+    verify_token: str | None = None
+    # The public-key schemes (sendgrid, discord, ed25519, paypal): the provider's keys.
+    public_keys: list[str] = []
+    # Asana: where the X-Hook-Secret of the first handshake is written (once).
+    handshake_secret_file: str | None = None
 
 
 class SourceConfig(_Table, frozen=True):
@@ -268,6 +289,12 @@ class SourceConfig(_Table, frozen=True):
     dedup_window: Duration = Duration(86400)
     # Alert (source.silent) when nothing is accepted for longer than this.
     expect_every: Duration | None = None
+    # A named provider: its scheme, and its recommended allow_ips and tolerance where
+    # the source sets none (resolved by the loader).
+    provider: Scheme | None = None
+    # The URL the provider posts to, as the provider sees it (behind a reverse proxy,
+    # not the one hookgate sees): what Twilio, Square and HubSpot sign.
+    public_url: str | None = None
     verify: VerifyConfig = VerifyConfig()
 
 

@@ -119,6 +119,44 @@ class Extraction:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Greeters:
+    """A source's handshakes (``providers.Greeting``), split by when they are asked:
+    before the signature check (they carry their own proof) or after it."""
+
+    unsigned: tuple[tuple[str, providers.Greeter], ...]
+    signed: tuple[tuple[str, providers.Greeter], ...]
+
+    @classmethod
+    def build(cls, provider: providers.Provider, settings: providers.Settings) -> Greeters:
+        greetings = provider.all_greetings()
+        return cls(
+            tuple((g.method, g.build(settings)) for g in greetings if not g.signed),
+            tuple((g.method, g.build(settings)) for g in greetings if g.signed),
+        )
+
+    @property
+    def methods(self) -> frozenset[str]:
+        """The methods a handshake may come with, beside the source's own."""
+        return frozenset(method for method, _ in (*self.unsigned, *self.signed))
+
+    @staticmethod
+    def first(
+        greeters: tuple[tuple[str, providers.Greeter], ...],
+        request: providers.Request,
+        now: float,
+    ) -> providers.Answer | None:
+        """The answer of the first greeter that takes ``request``; None if none does.
+
+        Raises what a greeter raises for a bad handshake (``HandshakeRefused``,
+        ``VerificationFailed``).
+        """
+        for method, greet in greeters:
+            if method == request.method and (answer := greet(request, now)) is not None:
+                return answer
+        return None
+
+
 class Route:
     """Everything the ingress needs to know about one source, compiled once."""
 
@@ -128,15 +166,15 @@ class Route:
         self.methods = frozenset(source.methods)
         self.allow = addresses.parse_networks(source.allow_ips)
         self.provider = providers.get(source.verify.scheme)
-        self.verifier = self.provider.verifier(source.verify)
+        self.check = self.provider.check(source.verify)
         self.event_type = Extraction.build(
             "event_type", source.event_type, self.provider.event_type
         )
         self.event_id = Extraction.build("event_id", source.event_id, self.provider.event_id)
         self.needs_json = self.event_type.needs_json or self.event_id.needs_json
-        # A signed handshake (Slack's url_verification) is answered, not stored (see
-        # _receive); decided once here, so other providers pay nothing per request.
-        self.has_handshake = self.provider.has_handshake
+        # Handshakes are answered, never stored (see _receive); built once here, so
+        # providers without one pay nothing per request.
+        self.greeters = Greeters.build(self.provider, source.verify)
         self.router = Router(name, destinations)
         self.received = metrics.webhooks_received.labels(name)
         self.duplicates = metrics.webhooks_duplicate.labels(name)
@@ -203,24 +241,66 @@ class Ingress:
         self._check_request_head(route, request)
         body = await self._read_body(request, started)
         now = time.time()
+        inbound = self._inbound(route, request, body)
+        answer = self._handshake(route, route.greeters.unsigned, inbound, now)
+        if answer is not None:
+            return answer
+        if request.method not in route.methods:
+            # A request of a handshake's method that is not that handshake.
+            raise Rejected(400, "invalid_handshake", "not a handshake this source answers")
         try:
-            route.verifier.verify(request.headers, body, now)
+            route.check(inbound, now)
         except VerificationFailed as exc:
             route.tally.signature_failures += 1
             log.warning("webhook.unverified", source=route.name, reason=exc.reason)
             raise Rejected(
                 401, "invalid_signature", "the signature is missing or invalid"
             ) from None
-        if route.has_handshake:
-            answer = route.provider.handshake(request.headers, body)
-            if answer is not None:
-                return web.Response(status=200, body=answer, content_type="application/json")
+        answer = self._handshake(route, route.greeters.signed, inbound, now)
+        if answer is not None:
+            return answer
         message = self._message(route, request, body, now)
         return await self._store(route, message)
 
+    def _inbound(self, route: Route, request: web.BaseRequest, body: bytes) -> providers.Request:
+        """The request as providers see it, at the URL the provider sent it to, its
+        query string as sent (signatures cover the bytes, not a re-encoding)."""
+        target = request.raw_path
+        if route.source.public_url is None:
+            url = f"{request.scheme}://{request.host}{target}"
+        else:
+            _, question, query = target.partition("?")
+            url = route.source.public_url + question + query
+        return providers.Request(request.method, url, request.query, request.headers, body)
+
+    def _handshake(
+        self,
+        route: Route,
+        greeters: tuple[tuple[str, providers.Greeter], ...],
+        request: providers.Request,
+        now: float,
+    ) -> web.Response | None:
+        """The answer to a handshake among ``greeters``; None for any other request."""
+        try:
+            answer = Greeters.first(greeters, request, now)
+        except providers.HandshakeRefused as exc:
+            raise Rejected(exc.status, exc.code, exc.detail) from None
+        except VerificationFailed as exc:
+            log.warning("handshake.unverified", source=route.name, reason=exc.reason)
+            raise Rejected(401, "invalid_handshake", "the handshake does not check out") from None
+        if answer is None:
+            return None
+        log.info("handshake.answered", source=route.name, method=request.method)
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            content_type=answer.content_type,
+            headers=dict(answer.headers),
+        )
+
     def _check_request_head(self, route: Route, request: web.BaseRequest) -> None:
         """The checks that need no body: method, loop, client address, encoding."""
-        if request.method not in route.methods:
+        if request.method not in route.methods and request.method not in route.greeters.methods:
             allow = ", ".join(sorted(route.methods))
             raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
         via = request.headers.getall("Via", None)

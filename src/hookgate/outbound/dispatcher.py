@@ -42,6 +42,9 @@ class Dispatcher:
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
+        coordination = self.store.coordination
+        if coordination is not None:
+            coordination.on_pause_changed(self._paused_elsewhere)
         paused = await self.store.paused_destinations()
         for destination in self._destinations:
             self._start_worker(destination, destination.name in paused)
@@ -119,12 +122,22 @@ class Dispatcher:
         worker.stop()
         await asyncio.gather(task, return_exceptions=True)
         await worker.drain(grace)
+        coordination = self.store.coordination
+        if coordination is not None and worker.destination.ordered:
+            # Only once its last request ended: the next holder starts after it.
+            await coordination.release_order(name)
 
     def wake(self, destinations: frozenset[str]) -> None:
         for name in destinations:
             worker = self.workers.get(name)
             if worker is not None:
                 worker.wake.set()
+
+    def _paused_elsewhere(self, destination: str, paused: bool) -> None:
+        """Another process sharing the store paused or resumed ``destination``."""
+        worker = self.workers.get(destination)
+        if worker is not None:
+            worker.set_paused(paused)
 
     async def set_paused(self, destination: str, paused: bool) -> None:
         """Pause or resume: durable in the store first, then the running worker."""

@@ -3,9 +3,16 @@
 Each destination has its own worker, concurrency, rate limit and circuit, so a slow
 or failing destination cannot hold up the others. A worker sleeps until a commit
 brings it work, a request ends, or its earliest ``next_attempt_at`` comes: never a
-busy poll. Claims are bounded pages, so the backlog stays in the store, not in
-memory. An outcome is committed before its delivery leaves ``inflight``, and one
-that cannot be committed is held and written again, never sent again.
+busy poll (with a store that other processes share, it also looks now and then for
+work that no wake-up announced). Claims are bounded pages, so the backlog stays in
+the store, not in memory; a claim leases its deliveries to this process, and what a
+worker claims it starts or releases at once. An outcome is committed before its
+delivery leaves ``inflight``, and one that cannot be committed is held and written
+again, never sent again.
+
+Where other processes share the store (``store.coordination``), an ordered
+destination is delivered only by the process that holds it, the rate limit is the
+destination's total across them, and an open circuit stops their claims too.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from hookgate.outbound import retry
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound.requests import OutboundRequest, RequestBuilder, group_into_requests
-from hookgate.store import AttemptRecord, DueDelivery, Store
+from hookgate.outbound.shared import SharedRateLimiter
+from hookgate.store import AttemptRecord, Coordination, DueDelivery, Store
 from hookgate.transform import Transformed, TransformFailed, TransformInput, TransformPool
 from hookgate.wire import DestinationState
 
@@ -68,7 +76,15 @@ class DestinationWorker:
         self.rng = rng
         self.builder = RequestBuilder(destination, store.identity)
         self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
-        self.limiter = RateLimiter(self.policy.rate_limit) if self.policy.rate_limit else None
+        self.coordination = store.coordination
+        self.limiter: RateLimiter | None = None
+        self.shared_limiter: SharedRateLimiter | None = None
+        if self.policy.rate_limit and self.coordination is not None:
+            self.shared_limiter = SharedRateLimiter(
+                self.coordination, destination.name, self.policy.rate_limit, self.policy.timeout
+            )
+        elif self.policy.rate_limit:
+            self.limiter = RateLimiter(self.policy.rate_limit)
         self._rate_slot_freed = asyncio.Event()
         self.circuit = CircuitBreaker(self.policy.circuit_failures, self.policy.circuit_cooldown)
         self.paused = paused
@@ -83,6 +99,7 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     @property
@@ -124,6 +141,9 @@ class DestinationWorker:
                 wait = _CLAIM_RETRY_DELAY
             if self._stopping:
                 return
+            if self.coordination is not None:
+                poll = self.coordination.poll_interval
+                wait = poll if wait is None else min(wait, poll)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self.wake.wait()
@@ -142,8 +162,9 @@ class DestinationWorker:
         groups, wait = await (
             self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
         )
-        for group in groups:
+        for i, group in enumerate(groups):
             if not self.circuit.allows(now):
+                await self.store.release([d.id for g in groups[i:] for d in g])
                 return None  # a probe is out; its end wakes us
             self._start(group)
         return wait
@@ -152,14 +173,18 @@ class DestinationWorker:
         self, now: float, free: int
     ) -> tuple[list[list[DueDelivery]], float | None]:
         limit = free * self.destination.batch_max
-        # In-flight deliveries are excluded as of now: one that settles while the
-        # query runs committed its result before it left ``inflight``, so it is
-        # either excluded or read in its new state, never restarted by mistake.
-        fresh = await self.store.due_deliveries(self.name, now, limit, exclude=self.inflight)
+        # Leased deliveries (in flight here or elsewhere) are not claimed again: one
+        # that settles while the claim runs committed its result before its lease
+        # ended, so it is either skipped or read in its new state, never restarted.
+        fresh = await self.store.claim_due(self.name, now, limit)
         fill_wait = self._batch_fill_wait(fresh, now)
         if fill_wait:
+            await self.store.release([d.id for d in fresh])
             return [], fill_wait
-        groups = group_into_requests(fresh, self.destination.batch_max)[:free]
+        groups = group_into_requests(fresh, self.destination.batch_max)
+        if len(groups) > free:
+            await self.store.release([d.id for g in groups[free:] for d in g])
+            groups = groups[:free]
         if len(fresh) == limit and len(groups) < free:
             return groups, 0  # more may be due beyond this page
         if len(groups) == free:
@@ -169,6 +194,9 @@ class DestinationWorker:
 
     async def _claim_head(self, now: float) -> tuple[list[list[DueDelivery]], float | None]:
         """Ordered: only the oldest pending deliveries, and only once they are due."""
+        coordination = self.coordination
+        if coordination is not None and not await coordination.hold_order(self.name):
+            return [], coordination.order_retry  # another process delivers it
         head = await self.store.head_deliveries(self.name, self.destination.batch_max)
         if not head:
             return [], None
@@ -179,7 +207,14 @@ class DestinationWorker:
         fill_wait = self._batch_fill_wait(run, now)
         if fill_wait:
             return [], fill_wait
-        return group_into_requests(run, self.destination.batch_max)[:1], None
+        group = group_into_requests(run, self.destination.batch_max)[0]
+        claimed = await self.store.claim_listed(group)
+        if claimed != group:
+            # The head is still leased to a process that died mid-attempt: wait for
+            # its lease to run out rather than let a later message overtake it.
+            await self.store.release([d.id for d in claimed])
+            return [], coordination.order_retry if coordination else _CLAIM_RETRY_DELAY
+        return [group], None
 
     def _batch_fill_wait(self, due: Sequence[DueDelivery], now: float) -> float | None:
         """While a batch is not full and its oldest member young, wait for it to fill."""
@@ -206,6 +241,7 @@ class DestinationWorker:
             )
 
     async def _attempt(self, deliveries: list[DueDelivery]) -> None:
+        recorded = False
         try:
             try:
                 records, request = await self._deliver(deliveries)
@@ -216,9 +252,26 @@ class DestinationWorker:
                 await asyncio.sleep(_CRASH_HOLD)
                 return
             await self._record(records)
+            recorded = True
             self._report(deliveries, request.webhook_id if request else None, records)
         finally:
             self.inflight -= {d.id for d in deliveries}
+            if not recorded:
+                # Cancelled (a reload or a shutdown past its grace) or crashed: the
+                # deliveries are due again, here or in another process.
+                self._release_soon([d.id for d in deliveries])
+
+    def _release_soon(self, delivery_ids: list[int]) -> None:
+        """End leases from code that cannot await (a task being cancelled)."""
+        task = asyncio.create_task(self._release(delivery_ids))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _release(self, delivery_ids: list[int]) -> None:
+        try:
+            await self.store.release(delivery_ids)
+        except StoreError as exc:  # the lease runs out by itself
+            log.warning("dispatch.release_failed", destination=self.name, error=str(exc))
 
     async def _deliver(
         self, deliveries: list[DueDelivery]
@@ -236,7 +289,7 @@ class DestinationWorker:
                 transformed = await self._transform(deliveries[0])
             except TransformFailed as exc:
                 return self._transform_failed(deliveries[0], str(exc), started), None
-        await self._take_rate_slot()
+        slot = await self._take_rate_slot()
         started = time.time()
         try:
             timestamp = int(started)
@@ -250,7 +303,7 @@ class DestinationWorker:
             log.error("delivery.internal_error", destination=self.name, error=repr(exc))
             outcome, snippet = retry.Outcome(None, f"internal error: {type(exc).__name__}"), b""
         finally:
-            self._free_rate_slot()
+            await self._free_rate_slot(slot)
         return self._settle(deliveries, outcome, snippet, started), request
 
     async def _transform(self, delivery: DueDelivery) -> Transformed:
@@ -315,9 +368,12 @@ class DestinationWorker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RECORD_RETRY_MAX)
 
-    async def _take_rate_slot(self) -> None:
+    async def _take_rate_slot(self) -> int | None:
+        """Wait for a slot of the rate limit; the shared one's slot number, if shared."""
+        if self.shared_limiter is not None:
+            return await self.shared_limiter.take()
         if self.limiter is None:
-            return
+            return None
         while (delay := self.limiter.delay(time.time())) != 0:
             if delay is None:
                 self._rate_slot_freed.clear()
@@ -325,9 +381,12 @@ class DestinationWorker:
             else:
                 await asyncio.sleep(delay)
         self.limiter.started()
+        return None
 
-    def _free_rate_slot(self) -> None:
-        if self.limiter is not None:
+    async def _free_rate_slot(self, slot: int | None) -> None:
+        if self.shared_limiter is not None and slot is not None:
+            await self.shared_limiter.free(slot)
+        elif self.limiter is not None:
             self.limiter.finished(time.time())
             self._rate_slot_freed.set()
 
@@ -347,6 +406,7 @@ class DestinationWorker:
         change = self.circuit.record(outcome.succeeded, ended)
         if change is not None:
             log.warning("circuit.changed", destination=self.name, state=change)
+            self._share_circuit(change)
             # A failed probe re-opens an open circuit: not news for the alerts.
             if before == "closed" or change == "closed":
                 self.alerter.circuit_changed(self.name, change)
@@ -377,6 +437,21 @@ class DestinationWorker:
                 )
             )
         return records
+
+    def _share_circuit(self, state: str) -> None:
+        """Tell the other processes: an open circuit stops their claims until its probe."""
+        if self.coordination is None:
+            return
+        open_until = self.circuit.opened_at + self.circuit.cooldown if state == "open" else 0.0
+        task = asyncio.create_task(self._set_circuit(self.coordination, open_until))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _set_circuit(self, coordination: Coordination, open_until: float) -> None:
+        try:
+            await coordination.set_circuit(self.name, open_until)
+        except StoreError as exc:
+            log.error("circuit.share_failed", destination=self.name, error=str(exc))
 
     async def _post(self, request: OutboundRequest) -> tuple[retry.Outcome, bytes]:
         try:

@@ -12,21 +12,59 @@ scheme names, so ``Settings`` describes a ``[verify]`` table as a protocol.
 from __future__ import annotations
 
 from hookgate.providers import (
+    asana,
     basic,
     common,
+    discord,
+    dropbox,
+    ed25519,
     github,
     gitlab,
+    hubspot,
+    intercom,
+    linear,
+    mailgun,
+    meta,
+    msgraph,
     none,
+    paddle,
+    paypal,
+    sendgrid,
     shopify,
     slack,
+    square,
     standard,
     stripe,
+    twilio,
+    twitter,
+    zoom,
 )
 from hookgate.providers import hmac as generic_hmac
-from hookgate.providers.common import Provider, Settings, Verifier
+from hookgate.providers.common import (
+    Answer,
+    Greeter,
+    Greeting,
+    HandshakeRefused,
+    Provider,
+    Request,
+    Settings,
+    Verifier,
+)
 from hookgate.providers.standard import standard_secret_key
 
-__all__ = ["SCHEMES", "Provider", "Settings", "Verifier", "get", "standard_secret_key"]
+__all__ = [
+    "SCHEMES",
+    "Answer",
+    "Greeter",
+    "Greeting",
+    "HandshakeRefused",
+    "Provider",
+    "Request",
+    "Settings",
+    "Verifier",
+    "get",
+    "standard_secret_key",
+]
 
 # In the order the docs list them.
 _PROVIDERS: dict[str, common.Provider] = {
@@ -41,6 +79,24 @@ _PROVIDERS: dict[str, common.Provider] = {
         slack.PROVIDER,
         gitlab.PROVIDER,
         basic.PROVIDER,
+        # Then in alphabetical order.
+        asana.PROVIDER,
+        discord.PROVIDER,
+        dropbox.PROVIDER,
+        ed25519.PROVIDER,
+        hubspot.PROVIDER,
+        intercom.PROVIDER,
+        linear.PROVIDER,
+        mailgun.PROVIDER,
+        meta.PROVIDER,
+        msgraph.PROVIDER,
+        paddle.PROVIDER,
+        paypal.PROVIDER,
+        sendgrid.PROVIDER,
+        square.PROVIDER,
+        twilio.PROVIDER,
+        twitter.PROVIDER,
+        zoom.PROVIDER,
     )
 }
 

@@ -14,12 +14,16 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from hookgate.errors import VerificationFailed
 
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
+_PRINTABLE = re.compile(r"[ -~]+")
 # Unix seconds have 10 digits until the year 2286; a longer "timestamp" is garbage,
 # and bounding it keeps int() cheap on hostile input.
 _MAX_TIMESTAMP_DIGITS = 12
@@ -48,6 +52,12 @@ class Settings(Protocol):
     def timestamp_header(self) -> str | None: ...
     @property
     def signed_payload(self) -> str: ...
+    @property
+    def verify_token(self) -> str | None: ...
+    @property
+    def public_keys(self) -> Sequence[str]: ...
+    @property
+    def handshake_secret_file(self) -> str | None: ...
 
 
 class Verifier(Protocol):
@@ -68,6 +78,73 @@ Handshake = Callable[[Mapping[str, str], bytes], bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """One inbound request as a provider sees it.
+
+    ``url`` is the URL the provider sent to (the source's ``public_url`` with the
+    request's query string, else the URL as it arrived): what Twilio, Square and
+    HubSpot sign.
+    """
+
+    method: str
+    url: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the ingress answers to a handshake instead of storing it."""
+
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int = 200
+
+
+class HandshakeRefused(Exception):
+    """A handshake that does not check out: answered ``status`` with ``code``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+Greeter = Callable[[Request, float], Answer | None]
+"""Answers a request that is this provider's handshake; None for any other request.
+Raises ``HandshakeRefused`` (or ``VerificationFailed``) for a bad, forged or replayed
+one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """A provider's handshake: which method it comes with, whether the request is
+    signed like an ordinary webhook, and how it is answered.
+
+    ``signed``: the ingress verifies the request's signature first and asks the
+    greeter only when it is valid (Slack, Zoom, Discord). Unsigned handshakes (GET
+    challenges, Microsoft Graph's and Asana's) carry their own proof, or none, and the
+    greeter checks it before any signature check.
+    """
+
+    method: str
+    signed: bool
+    build: Callable[[Settings], Greeter]
+
+
+class RequestVerifier(Protocol):
+    """A verifier that needs more of the request than headers and body (the URL,
+    the method): the ingress calls ``verify_request`` when a verifier has it."""
+
+    def verify_request(self, request: Request, now: float) -> None:
+        """Return if the request is authentic; else raise ``VerificationFailed``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     """One provider: how its requests are verified, where its event type and id are,
     how ``hookgate send`` signs like it, and the handshake it expects answered."""
@@ -85,6 +162,19 @@ class Provider:
     """The CIDRs the provider says its webhooks come from, where it publishes them."""
     docs: str = ""
     """The provider's page that specifies how its webhooks are signed."""
+    verify_keys: tuple[str, ...] = ("secrets",)
+    """The ``[verify]`` keys a source of this provider sets (docs/providers.md)."""
+    greetings: tuple[Greeting, ...] = ()
+    """Handshakes answered instead of stored, beside ``answer`` (GET challenges...)."""
+    request_signer: Callable[[Settings, str, bytes, int], dict[str, str]] | None = None
+    """For providers that sign the URL (Twilio, Square, HubSpot): the headers for a
+    POST of ``body`` to that URL at ``now``; ``signer`` is then not used."""
+    prepare: Callable[[Settings, bytes, int], bytes] | None = None
+    """For ``hookgate send``: the body as the provider would send it, for providers
+    that sign fields inside the body (Mailgun's token, Linear's timestamp)."""
+    tolerance: float | None = None
+    """The timestamp window the provider documents, applied by ``provider = NAME``
+    when the source sets no ``tolerance``."""
 
     def verifier(self, settings: Settings) -> Verifier:
         """The verifier for a source's ``[verify]`` table, its keys derived now.
@@ -105,15 +195,86 @@ class Provider:
         """
         return self.signer(settings, body, now)
 
+    def sign_request(self, settings: Settings, url: str, body: bytes, now: int) -> dict[str, str]:
+        """The headers with which this provider signs a POST of ``body`` to ``url``."""
+        if self.request_signer is not None:
+            return self.request_signer(settings, url, body, now)
+        return self.sign(settings, body, now)
+
+    def prepared(self, settings: Settings, body: bytes, now: int) -> bytes:
+        """``body`` as this provider would send it at ``now``, before ``sign``."""
+        return body if self.prepare is None else self.prepare(settings, body, now)
+
     @property
     def has_handshake(self) -> bool:
         """Does this provider send handshakes that ``handshake`` may answer?"""
-        return self.answer is not None
+        return self.answer is not None or bool(self.greetings)
+
+    def all_greetings(self) -> tuple[Greeting, ...]:
+        """Every handshake of this provider, ``answer`` (a signed POST) included."""
+        if self.answer is None:
+            return self.greetings
+        answer = self.answer
+
+        def build(settings: Settings) -> Greeter:
+            def greet(request: Request, now: float) -> Answer | None:
+                body = answer(request.headers, request.body)
+                return None if body is None else Answer(body)
+
+            return greet
+
+        return (Greeting("POST", True, build), *self.greetings)
+
+    def check(self, settings: Settings) -> Callable[[Request, float], None]:
+        """The check of a whole request, for a source's ``[verify]`` table.
+
+        Uses the verifier's ``verify_request`` when it has one (schemes that sign the
+        URL), else its ``verify``; ``ValueError`` as ``verifier``.
+        """
+        verifier = self.verifier(settings)
+        verify_request = getattr(verifier, "verify_request", None)
+        if verify_request is not None:
+            return typing.cast(Callable[[Request, float], None], verify_request)
+        return lambda request, now: verifier.verify(request.headers, request.body, now)
 
     def handshake(self, headers: Mapping[str, str], body: bytes) -> bytes | None:
         """For a verified request that is a handshake, the JSON body to answer 200 with
         (nothing is stored); None for an ordinary webhook."""
         return None if self.answer is None else self.answer(headers, body)
+
+
+class UrlBound:
+    """Base of the verifiers of schemes that sign the URL: they need the whole request."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Headers and body alone cannot be verified (see ``verify_request``)."""
+        raise VerificationFailed("this scheme signs the URL")
+
+
+def url_bound_signer(settings: Settings, body: bytes, now: int) -> dict[str, str]:
+    """The ``signer`` of schemes that sign the URL, which use ``request_signer``."""
+    raise ValueError("this scheme signs the URL: sign with sign_request")
+
+
+def text_answer(value: str) -> Answer:
+    """A challenge echoed as plain text, never sniffed as HTML by a browser."""
+    return Answer(
+        value.encode(),
+        content_type="text/plain",
+        headers=(("X-Content-Type-Options", "nosniff"),),
+    )
+
+
+def challenge(value: str | None, *, max_length: int = 256, printable: bool = False) -> str:
+    """A handshake's challenge, checked before it is echoed: present, at most
+    ``max_length`` characters, and URL-safe token characters (or, with ``printable``,
+    any printable ASCII); else ``HandshakeRefused`` 400."""
+    if not value:
+        raise HandshakeRefused(400, "invalid_handshake", "the challenge is missing")
+    allowed = _PRINTABLE if printable else _TOKEN
+    if len(value) > max_length or allowed.fullmatch(value) is None:
+        raise HandshakeRefused(400, "invalid_handshake", "the challenge is malformed")
+    return value
 
 
 def first_secret(settings: Settings) -> str:
@@ -164,6 +325,11 @@ def from_base64(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, and non-ASCII input
         raise VerificationFailed("malformed signature") from None
+
+
+def to_base64(data: bytes) -> str:
+    """Padded standard base64, as most signature headers carry it."""
+    return base64.b64encode(data).decode()
 
 
 # -- keyed MACs and shared secrets ------------------------------------------------------
@@ -292,6 +458,11 @@ def hmac_preset(
     event_type: tuple[str, ...],
     event_id: tuple[str, ...],
     answer: Handshake | None = None,
+    greetings: tuple[Greeting, ...] = (),
+    docs: str = "",
+    ip_ranges: tuple[str, ...] = (),
+    tolerance: float | None = None,
+    verify_keys: tuple[str, ...] = ("secrets",),
 ) -> Provider:
     """A provider whose requests carry an HMAC of a fixed ``shape``."""
     return Provider(
@@ -301,4 +472,9 @@ def hmac_preset(
         build=lambda settings: HmacVerifier(shape, settings.secrets, settings.tolerance),
         signer=lambda settings, body, now: shape.sign(first_secret(settings), body, now),
         answer=answer,
+        greetings=greetings,
+        docs=docs,
+        ip_ranges=ip_ranges,
+        tolerance=tolerance,
+        verify_keys=verify_keys,
     )

@@ -33,4 +33,11 @@ def _sign(settings: Settings, body: bytes, now: int) -> dict[str, str]:
     return _shape(settings).sign(common.first_secret(settings), body, now)
 
 
-PROVIDER = common.Provider(name="hmac", event_type=(), event_id=(), build=_verifier, signer=_sign)
+PROVIDER = common.Provider(
+    name="hmac",
+    event_type=(),
+    event_id=(),
+    build=_verifier,
+    signer=_sign,
+    verify_keys=("secrets", "header"),
+)

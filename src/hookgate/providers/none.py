@@ -20,4 +20,5 @@ PROVIDER = common.Provider(
     build=lambda settings: _AcceptAll(),
     signer=lambda settings, body, now: {},
     needs_secret=False,
+    verify_keys=(),
 )

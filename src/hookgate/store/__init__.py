@@ -2,9 +2,9 @@
 
 ``Store`` (protocol.py) is every operation, types.py the values it takes and
 returns, ids.py message ids and times; all are importable from here. ``open_store``
-opens the backend for ``[storage]`` (SQLite, the only one yet). Only the backends
-(``sqlite/``) run SQL; a PostgreSQL backend would be one more folder implementing
-the same ``Store``, chosen in ``open_store``.
+opens the backend for ``[storage]``: ``sqlite/`` for ``path`` (the embedded default,
+one process), ``postgres/`` for ``url`` (shared by many processes). Only the backends
+run SQL.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hookgate.store.ids import (
     new_message_id,
     parse_message_id,
 )
-from hookgate.store.protocol import CommitListener, Store
+from hookgate.store.protocol import CommitListener, Coordination, PauseListener, Store
 from hookgate.store.types import (
     Accepted,
     AttemptRecord,
@@ -43,6 +43,7 @@ __all__ = [
     "AttemptRecord",
     "AttemptRow",
     "CommitListener",
+    "Coordination",
     "DeliveryRow",
     "DeliveryState",
     "DestinationQueue",
@@ -51,6 +52,7 @@ __all__ = [
     "MessageFilter",
     "MessageRow",
     "NewMessage",
+    "PauseListener",
     "QueueStats",
     "SkippedDestination",
     "Store",
@@ -66,8 +68,20 @@ __all__ = [
 async def open_store(storage: StorageConfig) -> Store:
     """The store ``storage`` describes, opened; raises StoreError when it cannot open."""
     # Imported here: a backend imports this package, and only the chosen one is loaded.
-    from hookgate.store.sqlite import SQLiteStore
+    store: Store
+    if storage.url is not None:
+        from hookgate.config import masked_url
+        from hookgate.store.postgres import PostgresStore
 
-    store = SQLiteStore(storage.path, sync=storage.sync)
+        store = PostgresStore(
+            storage.url,
+            password=storage.password,
+            lease=storage.lease,
+            display_url=masked_url(storage.url),
+        )
+    else:
+        from hookgate.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(storage.path, sync=storage.sync)
     await store.open()
     return store

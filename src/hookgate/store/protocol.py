@@ -29,6 +29,47 @@ if TYPE_CHECKING:
 CommitListener = Callable[[frozenset[str]], None]
 """Called after a commit with the destinations that got new deliveries in it."""
 
+PauseListener = Callable[[str, bool], None]
+"""Called with a destination and whether it is now paused."""
+
+
+class Coordination(Protocol):
+    """What processes sharing one database agree on through it (None for SQLite's one).
+
+    Claims and leases are the ``Store``'s own (every backend has them); these are the
+    per-destination rules that a single process keeps in memory instead.
+    """
+
+    poll_interval: float
+    """How often an idle worker looks for work that no wake-up announced."""
+
+    order_retry: float
+    """How often a process that does not hold an ordered destination tries again."""
+
+    async def hold_order(self, destination: str) -> bool:
+        """Whether this process delivers the ordered ``destination`` now (taking it when free)."""
+        ...
+
+    async def release_order(self, destination: str) -> None: ...
+
+    async def take_rate_slot(
+        self, destination: str, count: int, window: float, hold: float
+    ) -> tuple[int | None, float]:
+        """``(slot, 0)``, or ``(None, seconds to wait)`` when all ``count`` slots are held."""
+        ...
+
+    async def free_rate_slot(self, destination: str, slot: int, window: float) -> None:
+        """The request on ``slot`` ended now: the slot frees ``window`` seconds later."""
+        ...
+
+    async def set_circuit(self, destination: str, open_until: float) -> None:
+        """No process claims for ``destination`` before ``open_until`` (0: closed)."""
+        ...
+
+    def on_pause_changed(self, listener: PauseListener) -> None:
+        """Call ``listener`` when another process pauses or resumes a destination."""
+        ...
+
 
 class Store(Protocol):
     identity: str
@@ -57,6 +98,11 @@ class Store(Protocol):
         """Call ``listener`` with the destinations that got new deliveries in a commit."""
         ...
 
+    @property
+    def coordination(self) -> Coordination | None:
+        """How processes sharing this database coordinate; None when only one may use it."""
+        ...
+
     # -- ingest and delivery -----------------------------------------------------------
 
     async def accept(self, message: NewMessage) -> Accepted:
@@ -75,6 +121,25 @@ class Store(Protocol):
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
         """The first ``limit`` pending deliveries of ``destination`` in delivery order."""
+        ...
+
+    # A claim leases deliveries to this process (claimed by whom, until when): no other
+    # claim returns them until an outcome is recorded (``record_attempt``), they are
+    # released, or the lease runs out because the process died.
+
+    async def claim_due(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
+        """Lease up to ``limit`` unleased deliveries of ``destination`` due at ``now``.
+
+        Oldest (``next_attempt_at``) first.
+        """
+        ...
+
+    async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
+        """Lease those of ``deliveries`` still pending and unleased; in the order given."""
+        ...
+
+    async def release(self, delivery_ids: Collection[int]) -> None:
+        """End this process's leases on ``delivery_ids`` without an attempt."""
         ...
 
     async def next_due_at(self, destination: str, after: float) -> float | None:

@@ -88,6 +88,9 @@ class MessageFilter(msgspec.Struct, frozen=True):
     since: float | None = None
     until: float | None = None
     before_id: int | None = None
+    event_id: str | None = None
+    # With ``state``: a delivery to this destination in that state.
+    destination: str | None = None
 
 
 class MessageRow(msgspec.Struct, frozen=True):

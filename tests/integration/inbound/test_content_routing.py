@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import msgspec
 import orjson
 import pytest
 from aiohttp import web
 
 from hookgate import config
 from hookgate.inbound.listener import Ingress
-from hookgate.store import SkippedDestination, parse_message_id
 from hookgate.store.sqlite import SQLiteStore
-
-from ..harness import new_message
 
 HOST = "127.0.0.1"
 CONFIG = """
@@ -141,25 +135,3 @@ async def test_a_body_that_is_not_json_is_kept_and_skips_body_filters(server: An
     )
     assert delivered == ["v1"]  # $not of the body clause: no body field matches
     assert ("v2", "filter") in skipped
-
-
-async def test_skips_are_stored_only_when_there_are_some(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "h.db"))
-    await store.open()
-    try:
-        plain = await store.accept(new_message(destinations=("orders",)))
-        skipping = await store.accept(
-            msgspec.structs.replace(
-                new_message(destinations=()), skipped=(SkippedDestination("orders", "filter"),)
-            )
-        )
-        found = await store.get_message(skipping.message_id)
-    finally:
-        await store.close()
-    assert found is not None
-    assert found[1].skipped == (SkippedDestination("orders", "filter"),)
-    with contextlib.closing(sqlite3.connect(tmp_path / "h.db")) as conn:
-        (stored,) = conn.execute(
-            "SELECT skipped FROM messages WHERE id = ?", (parse_message_id(plain.message_id),)
-        ).fetchone()
-    assert stored is None  # the common case writes nothing more

@@ -1,4 +1,8 @@
-"""The dispatcher against a real SQLite outbox and a real HTTP server on 127.0.0.1."""
+"""The dispatcher against a real outbox and a real HTTP server on 127.0.0.1.
+
+Every test runs on each store backend (SQLite, then PostgreSQL): ``relay`` here is
+the ``any_relay`` fixture.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 import msgspec
+import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
@@ -15,9 +20,16 @@ from hookgate import __version__, config
 from hookgate.store import DueDelivery, parse_message_id
 from hookgate.store.sqlite import SQLiteStore
 
-from ..harness import Downstream, Received, Relay, db_rows, wait_for
+from ..harness import Downstream, Received, Relay, wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def relay(any_relay: Relay) -> Relay:
+    return any_relay
+
+
 FAST_RETRIES = """
 initial_backoff = "10ms"
 max_backoff = "50ms"
@@ -140,8 +152,7 @@ async def test_each_destination_has_its_own_limit(relay: Relay, downstream: Down
     )
     await relay.run_until_idle()
     assert len(downstream.received) == 12
-    delivered = db_rows(
-        relay.db,
+    delivered = relay.rows(
         "SELECT message_id, count(*) FROM deliveries WHERE state = 'delivered' GROUP BY 1",
     )
     assert dict(delivered) == {parse_message_id(m): 2 for m in ids}
@@ -210,8 +221,7 @@ async def test_retry_after_sets_next_attempt(relay: Relay, downstream: Downstrea
     )
     message_id = await relay.accept()
     await wait_for(lambda: relay.delivery(message_id)[1] == 1)
-    ((next_attempt_at, attempt_started),) = db_rows(
-        relay.db,
+    ((next_attempt_at, attempt_started),) = relay.rows(
         "SELECT d.next_attempt_at, a.started_at FROM deliveries d"
         " JOIN attempts a ON a.delivery_id = d.id WHERE d.message_id = ?",
         (parse_message_id(message_id),),
@@ -311,7 +321,7 @@ async def test_retried_delivery_survives_restart(
     await stopping
     assert relay.delivery(message_id)[:2] == ("pending", 1)
 
-    second = Relay(tmp_path, downstream)
+    second = Relay(tmp_path, downstream, relay.backend)
     try:
         await second.start(destination)
         assert await second.wait_state(message_id, "delivered") == ("delivered", 2, 200, None)
@@ -369,12 +379,12 @@ async def test_each_delivery_is_sent_once_when_all_succeed(
         ids.append(await relay.accept(b'{"n":%d}' % i))
         await asyncio.sleep(0.002)
     await relay.run_until_idle()
-    delivered = db_rows(relay.db, "SELECT count(*) FROM deliveries WHERE state = 'delivered'")
+    delivered = relay.rows("SELECT count(*) FROM deliveries WHERE state = 'delivered'")
     assert delivered == [(150,)]
     ids.append(await relay.settle())  # a late second send of any of them is in by now
     sent = [r.headers["webhook-id"] for r in downstream.received]
     assert sorted(sent) == sorted(ids)  # every one, and each once
-    assert db_rows(relay.db, "SELECT count(*) FROM attempts") == [(151,)]
+    assert relay.rows("SELECT count(*) FROM attempts") == [(151,)]
 
 
 class LateReadStore(SQLiteStore):
@@ -394,8 +404,10 @@ class LateReadStore(SQLiteStore):
 
 
 async def test_attempt_ending_during_a_claim_is_not_sent_again(
-    relay: Relay, downstream: Downstream
+    sqlite_relay: Relay, downstream: Downstream
 ) -> None:
+    relay = sqlite_relay  # LateReadStore is the SQLite store's
+
     async def quick(received: Received, number: int) -> web.StreamResponse:
         await asyncio.sleep(0.01)
         return web.Response(status=200)
@@ -426,7 +438,7 @@ async def test_attempt_ending_during_a_claim_is_not_sent_again(
     assert relay.delivery(ids[-1])[0] == "delivered"
     sent = [r.headers["webhook-id"] for r in downstream.received]
     assert sorted(sent) == sorted(ids)  # each once
-    assert db_rows(relay.db, "SELECT count(*) FROM attempts") == [(7,)]
+    assert relay.rows("SELECT count(*) FROM attempts") == [(7,)]
 
 
 async def test_ordered_destination_delivers_everything_in_order(
@@ -471,3 +483,26 @@ async def test_reload_closes_the_pool_of_a_deny_list_no_longer_used(relay: Relay
     assert not shared.closed
     message_id = await relay.accept(destinations=("orders",))
     await relay.wait_state(message_id, "delivered")
+
+
+async def test_request_cut_off_by_a_reload_is_attempted_again(
+    relay: Relay, downstream: Downstream
+) -> None:
+    """Its lease ends with the cut: the changed destination's new worker sends it again."""
+    release = asyncio.Event()
+
+    async def hang_first(received: Received, number: int) -> web.StreamResponse:
+        if number == 1:
+            await release.wait()
+        return web.Response(status=200)
+
+    downstream.handler = hang_first
+    cfg = await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n')
+    message_id = await relay.accept()
+    await wait_for(lambda: downstream.received)
+    assert relay.dispatcher is not None
+    changed = msgspec.structs.replace(cfg.destinations["orders"], headers={"X-New": "1"})
+    await relay.dispatcher.apply([changed], grace=0.1)  # the hanging request is cancelled
+    assert await relay.wait_state(message_id, "delivered") == ("delivered", 1, 200, None)
+    release.set()
+    assert [r.headers.get("X-New") for r in downstream.received] == [None, "1"]

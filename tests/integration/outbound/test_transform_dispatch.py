@@ -1,12 +1,23 @@
-"""Transforms at delivery: what the destination receives, and a failing transform's dead end."""
+"""Transforms at delivery: what the destination receives, and a failing transform's dead end.
+
+Every test runs on each store backend (SQLite, then PostgreSQL): ``relay`` here is
+the ``any_relay`` fixture.
+"""
 
 from __future__ import annotations
 
 import msgspec
 import orjson
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from ..harness import Relay, wait_for
+
+
+@pytest.fixture
+def relay(any_relay: Relay) -> Relay:
+    return any_relay
+
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ORDER = orjson.dumps({"id": "ord_1", "amount": 1500, "customer": {"email": "a@b.c"}})
@@ -68,8 +79,12 @@ async def test_a_failing_transform_kills_the_delivery_until_fixed(relay: Relay) 
     assert relay.downstream.received == []
     # The destination is not to blame: its circuit stays closed.
     assert relay.dispatcher.workers["orders"].state == "ok"
+    if relay.backend is not None and relay.backend.kind == "postgresql":
+        # Settled dead, its lease ended with the outcome (SQLite's lease is in memory).
+        assert relay.rows("SELECT claimed_by, lease_until FROM deliveries") == [(None, 0)]
 
-    # Fix the program, reload, retry by hand: delivered as the fixed program says.
+    # Fix the program, reload, retry by hand: delivered as the fixed program says (a
+    # lease still held would keep it from being claimed again on either backend).
     fixed = msgspec.structs.replace(
         cfg.destinations["orders"], transform="{body: {total: .body.amount}}"
     )

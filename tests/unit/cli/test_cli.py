@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import io
 import json
 import os
@@ -37,6 +38,7 @@ from hookgate.errors import ConfigError, VerificationFailed
 from hookgate.outbound import signing
 
 from ..config.samples import THREE_MISTAKES
+from ..providers import samples
 
 BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -553,12 +555,32 @@ def signing_options(scheme: config.Scheme, secret: str, **options: Any) -> confi
     )
 
 
+SEND_URL = "https://hooks.example.com/hooks/x"
+
+
 def round_trip(options: config.VerifyConfig, now: int, body: bytes = BODY) -> dict[str, str]:
-    """Sign with ``send``'s signer, verify with the ingress verifier for the same table."""
+    """Sign with ``send``'s signer, verify with the ingress check for the same table."""
     tools.check_signing(options)
-    headers = tools.signature_headers(options, body, now)
-    providers.get(options.scheme).verifier(options).verify(CIMultiDict(headers), body, now)
+    body = tools.prepared_body(options, body, now)
+    headers = tools.signature_headers(options, body, now, SEND_URL)
+    check = providers.get(options.scheme).check(options)
+    check(providers.Request("POST", SEND_URL, {}, CIMultiDict(headers), body), now)
     return headers
+
+
+def sending_options(scheme: config.Scheme) -> config.VerifyConfig:
+    """What ``hookgate send`` is given for ``scheme``."""
+    if scheme in samples.TABLES:
+        return samples.table(scheme)
+    return signing_options(scheme, SECRETS[scheme])
+
+
+def sendable(scheme: config.Scheme, body: bytes) -> bool:
+    """Can ``body`` be sent as ``scheme`` (Twilio signs form bodies; some providers sign
+    fields of a JSON object)?"""
+    if scheme == "twilio":
+        return body == b""  # the only one of these bodies that is a form
+    return scheme not in samples.BODY_FIELDS or body == BODY
 
 
 def test_every_scheme_has_a_signer() -> None:
@@ -568,18 +590,46 @@ def test_every_scheme_has_a_signer() -> None:
 @pytest.mark.parametrize("scheme", list(get_args(config.Scheme)))
 @pytest.mark.parametrize("body", [BODY, b"", "caf\u00e9 \u2713".encode(), b"\x00\xff binary"])
 def test_every_scheme_round_trips(scheme: config.Scheme, body: bytes, now: int) -> None:
-    round_trip(signing_options(scheme, SECRETS[scheme]), now, body)
+    if sendable(scheme, body):
+        round_trip(sending_options(scheme), now, body)
+    else:
+        with pytest.raises(ValueError, match=r"JSON|form"):
+            round_trip(sending_options(scheme), now, body)
+
+
+def test_twilio_round_trips_a_form_body_and_a_json_body_by_its_hash(now: int) -> None:
+    options = samples.table("twilio")
+    form = b"From=%2B15551234567&Body=hello"
+    headers = tools.signature_headers(options, form, now, SEND_URL)
+    request = providers.Request(
+        "POST",
+        SEND_URL,
+        {},
+        CIMultiDict({**headers, "Content-Type": "application/x-www-form-urlencoded"}),
+        form,
+    )
+    providers.get("twilio").check(options)(request, now)
+    hashed_url = SEND_URL + "?bodySHA256=" + hashlib.sha256(BODY).hexdigest()
+    headers = tools.signature_headers(options, BODY, now, hashed_url)
+    request = providers.Request("POST", hashed_url, {}, CIMultiDict(headers), BODY)
+    providers.get("twilio").check(options)(request, now)
 
 
 @pytest.mark.parametrize("scheme", [s for s in get_args(config.Scheme) if s != "none"])
 def test_another_secret_does_not_verify(scheme: config.Scheme, now: int) -> None:
-    options = signing_options(scheme, SECRETS[scheme])
-    headers = tools.signature_headers(options, BODY, now)
-    other = "whsec_" + base64.b64encode(b"someone else").decode() if scheme == "standard" else "x:y"
+    if scheme == "twilio":
+        return  # signs form bodies only: test_twilio_round_trips_...
+    options = sending_options(scheme)
+    body = tools.prepared_body(options, BODY, now)
+    headers = tools.signature_headers(options, body, now, SEND_URL)
+    if scheme in samples.TABLES:
+        other_options = samples.table(scheme, other=True)
+    else:
+        other = "whsec_" + base64.b64encode(b"someone else").decode()
+        other_options = signing_options(scheme, other if scheme == "standard" else "x:y")
+    request = providers.Request("POST", SEND_URL, {}, CIMultiDict(headers), body)
     with pytest.raises(VerificationFailed):
-        providers.get(scheme).verifier(signing_options(scheme, other)).verify(
-            CIMultiDict(headers), BODY, now
-        )
+        providers.get(scheme).check(other_options)(request, now)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hookgate import config
+from hookgate import config, providers
 from hookgate.config import locate
 from hookgate.errors import ConfigError
 
@@ -137,8 +137,9 @@ def test_bad_scheme_lists_choices(tmp_path: Path) -> None:
     """
     assert errors_of(tmp_path, text) == [
         'sources.x.verify.scheme: unknown scheme "strpe" (expected one of: none, hmac, standard,'
-        " github, stripe, shopify, slack, gitlab, basic)"
-        f" (line {line_of(text, 'strpe')})"
+        " github, stripe, shopify, slack, gitlab, basic, "
+        + ", ".join(providers.SCHEMES[9:])
+        + f") (line {line_of(text, 'strpe')})"
     ]
 
 
@@ -665,6 +666,6 @@ def test_explain_names_the_key_of_a_msgspec_error() -> None:
     assert problem == locate.Problem(
         "sources.x.verify.scheme",
         'unknown scheme "strpe" (expected one of: none, hmac, standard, github, stripe,'
-        " shopify, slack, gitlab, basic)",
+        " shopify, slack, gitlab, basic, " + ", ".join(providers.SCHEMES[9:]) + ")",
         ["scheme"],
     )

@@ -480,3 +480,56 @@ def test_storage_check_passes_for_a_usable_directory_and_file(tmp_path: Path) ->
     (tmp_path / "hookgate.db").write_bytes(b"")
     (tmp_path / "hookgate.db-wal").write_bytes(b"")
     config.load(path, {}, check_storage=True)
+
+
+# -- the PostgreSQL store's keys (issue 10) --------------------------------------------------
+
+
+def test_storage_url_selects_postgresql_and_keeps_path_unresolved(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        '[storage]\nurl = "postgresql://hookgate@db:5432/hookgate"\npassword = "${PGPASS}"\n',
+        {"PGPASS": "s3cret"},
+    )
+    assert cfg.storage.url == "postgresql://hookgate@db:5432/hookgate"
+    assert cfg.storage.password == "s3cret"
+    assert cfg.storage.lease == 30
+    assert config.redacted(cfg)["storage"]["password"] == "***"
+
+
+def test_storage_password_from_a_secret_file(tmp_path: Path) -> None:
+    (tmp_path / "pg-password").write_text("from-file\n")
+    cfg = load(
+        tmp_path,
+        '[storage]\nurl = "postgresql://hookgate@db/hookgate"\nsecret_file = "pg-password"\n',
+    )
+    assert cfg.storage.password == "from-file"
+    assert cfg.storage.secret_file is None
+
+
+def test_password_in_the_url_is_redacted(tmp_path: Path) -> None:
+    cfg = load(tmp_path, '[storage]\nurl = "postgresql://hookgate:s3cret@db/hookgate"\n')
+    assert config.redacted(cfg)["storage"]["url"] == "postgresql://hookgate:***@db/hookgate"
+
+
+def test_storage_url_errors_name_the_key(tmp_path: Path) -> None:
+    errors = errors_of(
+        tmp_path,
+        '[storage]\nurl = "mysql://db/x"\nlease = "10ms"\n',
+    )
+    assert errors == [
+        "storage.url: expected a postgresql://user@host:port/database URL, got 'mysql' (line 2)",
+        "storage.lease: must be at least 1s (line 3)",
+    ]
+    assert errors_of(tmp_path, '[storage]\npassword = "x"\n') == [
+        "storage.password: only used with storage.url (PostgreSQL) (line 2)"
+    ]
+    assert errors_of(tmp_path, '[storage]\nurl = "postgresql://u:p@db/x"\npassword = "x"\n') == [
+        "storage.password: the URL carries a password already: set it once (line 3)"
+    ]
+
+
+def test_check_config_does_not_check_storage_path_with_a_url(tmp_path: Path) -> None:
+    text = '[storage]\npath = "missing/hookgate.db"\nurl = "postgresql://h@db/x"\n'
+    cfg = config.load(write(tmp_path, text), {}, check_storage=True)
+    assert cfg.storage.url == "postgresql://h@db/x"

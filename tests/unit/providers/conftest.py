@@ -9,14 +9,17 @@ import these helpers as ``from .conftest import ...``.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import pytest
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiDict
 
 from hookgate import providers
 from hookgate.config import Duration, Scheme, VerifyConfig
 from hookgate.errors import VerificationFailed
+from hookgate.inbound import listener
 
 TOLERANCE = 300
 BODY = b'{"type": "invoice.paid", "id": "evt_1", "data": {"amount": 1200}}'
@@ -40,9 +43,8 @@ def at(template: str, now: int) -> str:
 
 def settings(scheme: Scheme, *secrets: str, **options: Any) -> VerifyConfig:
     """A source's ``[verify]`` table."""
-    return VerifyConfig(
-        scheme=scheme, secrets=list(secrets), tolerance=Duration(TOLERANCE), **options
-    )
+    options.setdefault("tolerance", Duration(TOLERANCE))
+    return VerifyConfig(scheme=scheme, secrets=list(secrets), **options)
 
 
 def make(scheme: Scheme, *secrets: str, **options: Any) -> providers.Verifier:
@@ -66,3 +68,31 @@ def rejects(
         verifier.verify(hdrs, body, time.time() if now is None else now)
     assert failed.value.reason == reason
     assert str(failed.value) == reason
+
+
+def extracted(scheme: str, hdrs: Mapping[str, str], body: bytes) -> tuple[str | None, str | None]:
+    """The event type and id the ingress takes from a request of ``scheme`` by default."""
+    provider = providers.get(scheme)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    event_type = listener.Extraction.build("event_type", None, provider.event_type)
+    event_id = listener.Extraction.build("event_id", None, provider.event_id)
+    return event_type.extract(hdrs, document), event_id.extract(hdrs, document)
+
+
+def request(
+    hdrs: Mapping[str, str],
+    body: bytes,
+    *,
+    url: str = "https://hooks.example.com/hook",
+    method: str = "POST",
+    query: Mapping[str, str] | None = None,
+) -> providers.Request:
+    return providers.Request(method, url, MultiDict(query or {}), CIMultiDict(hdrs), body)
+
+
+def check(scheme: str, options: VerifyConfig, req: providers.Request, now: float) -> None:
+    """The whole-request check the ingress runs for ``options``."""
+    providers.get(scheme).check(options)(req, now)

@@ -4,20 +4,24 @@ from ``sign`` to ``verifier``, handshakes, and the one rule for ``whsec_`` secre
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any, get_args
 
 import pytest
 import standardwebhooks.webhooks
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiDict
 
 from hookgate import providers
-from hookgate.config import Scheme
+from hookgate.config import Scheme, VerifyConfig
 from hookgate.errors import VerificationFailed
 
+from . import samples
 from .conftest import BODY, make
 from .conftest import settings as table
+
+URL = "https://hooks.example.com/hooks/provider?source=test"
 
 # A secret of the right form for each provider, and the options the generic one needs.
 SECRETS: dict[str, str] = {
@@ -36,17 +40,12 @@ OPTIONS: dict[str, dict[str, Any]] = {"hmac": {"header": "X-Signature"}}
 
 def test_the_registry_holds_exactly_the_config_schemes_in_the_docs_order() -> None:
     assert providers.SCHEMES == get_args(Scheme)
-    assert providers.SCHEMES == (
-        "none",
-        "hmac",
-        "standard",
-        "github",
-        "stripe",
-        "shopify",
-        "slack",
-        "gitlab",
-        "basic",
-    )
+    first = ("none", "hmac", "standard", "github", "stripe", "shopify", "slack", "gitlab", "basic")
+    assert providers.SCHEMES[: len(first)] == first
+    # The rest in alphabetical order, so that branches adding providers merge cleanly.
+    rest = providers.SCHEMES[len(first) :]
+    assert list(rest) == sorted(rest)
+    assert set(samples.TABLES) <= set(rest)
     assert [providers.get(name).name for name in providers.SCHEMES] == list(providers.SCHEMES)
 
 
@@ -56,15 +55,15 @@ def test_an_unknown_scheme_is_a_key_error() -> None:
 
 
 @pytest.mark.parametrize("scheme", [s for s in get_args(Scheme) if s != "none"])
-def test_every_scheme_but_none_needs_a_secret(scheme: Scheme) -> None:
-    with pytest.raises(ValueError, match="secret"):
+def test_every_scheme_but_none_needs_a_secret_or_a_key(scheme: Scheme) -> None:
+    with pytest.raises(ValueError, match=r"secret|public key"):
         make(scheme, header="X-S")
 
 
 def test_default_event_expressions_match_the_config_contract() -> None:
     event_type = {s: providers.get(s).event_type for s in providers.SCHEMES}
     event_id = {s: providers.get(s).event_id for s in providers.SCHEMES}
-    assert {s: e for s, e in event_type.items() if e} == {
+    contract_types = {
         "github": ("header:X-GitHub-Event",),
         "stripe": ("json:type",),
         "shopify": ("header:X-Shopify-Topic",),
@@ -72,7 +71,7 @@ def test_default_event_expressions_match_the_config_contract() -> None:
         "standard": ("json:type",),
         "gitlab": ("header:X-Gitlab-Event",),
     }
-    assert {s: e for s, e in event_id.items() if e} == {
+    contract_ids = {
         "github": ("header:X-GitHub-Delivery",),
         "stripe": ("json:id",),
         "shopify": ("header:X-Shopify-Webhook-Id",),
@@ -80,26 +79,85 @@ def test_default_event_expressions_match_the_config_contract() -> None:
         "standard": ("header:webhook-id", "header:svix-id"),
         "gitlab": ("header:X-Gitlab-Event-UUID",),
     }
+    for scheme, expressions in contract_types.items():
+        assert event_type[scheme] == expressions
+    for scheme, expressions in contract_ids.items():
+        assert event_id[scheme] == expressions
     for scheme in ("hmac", "basic", "none"):
         assert (event_type[scheme], event_id[scheme]) == ((), ())
+
+
+@pytest.mark.parametrize("scheme", providers.SCHEMES)
+def test_every_default_expression_has_a_known_form(scheme: str) -> None:
+    provider = providers.get(scheme)
+    for expression in (*provider.event_type, *provider.event_id):
+        kind, _, argument = expression.partition(":")
+        assert kind in ("json", "header") and argument
 
 
 # -- sign → verifier ----------------------------------------------------------------------
 
 
+def signing_table(scheme: str) -> VerifyConfig:
+    if scheme in samples.TABLES:
+        return samples.table(scheme)
+    secrets = [SECRETS[scheme]] if SECRETS[scheme] else []
+    return table(scheme, *secrets, **OPTIONS.get(scheme, {}))
+
+
+def signed_request(scheme: str, options: VerifyConfig, body: bytes, now: int) -> providers.Request:
+    """A POST as the provider sends it: its body filled in, signed, to its URL."""
+    provider = providers.get(scheme)
+    body = provider.prepared(options, body, now)
+    headers = provider.sign_request(options, URL, body, now)
+    if scheme == "twilio":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return providers.Request("POST", URL, MultiDict(), CIMultiDict(headers), body)
+
+
 @pytest.mark.parametrize("scheme", providers.SCHEMES)
 @pytest.mark.parametrize("body", [BODY, b"", "caf\u00e9 \u2713".encode(), b"\x00\xff binary"])
 def test_what_a_provider_signs_its_verifier_accepts(scheme: Scheme, body: bytes, now: int) -> None:
-    secrets = [SECRETS[scheme]] if SECRETS[scheme] else []
-    options = table(scheme, *secrets, **OPTIONS.get(scheme, {}))
+    options = signing_table(scheme)
     provider = providers.get(scheme)
-    verifier = provider.verifier(options)
-    signed = provider.sign(options, body, now)
-    verifier.verify(CIMultiDict(signed), body, now)
+    check = provider.check(options)
+    if scheme in samples.BODY_FIELDS and body != BODY:
+        with pytest.raises(ValueError, match="JSON"):
+            provider.prepared(options, body, now)
+        return
+    if scheme == "twilio":
+        body = b"From=%2B15551234567&Body=caf%C3%A9+%E2%9C%93&MessageSid=SM1"
+    request = signed_request(scheme, options, body, now)
+    check(request, now)
     if scheme in ("none", "gitlab", "basic"):
         return  # nothing covers the body
+    tampered = dataclasses.replace(request, body=request.body + b"!")
     with pytest.raises(VerificationFailed):
-        verifier.verify(CIMultiDict(signed), body + b"!", now)
+        check(tampered, now)
+
+
+@pytest.mark.parametrize("scheme", sorted(samples.TABLES))
+def test_another_providers_secret_or_key_does_not_verify(scheme: str, now: int) -> None:
+    body = b"Body=hi" if scheme == "twilio" else BODY
+    request = signed_request(scheme, samples.table(scheme), body, now)
+    with pytest.raises(VerificationFailed):
+        providers.get(scheme).check(samples.table(scheme, other=True))(request, now)
+
+
+@pytest.mark.parametrize("scheme", sorted(samples.URL_BOUND))
+def test_a_url_bound_scheme_refuses_another_url_and_cannot_verify_without_one(
+    scheme: str, now: int
+) -> None:
+    options = samples.table(scheme)
+    body = b"Body=hi" if scheme == "twilio" else BODY
+    request = signed_request(scheme, options, body, now)
+    moved = dataclasses.replace(request, url="https://elsewhere.example/hooks")
+    with pytest.raises(VerificationFailed):
+        providers.get(scheme).check(options)(moved, now)
+    with pytest.raises(VerificationFailed, match="signs the URL"):
+        providers.get(scheme).verifier(options).verify(request.headers, body, now)
+    with pytest.raises(ValueError, match="signs the URL"):
+        providers.get(scheme).sign(options, body, now)
 
 
 def test_sign_uses_the_first_secret_of_a_rotation(now: int) -> None:
@@ -114,12 +172,22 @@ def test_sign_uses_the_first_secret_of_a_rotation(now: int) -> None:
 # -- handshakes -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", [s for s in providers.SCHEMES if s != "slack"])
-def test_only_slack_has_a_handshake(scheme: str) -> None:
+HANDSHAKES = {"slack", "asana", "discord", "dropbox", "meta", "msgraph", "twitter", "zoom"}
+
+
+@pytest.mark.parametrize("scheme", [s for s in providers.SCHEMES if s not in HANDSHAKES])
+def test_only_the_providers_with_a_handshake_have_one(scheme: str) -> None:
     provider = providers.get(scheme)
     assert not provider.has_handshake
+    assert provider.all_greetings() == ()
     body = b'{"type": "url_verification", "challenge": "c"}'
     assert provider.handshake(CIMultiDict(), body) is None
+
+
+@pytest.mark.parametrize("scheme", sorted(HANDSHAKES))
+def test_the_providers_with_a_handshake_have_one(scheme: str) -> None:
+    assert providers.get(scheme).has_handshake
+    assert providers.get(scheme).all_greetings()
 
 
 # -- the whsec_ rule --------------------------------------------------------------------------

@@ -5,6 +5,10 @@ which WAL lets run beside the writer: one for the dispatcher's claims, one for
 everything else (admin API, health, metrics), so that a slow admin query never
 delays a claim. Each read runs start to finish in one call (database.py).
 
+Claims lease deliveries to the process as the ``Store`` protocol says; with one
+process per database, a lease is a set in memory that an outcome or a release
+empties, and that dies with the process: at the next start everything is due again.
+
 One process serves a database: ``<path>.lock`` is held (flock) from before the
 database is opened until the store closes, and records the database's identity, so
 that a database deleted or replaced behind hookgate's back is noticed, not silently
@@ -65,6 +69,7 @@ class SQLiteStore(AdminQueries):
         self._write: aiosqlite.Connection | None = None
         self._claims: aiosqlite.Connection | None = None
         self._read: aiosqlite.Connection | None = None
+        self._leased: set[int] = set()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -128,6 +133,11 @@ class SQLiteStore(AdminQueries):
         """Call ``listener`` with the destinations that got new deliveries in a commit."""
         self._writer.on_commit(listener)
 
+    @property
+    def coordination(self) -> None:
+        """Nothing to coordinate: the lock file keeps every other process out."""
+        return None
+
     # -- health -------------------------------------------------------------------
 
     @property
@@ -160,7 +170,14 @@ class SQLiteStore(AdminQueries):
 
     def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
         # A plain future, not a coroutine: the dispatcher shields it without a task.
-        return self._writer.record_attempt(record)
+        committed = self._writer.record_attempt(record)
+        committed.add_done_callback(lambda done: self._settled(done, record.delivery_id))
+        return committed
+
+    def _settled(self, committed: asyncio.Future[None], delivery_id: int) -> None:
+        """The lease ends once the outcome is committed (a failed write keeps it)."""
+        if not committed.cancelled() and committed.exception() is None:
+            self._leased.discard(delivery_id)
 
     async def write_call(self, call: WriteCall) -> Any:
         """Run ``call`` inside the writer's next transaction and return its result.
@@ -205,6 +222,21 @@ class SQLiteStore(AdminQueries):
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
         return await self._deliveries(QUERIES["select_head"], (destination, limit), destination)
+
+    async def claim_due(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
+        # Leased as of now: one settled while the query runs committed its outcome
+        # before its lease ended, so it is either excluded or read in its new state.
+        due = await self.due_deliveries(destination, now, limit, exclude=set(self._leased))
+        self._leased.update(d.id for d in due)
+        return due
+
+    async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
+        claimed = [d for d in deliveries if d.id not in self._leased]
+        self._leased.update(d.id for d in claimed)
+        return claimed
+
+    async def release(self, delivery_ids: Collection[int]) -> None:
+        self._leased.difference_update(delivery_ids)
 
     async def _deliveries(
         self, sql: str, params: Sequence[Any], destination: str

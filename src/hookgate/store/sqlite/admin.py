@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
-import msgspec
 
 from hookgate.errors import ConflictError
 from hookgate.store import (
@@ -21,15 +20,12 @@ from hookgate.store import (
     MessageContent,
     MessageFilter,
     MessageRow,
-    SkippedDestination,
-    format_message_id,
     message_id_floor,
     parse_message_id,
 )
+from hookgate.store.rows import delivery_row, message_content, message_row, where_clause
 from hookgate.store.sqlite.sql import QUERIES, marks
 from hookgate.store.sqlite.writer import WriteCall
-
-_SKIPPED = msgspec.json.Decoder(tuple[SkippedDestination, ...])
 
 
 class AdminQueries(abc.ABC):
@@ -52,20 +48,18 @@ class AdminQueries(abc.ABC):
     # -- messages -------------------------------------------------------------
 
     async def list_messages(self, query: MessageFilter, limit: int) -> list[MessageRow]:
-        where, params = _where(
+        where, params = where_clause(
             ("m.source = ?", query.source),
             ("m.event_type = ?", query.event_type),
+            ("m.event_id = ?", query.event_id),
             ("m.id >= ?", None if query.since is None else message_id_floor(query.since)),
             ("m.id < ?", None if query.until is None else message_id_floor(query.until)),
             ("m.id < ?", query.before_id),
-            (
-                "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = ?)",
-                query.state,
-            ),
+            _delivery_filter(query),
         )
         rows = await self.read(QUERIES["list_messages"].format(where=where), [*params, limit])
         counts = await self._delivery_counts([row[0] for row in rows])
-        return [_message_row(row, counts.get(row[0], {})) for row in rows]
+        return [message_row(row, counts.get(row[0], {})) for row in rows]
 
     async def _delivery_counts(self, ids: list[int]) -> dict[int, dict[str, int]]:
         if not ids:
@@ -85,8 +79,7 @@ class AdminQueries(abc.ABC):
             return None
         row = rows[0]
         counts = await self._delivery_counts([number])
-        skipped = () if row[8] is None else _SKIPPED.decode(row[8])
-        return _message_row(row, counts.get(number, {})), MessageContent(row[6], row[7], skipped)
+        return message_row(row, counts.get(number, {})), message_content(row)
 
     # -- deliveries ------------------------------------------------------------
 
@@ -100,18 +93,18 @@ class AdminQueries(abc.ABC):
         limit: int = 50,
     ) -> list[DeliveryRow]:
         number = None if message_id is None else parse_message_id(message_id)
-        where, params = _where(
+        where, params = where_clause(
             ("d.destination = ?", destination),
             ("d.state = ?", state),
             ("d.message_id = ?", number),
             ("d.id < ?", before_id),
         )
         sql = QUERIES["list_deliveries"].format(where=where)
-        return [_delivery_row(row) for row in await self.read(sql, [*params, limit])]
+        return [delivery_row(row) for row in await self.read(sql, [*params, limit])]
 
     async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
         rows = await self.read(QUERIES["get_delivery"], (delivery_id,))
-        return _delivery_row(rows[0]) if rows else None
+        return delivery_row(rows[0]) if rows else None
 
     async def attempts(self, delivery_id: int) -> list[AttemptRow]:
         return [
@@ -183,40 +176,20 @@ class AdminQueries(abc.ABC):
         return await self.message_count(), by_state
 
 
-def _where(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
-    """The {where} of a listing: the clauses whose value is given, joined with AND.
-
-    Only these fixed clauses are formatted into the query; their values are bound.
-    """
-    given = [(clause, value) for clause, value in filters if value is not None]
-    return " AND ".join(c for c, _ in given) or "1", [v for _, v in given]
-
-
-def _message_row(row: Sequence[Any], counts: dict[str, int]) -> MessageRow:
-    return MessageRow(
-        id=format_message_id(row[0]),
-        number=row[0],
-        source=row[1],
-        event_type=row[2],
-        event_id=row[3],
-        received_at=row[4],
-        size=row[5],
-        pending=counts.get("pending", 0),
-        delivered=counts.get("delivered", 0),
-        dead=counts.get("dead", 0),
+def _delivery_filter(query: MessageFilter) -> tuple[str, Any]:
+    """The listing's clause on deliveries: one EXISTS with the destination and the
+    state asked for, looked up per message through ``deliveries_message``. Left to
+    itself, SQLite picks ``deliveries_dead`` for "dead to a destination", which reads
+    every dead delivery of it for each message (tests/integration/store/
+    test_store_listing.py)."""
+    where, params = where_clause(
+        ("d.destination = ?", query.destination), ("d.state = ?", query.state)
     )
-
-
-def _delivery_row(row: Sequence[Any]) -> DeliveryRow:
-    return DeliveryRow(
-        id=row[0],
-        message_id=format_message_id(row[1]),
-        destination=row[2],
-        state=row[3],
-        attempts=row[4],
-        next_attempt_at=row[5],
-        last_status=row[6],
-        last_error=row[7],
-        updated_at=row[8],
-        dead_reason=row[9],
+    if not params:
+        return ("", None)
+    # Only fixed clauses are formatted in (their values are bound).
+    clause = (
+        "EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_message"  # noqa: S608
+        f" WHERE d.message_id = m.id AND {where})"
     )
+    return (clause, tuple(params))

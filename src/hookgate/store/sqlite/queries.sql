@@ -134,3 +134,24 @@ WHERE destination = ? AND state = 'dead' AND updated_at >= ?
 -- Nothing is inserted when retention pruned the message meanwhile.
 INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
 SELECT id, ?, 'pending', ?, ? FROM messages WHERE id = ?
+
+-- export_messages --
+-- hookgate migrate: the messages after an id, in id order (a page). {skipped} is the
+-- column, or NULL in a database that an older hookgate left without it.
+SELECT id, source, received_at, event_type, event_id, dedup_key, headers, body, {skipped}
+FROM messages WHERE id > ? ORDER BY id LIMIT ?
+
+-- has_skipped_column --
+SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'skipped'
+
+-- export_deliveries --
+SELECT id, message_id, destination, state, attempts, next_attempt_at, last_status,
+    last_error, updated_at, dead_reason
+FROM deliveries WHERE id > ? ORDER BY id LIMIT ?
+
+-- export_attempts --
+SELECT id, delivery_id, started_at, duration_ms, status, error, response_snippet
+FROM attempts WHERE id > ? ORDER BY id LIMIT ?
+
+-- export_destinations --
+SELECT name, paused, updated_at FROM destinations

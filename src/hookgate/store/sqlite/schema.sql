@@ -15,6 +15,9 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_dedup ON messages(source, dedup_key)
     WHERE dedup_key IS NOT NULL;
+CREATE INDEX messages_source ON messages(source);
+CREATE INDEX messages_event_type ON messages(event_type) WHERE event_type IS NOT NULL;
+CREATE INDEX messages_event_id ON messages(event_id) WHERE event_id IS NOT NULL;
 
 CREATE TABLE deliveries (
     id INTEGER PRIMARY KEY,

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
-import msgspec
 import structlog
 
 from hookgate import metrics
@@ -30,6 +29,7 @@ from hookgate.store import (
     format_message_id,
     new_message_id,
 )
+from hookgate.store.rows import encode_skipped
 from hookgate.store.sqlite.database import Health
 from hookgate.store.sqlite.sql import QUERIES, marks
 
@@ -211,7 +211,7 @@ async def insert_messages(
                 m.event_id,
                 m.headers,
                 m.body,
-                msgspec.json.encode(m.skipped) if m.skipped else None,
+                encode_skipped(m.skipped),
             )
             for i, m in zip(ids, messages, strict=True)
         ],

@@ -1,0 +1,115 @@
+"""The PostgreSQL database: connecting, migrating, one-call reads, and its health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from hookgate.errors import StoreError
+from hookgate.store.postgres.sql import MIGRATIONS, QUERIES
+
+log = structlog.get_logger("hookgate.store")
+
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+Pool = AsyncConnectionPool[Connection]
+
+
+class Health:
+    """Whether the database takes writes now (a failure clears with the next good commit)."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.last_good_write = float("-inf")
+
+    def committed(self) -> None:
+        self.failure = None
+        self.last_good_write = time.monotonic()
+
+    def commit_failed(self, exc: Exception) -> None:
+        self.failure = str(exc)
+
+
+async def migrate(conn: Connection) -> None:
+    """Run the migrations this database has not had, in one transaction.
+
+    The advisory lock makes processes that start together take turns: the first
+    migrates, the others then find nothing left to do.
+    """
+    async with conn.transaction():
+        await conn.execute(QUERIES["lock_migrations"])
+        await conn.execute(QUERIES["create_schema_table"])
+        version = await _scalar(conn, QUERIES["select_schema_version"])
+        if version > len(MIGRATIONS):
+            raise StoreError(f"database schema {version} is newer than this hookgate knows")
+        for number in range(version, len(MIGRATIONS)):
+            await conn.execute(MIGRATIONS[number].encode())
+            await conn.execute(QUERIES["insert_schema_version"], (number + 1,))
+            log.info("store.migrated", version=number + 1)
+
+
+async def fetch(
+    pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+) -> list[Any]:
+    """All rows of one statement, on a pooled connection in autocommit; errors as StoreError."""
+    cursor_rows, _ = await _run(pool, sql, params)
+    return cursor_rows
+
+
+async def execute(pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+    """Run one statement in autocommit; how many rows it changed."""
+    _, count = await _run(pool, sql, params)
+    return count
+
+
+async def _run(
+    pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any]
+) -> tuple[list[Any], int]:
+    """Run one statement; once more on a new connection if the pooled one was cut.
+
+    A database restart or failover cuts every pooled connection, and the pool only
+    learns of it when one is used. Running again is safe: the statement failed with
+    its connection, so nothing of it was committed (a claim that ran before the cut
+    leases rows that simply come back when the lease runs out).
+    """
+    if pool is None or pool.closed:
+        raise StoreError("the store is not open")
+    try:
+        return await _once(pool, sql, params)
+    except _ConnectionCut:
+        pass
+    try:
+        return await _once(pool, sql, params)
+    except _ConnectionCut as cut:
+        raise StoreError(f"query failed: {cut}") from None
+
+
+class _ConnectionCut(Exception):
+    """The pooled connection was broken (its statement did not run to a commit)."""
+
+
+async def _once(
+    pool: Pool, sql: str, params: Sequence[Any] | dict[str, Any]
+) -> tuple[list[Any], int]:
+    conn: Connection | None = None
+    try:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(sql.encode(), params)
+            rows = await cursor.fetchall() if cursor.description else []
+            return rows, cursor.rowcount
+    except psycopg.OperationalError as exc:
+        if conn is not None and conn.broken:
+            raise _ConnectionCut(str(exc)) from None
+        raise StoreError(f"query failed: {exc}") from None
+    except psycopg.Error as exc:  # the pool's PoolTimeout and PoolClosed too
+        raise StoreError(f"query failed: {exc}") from None
+
+
+async def _scalar(conn: Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    cursor = await conn.execute(sql.encode(), params)
+    row = await cursor.fetchone()
+    return row[0] if row else None
