@@ -1,6 +1,10 @@
 """Ingest benchmark: signed ~1 KB JSON webhooks/s that hookgate accepts and commits,
 as a ratio to a bare aiohttp + uvloop server that answers 200, measured in the same run.
 
+The last lines run the one-destination case again with a five-clause content filter
+(that matches) on the destination, then with the filter and a small jq transform, each
+as a ratio to the same run without them.
+
 Usage: python bench/ingest.py [--seconds 10] [--connections 64] [--sync full] [--log-level info]
 Prints figures; asserts nothing (the machine is shared and noisy: compare the ratios).
 """
@@ -17,10 +21,30 @@ from pathlib import Path
 import harness
 
 SECRET = "bench-secret"
+TRANSFORM = """
+transform = '''
+{body: {id: .body.id, type: .body.type, amount: .body.data.object.amount},
+ headers: {"X-Amount": (.body.data.object.amount | tostring)}}
+'''
+"""
+# Five clauses, all true of harness.webhook_body(): every webhook still gets a delivery.
+FIVE_CLAUSES = """
+[destinations.sink.filter.headers]
+content-type = { "$startsWith" = "application/json" }
+[destinations.sink.filter.body]
+type = { "$in" = ["payment_intent.succeeded", "charge.succeeded"] }
+created = { "$exist" = true }
+data = { object = { amount = { "$gte" = 1000 }, currency = "eur" } }
+"""
 
 
 def hookgate_config(
-    folder: Path, port: int, admin: int, args: argparse.Namespace, sink_port: int | None
+    folder: Path,
+    port: int,
+    admin: int,
+    args: argparse.Namespace,
+    sink_port: int | None,
+    content: str = "",
 ) -> Path:
     destination = ""
     if sink_port is not None:
@@ -28,6 +52,7 @@ def hookgate_config(
 [destinations.sink]
 url = "http://127.0.0.1:{sink_port}/in"
 sources = ["bench"]
+{TRANSFORM if content == "filter+transform" else ""}{FIVE_CLAUSES if content else ""}
 """
     config = folder / "hookgate.toml"
     config.write_text(f"""
@@ -71,13 +96,18 @@ def measure_bare(folder: Path, script: Path, args: argparse.Namespace) -> dict[s
 
 
 def measure_hookgate(
-    folder: Path, script: Path, args: argparse.Namespace, with_destination: bool
+    folder: Path,
+    script: Path,
+    args: argparse.Namespace,
+    with_destination: bool,
+    content: str = "",
 ) -> dict[str, float]:
-    run = folder / ("relay" if with_destination else "ingest")
+    """``content``: "" (none), "filter" or "filter+transform" on the destination."""
+    run = folder / (content.replace("+", "-") or ("relay" if with_destination else "ingest"))
     run.mkdir()
     port, admin = harness.free_port(), harness.free_port()
     sink_port = harness.free_port() if with_destination else None
-    config = hookgate_config(run, port, admin, args, sink_port)
+    config = hookgate_config(run, port, admin, args, sink_port, content)
     sink = harness.python(str(harness.ROOT / "bench/bare_server.py"), str(sink_port or 0))
     with harness.process(sink, run / "sink.log") if with_destination else _nothing():
         if sink_port:
@@ -145,11 +175,16 @@ def main() -> None:
             measure_hookgate(folder, script, args, False),
             bare["requests_per_s"],
         )
-        report(
-            "hookgate ingest + 1 destination",
-            measure_hookgate(folder, script, args, True),
-            bare["requests_per_s"],
-        )
+        plain = measure_hookgate(folder, script, args, True)
+        report("hookgate ingest + 1 destination", plain, bare["requests_per_s"])
+        for content, name in (
+            ("filter", "  + 5-clause filter"),
+            ("filter+transform", "  + 5-clause filter, jq transform"),
+        ):
+            figures = measure_hookgate(folder, script, args, True, content=content)
+            report(name, figures, bare["requests_per_s"])
+            ratio = figures["requests_per_s"] / plain["requests_per_s"]
+            print(f"{content} vs the same destination without: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """End to end: `hookgate migrate --to postgresql://...` moves a SQLite daemon's outbox.
 
-A real daemon on SQLite accepts webhooks that end delivered, dead and pending, and one
-destination is paused through the admin API. While it runs, migrate refuses (its lock
+A real daemon on SQLite accepts webhooks that end delivered, dead and pending, one
+destination is paused through the admin API, and one skips every message (its content
+filter says no). While it runs, migrate refuses (its lock
 file); once it stopped, migrate copies everything and prints the counts; a second run
 copies nothing again; and a daemon on the PostgreSQL database then delivers what was
 pending, and keeps the pause.
@@ -46,6 +47,11 @@ async def test_migrate_copies_a_stopped_sqlite_daemon_into_postgresql(
             for name, server in (("sink", sink), ("gone", gone), ("later", later), ("held", sink))
         },
     }
+    settings["destinations"]["other"] = {
+        "url": sink.url(),
+        "sources": ["load"],
+        "filter": {"body": {"type": "other"}},
+    }
     sqlite = await start_daemon(**settings)
     async with client.post(
         sqlite.admin_url("/api/v1/destinations/held/pause"),
@@ -83,6 +89,8 @@ async def test_migrate_copies_a_stopped_sqlite_daemon_into_postgresql(
         "deliveries: 0 copied (pending 0, delivered 0, dead 0)",
     ]
     assert rows(postgres_url, "SELECT count(*) FROM messages") == [(20,)]
+    skipped = rows(postgres_url, "SELECT DISTINCT skipped FROM messages")
+    assert [json.loads(s) for (s,) in skipped] == [[{"destination": "other", "reason": "filter"}]]
     copied = rows(postgres_url, "SELECT destination, state, count(*) FROM deliveries GROUP BY 1, 2")
     assert sorted(copied) == sorted(
         [

@@ -144,13 +144,22 @@ async def test_alerts_are_signed_webhooks_through_the_outbox(
         if event["type"] == "circuit.opened":
             assert event["data"] == {"destination": "orders"}
     assert sorted(seen_dead) == sorted(ids)
-    # Alerts are messages like any other: visible and retryable.
-    states = dict(
-        daemon.query(
-            "SELECT destination, count(*) FROM deliveries WHERE state = 'delivered' GROUP BY 1"
+
+    # Alerts are messages like any other: visible and retryable. Each is recorded
+    # delivered once its answer is back, a moment after the receiver got it.
+    def delivered_alerts() -> int:
+        states = dict(
+            daemon.query(
+                "SELECT destination, count(*) FROM deliveries WHERE state = 'delivered' GROUP BY 1"
+            )
         )
+        return int(states.get("_alerts", 0))
+
+    await wait_for(
+        lambda: delivered_alerts() == len(ops.requests),
+        message=lambda: f"{delivered_alerts()} alerts delivered, {len(ops.requests)} received",
     )
-    assert states.get("_alerts", 0) == len(ops.requests)
+    assert len({r.headers["webhook-id"] for r in ops.requests}) == len(ops.requests)
 
 
 def _alert_types(ops: Downstream) -> set[str]:

@@ -27,7 +27,14 @@ from hookgate import config, metrics
 from hookgate.config import DestinationConfig
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import AttemptRecord, NewMessage, Store, format_message_id, parse_message_id
+from hookgate.store import (
+    AttemptRecord,
+    NewMessage,
+    SkippedDestination,
+    Store,
+    format_message_id,
+    parse_message_id,
+)
 from hookgate.store.postgres import PostgresStore
 from hookgate.store.sqlite import SQLiteStore
 
@@ -123,6 +130,7 @@ def new_message(
     body: bytes = b'{"ok":true}',
     content_type: str = "application/json",
     headers: Mapping[str, str] | None = None,
+    skipped: tuple[SkippedDestination, ...] = (),
 ) -> NewMessage:
     """A message as the ingress hands it to the store; ``headers`` are stored beside
     the content type."""
@@ -135,6 +143,7 @@ def new_message(
         headers=orjson.dumps({"content-type": content_type, **(headers or {})}),
         body=body,
         destinations=destinations,
+        skipped=skipped,
     )
 
 

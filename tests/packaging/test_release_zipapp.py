@@ -149,6 +149,29 @@ def test_check_config(zipapp: Path, system_python: str, bare_env: dict[str, str]
     assert "typo" in broken.stderr + broken.stdout
 
 
+def test_a_transform_runs_in_a_worker_started_from_the_zipapp(
+    zipapp: Path, system_python: str, bare_env: dict[str, str]
+) -> None:
+    """Transform workers are `python -m hookgate.transform` children: from the zipapp
+    too (they must find hookgate and jq in its unpacked folder), and filters load."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    config = relay_config(zipapp.parent, 8080, 9090, 5000, secret)
+    config.write_text(
+        config.read_text()
+        + "transform = '{body: {n: (.body.n + 1)}}'\n"
+        + 'filter = { body = { name = { "$regex" = "^a+$" } } }\n',
+        encoding="utf-8",
+    )
+    body = zipapp.parent / "body.json"
+    body.write_text('{"n": 41, "name": "aaa"}', encoding="utf-8")
+    result = run_zipapp(
+        system_python, zipapp, "transform", "-c", str(config), "--destination", "receiver",
+        "--file", str(body), "--json", env=bare_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(json.loads(result.stdout)["body"]) == {"n": 42}
+
+
 class Receiver:
     """A destination on 127.0.0.1 that records what it is sent."""
 

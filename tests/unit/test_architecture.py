@@ -23,12 +23,23 @@ ALLOWED: dict[str, set[str]] = {
     "wire": set(),
     "metrics": set(),
     "addresses": set(),
+    "filters": set(),
+    "transform": {"errors", "wire"},
     "providers": {"errors", "wire"},
-    "config": {"errors", "wire", "addresses", "providers"},
+    "config": {"errors", "wire", "addresses", "providers", "filters", "transform"},
     "store": {"errors", "wire", "metrics", "config"},
-    "inbound": {"errors", "wire", "metrics", "addresses", "config", "providers", "store"},
-    "outbound": {"errors", "wire", "metrics", "addresses", "config", "store"},
-    "admin": {"errors", "wire", "metrics", "config", "store", "outbound"},
+    "inbound": {
+        "errors",
+        "wire",
+        "metrics",
+        "addresses",
+        "config",
+        "providers",
+        "store",
+        "filters",
+    },
+    "outbound": {"errors", "wire", "metrics", "addresses", "config", "store", "transform"},
+    "admin": {"errors", "wire", "metrics", "config", "store", "outbound", "filters"},
     "logs": {"config"},
     "daemon": {
         "errors",
@@ -42,8 +53,10 @@ ALLOWED: dict[str, set[str]] = {
         "outbound",
         "admin",
         "logs",
+        "filters",
+        "transform",
     },
-    "cli": {"errors", "wire", "config", "providers", "outbound", "admin", "logs"},
+    "cli": {"errors", "wire", "config", "providers", "outbound", "admin", "logs", "transform"},
     "__main__": {"cli"},
 }
 # Imported only inside a function (so that `hookgate --help` loads no server code).
@@ -54,6 +67,8 @@ FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     "config": {"aiohttp", "aiosqlite"},
     "errors": {"aiohttp", "aiosqlite"},
     "wire": {"aiohttp", "aiosqlite"},
+    "filters": {"aiohttp", "aiosqlite"},
+    "transform": {"aiohttp", "aiosqlite"},
 }
 
 

@@ -78,12 +78,20 @@ class Delivery(_Answer, frozen=True):
     last_status: int | None
     last_error: str | None
     updated_at: str
-    # Why it died: "gone" (410), "max_attempts" or "max_age"; null unless dead.
+    # Why it died: "gone" (410), "max_attempts", "max_age" or "transform" (its
+    # transform failed: last_error says how); null unless dead.
     dead_reason: str | None = None
 
 
 class DeliveryDetail(Delivery, frozen=True, kw_only=True):
     attempt_log: list[Attempt]
+
+
+class SkippedDestination(_Answer, frozen=True):
+    destination: str
+    # "event_type": its events do not hold the message's type; "filter": its content
+    # filter did not match the request.
+    reason: str
 
 
 class MessageDetail(_Answer, frozen=True):
@@ -97,6 +105,8 @@ class MessageDetail(_Answer, frozen=True):
     body: str | None
     body_base64: str | None
     deliveries: list[DeliveryDetail]
+    # The destinations of its source that got no delivery, and why.
+    skipped: list[SkippedDestination] = []
 
 
 class MessagePage(_Answer, frozen=True):

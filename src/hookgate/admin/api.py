@@ -19,13 +19,13 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from hookgate import __version__
+from hookgate import __version__, filters
 from hookgate.admin import answers, convert, params, routes
 from hookgate.admin.routes import DOCUMENT_PATH, PREFIX, Problem, Route
-from hookgate.config import Config, masked_url
+from hookgate.config import Config, DestinationConfig, masked_url
 from hookgate.errors import ConflictError, StoreError
 from hookgate.outbound.dispatcher import Dispatcher
-from hookgate.store import DeliveryRow, MessageFilter, Store
+from hookgate.store import DeliveryRow, MessageContent, MessageFilter, Store
 
 log = structlog.get_logger("hookgate.api")
 
@@ -117,14 +117,16 @@ class AdminApi:
         found = await self.store.get_message(message_id)
         if found is None:
             raise Problem(404, "not_found", "no such message")
-        row, _ = found
+        row, content = found
         if name is not None:
             targets = [self._configured(name)]
         else:
+            source = self.config.sources.get(row.source)
+            stored = _stored_request(content, source.path if source else "")
             targets = [
                 d.name
                 for d in self.config.destinations.values()
-                if d.matches(row.source, row.event_type)
+                if d.matches(row.source, row.event_type) and _filter_passes(d, stored)
             ]
         created = await self.store.replay(row.id, targets)
         if targets and not created:
@@ -393,3 +395,25 @@ def openapi_document() -> dict[str, Any]:
 if __name__ == "__main__":
     # Regenerate the document kept in the repository: python -m hookgate.admin.api
     OPENAPI_FILE.write_bytes(msgspec.json.format(msgspec.json.encode(openapi_document())) + b"\n")
+
+
+def _stored_request(content: MessageContent, path: str) -> dict[str, Any]:
+    """A stored message as content filters read a request. The query string is not
+    stored: a replay's filters see none."""
+    document: dict[str, Any] = {
+        "headers": msgspec.json.decode(content.headers),
+        "query": {},
+        "path": path,
+    }
+    try:
+        document["body"] = msgspec.json.decode(content.body)
+    except msgspec.DecodeError:
+        pass  # not JSON: no body to match, as at ingest
+    return document
+
+
+def _filter_passes(destination: DestinationConfig, request: dict[str, Any]) -> bool:
+    """A replay goes where the message would go now: content filters included."""
+    if destination.filter is None:
+        return True
+    return filters.compile_filter(destination.filter).matches(request)

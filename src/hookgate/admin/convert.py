@@ -46,6 +46,7 @@ def message_detail(
         body=body_text,
         body_base64=None if body_text is not None else base64.b64encode(content.body).decode(),
         deliveries=deliveries,
+        skipped=[answers.SkippedDestination(s.destination, s.reason) for s in content.skipped],
     )
 
 

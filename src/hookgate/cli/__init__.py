@@ -1,8 +1,9 @@
 """The ``hookgate`` command line: the parser, ``serve`` and ``check-config``.
 
 The admin commands are in ``admin_commands``, ``send`` and ``listen`` in
-``tool_commands``. Nothing here imports the server at module level: ``serve``
-loads it when it runs, so ``hookgate --help`` and the admin commands start fast.
+``tool_commands``, ``transform`` in ``transform_command``. Nothing here imports the
+server at module level: ``serve`` loads it when it runs, so ``hookgate --help`` and
+the admin commands start fast.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from hookgate import __version__, config
-from hookgate.cli import admin_commands, client, migrate_command, tool_commands
+from hookgate.cli import (
+    admin_commands,
+    client,
+    migrate_command,
+    tool_commands,
+    transform_command,
+)
 from hookgate.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -93,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     admin_commands.add_admin_commands(commands, common)
     tool_commands.add_send(commands, common)
     tool_commands.add_listen(commands, common)
+    transform_command.add_transform(commands, common)
     migrate_command.add_migrate(commands, common)
     return parser
 

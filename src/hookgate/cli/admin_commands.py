@@ -26,7 +26,7 @@ from hookgate.wire import DELIVERY_STATES
 
 
 def add_admin_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    options = _admin_options(common)
+    options = admin_options(common)
     status = commands.add_parser(
         "status", parents=[options], help="readiness, queue and destinations; exit 1 if not ready"
     )
@@ -58,7 +58,7 @@ def add_admin_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         command.set_defaults(handler=handler)
 
 
-def _admin_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def admin_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False, parents=[common])
     options.add_argument(
         "--admin-url",
@@ -101,7 +101,7 @@ def _add_messages(
     show.set_defaults(handler=_messages_show)
 
 
-def _admin(args: argparse.Namespace) -> client.AdminClient:
+def admin_client(args: argparse.Namespace) -> client.AdminClient:
     """The admin API client: flags and environment first, then the config."""
     token = args.token or os.environ.get(TOKEN_ENV) or None
     url: str | None = args.admin_url
@@ -123,7 +123,7 @@ def _config_named(args: argparse.Namespace) -> bool:
 
 
 def _status(args: argparse.Namespace) -> int:
-    api = _admin(args)
+    api = admin_client(args)
     ready, readiness = api.readiness()
     failure: client.ErrorAnswer | None = None
     try:
@@ -154,13 +154,13 @@ def _messages_list(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "cursor": args.cursor,
     }
-    page = _admin(args).get(client.API + "/messages", query)
+    page = admin_client(args).get(client.API + "/messages", query)
     show(args, page, lambda: client.messages_text(client.shape(page, answers.MessagePage)))
     return EXIT_OK
 
 
 def _messages_show(args: argparse.Namespace) -> int:
-    message = _admin(args).get(f"{client.API}/messages/{client.segment(args.message_id)}")
+    message = admin_client(args).get(f"{client.API}/messages/{client.segment(args.message_id)}")
     show(args, message, lambda: client.message_text(client.shape(message, answers.MessageDetail)))
     return EXIT_OK
 
@@ -170,7 +170,7 @@ def _retry(args: argparse.Namespace) -> int:
         raise UsageError("give either a DELIVERY_ID or --destination NAME")
     if args.since is not None and args.destination is None:
         raise UsageError("--since needs --destination")
-    api = _admin(args)
+    api = admin_client(args)
     if args.destination is not None:
         path = f"{client.API}/destinations/{client.segment(args.destination)}/retry"
         retried = api.post(path, {"since": args.since})
@@ -194,7 +194,7 @@ def _retried_text(destination: str, payload: Any) -> str:
 
 def _replay(args: argparse.Namespace) -> int:
     path = f"{client.API}/messages/{client.segment(args.message_id)}/replay"
-    replayed = _admin(args).post(path, {"destination": args.destination})
+    replayed = admin_client(args).post(path, {"destination": args.destination})
 
     def render() -> str:
         deliveries = client.shape(replayed, answers.ReplayResult).deliveries
@@ -218,7 +218,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _set_paused(args: argparse.Namespace, action: str) -> int:
     path = f"{client.API}/destinations/{client.segment(args.name)}/{action}"
-    destination = _admin(args).post(path)
+    destination = admin_client(args).post(path)
     show(
         args,
         destination,

@@ -303,7 +303,19 @@ def message_text(message: answers.MessageDetail) -> str:
         parts.extend(_attempts_text(d) for d in message.deliveries if d.attempt_log)
     else:
         parts.append("deliveries: none (no destination matched)")
+    if message.skipped:
+        skipped = [
+            f"  {printable(s.destination)}: {_SKIP_REASONS.get(s.reason, s.reason)}"
+            for s in message.skipped
+        ]
+        parts.append("\n".join(["skipped:", *skipped]))
     return "\n\n".join(parts)
+
+
+_SKIP_REASONS = {
+    "event_type": "its events do not include this event type",
+    "filter": "its filter did not match",
+}
 
 
 def _body_text(message: answers.MessageDetail) -> str:
@@ -336,6 +348,7 @@ _DEAD_REASONS = {
     "gone": "gone (the destination answered 410 Gone)",
     "max_attempts": "max_attempts (no attempt left)",
     "max_age": "max_age (the message grew too old to retry)",
+    "transform": "transform (its transform failed; fix it, reload, then retry)",
 }
 
 

@@ -14,9 +14,10 @@ import socket
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from hookgate import addresses, providers
+from hookgate import addresses, filters, providers, transform
 from hookgate.config.redact import masked_url
 from hookgate.config.report import Report
 from hookgate.config.schema import (
@@ -184,8 +185,45 @@ def _check_destination(
     for i, header in enumerate(dest.forward_headers):
         if not _HEADER_NAME.match(header):
             report.error(f"{where}.forward_headers[{i}]", _bad_header_name(header))
+    _check_filter(report, dest.filter, f"{where}.filter")
+    _check_transform(report, dest, where)
     # Inherited values were checked (and any mistake reported) under [delivery].
     _check_policy(report, dest.policy, where, overrides)
+
+
+def _check_filter(report: Report, spec: dict[str, Any] | None, where: str) -> None:
+    """A filter compiles; an error names the key inside it (the line: the filter's own)."""
+    if spec is None:
+        return
+    try:
+        filters.compile_filter(spec)
+    except filters.FilterError as exc:
+        report.error(_join_filter_path(where, exc.path), exc.message, line_key=where)
+
+
+def _join_filter_path(where: str, inner: str) -> str:
+    if not inner:
+        return where
+    return f"{where}{inner}" if inner.startswith("[") else f"{where}.{inner}"
+
+
+def _check_transform(report: Report, dest: DestinationConfig, where: str) -> None:
+    if dest.transform is not None:
+        problem = transform.compile_error(dest.transform)
+        if problem is not None:
+            report.error(f"{where}.transform", problem)
+        if dest.batch_max > 1:
+            report.error(
+                f"{where}.transform", "a transform cannot be combined with batch_max > 1 (yet)"
+            )
+    if dest.transform_timeout <= 0:
+        report.error(
+            f"{where}.transform_timeout", f"expected a duration > 0, got {dest.transform_timeout}"
+        )
+    if dest.transform_max_size < 1:
+        report.error(
+            f"{where}.transform_max_size", f"expected a size >= 1, got {dest.transform_max_size}"
+        )
 
 
 def _check_alerts(report: Report, alerts: AlertsConfig, delivery: DeliveryPolicy) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from hookgate import providers
+from hookgate import filters, providers
 from hookgate.config import checks
 from hookgate.config.locate import explain, join
 from hookgate.config.report import Report
@@ -265,8 +265,26 @@ class Loader:
                 batch_max=dest.batch_max,
                 batch_wait=dest.batch_wait,
                 policy=msgspec.structs.replace(defaults, **overrides),
+                filter=self._filter(dest.filter, f"{path}.filter"),
+                transform=dest.transform,
+                transform_timeout=dest.transform_timeout,
+                transform_max_size=dest.transform_max_size,
             )
         return destinations
+
+    def _filter(self, written: dict[str, Any] | str | None, path: str) -> dict[str, Any] | None:
+        """A destination's filter as a table (JSON text parsed); checked in ``checks``."""
+        try:
+            parsed = filters.parse(written)
+        except filters.FilterError as exc:
+            self.report.error(path, exc.message)
+            self.report.drop(path)
+            return None
+        if parsed is None or isinstance(parsed, dict):
+            return parsed
+        self.report.error(path, "expected a table, or a JSON object as text")
+        self.report.drop(path)
+        return None
 
     def _alerts(self, raw: object) -> AlertsConfig | None:
         alerts = self._convert(raw, AlertsConfig, "alerts")

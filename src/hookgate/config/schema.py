@@ -313,6 +313,12 @@ class DestinationKeys(_Table, frozen=True):
     ordered: bool = False
     batch_max: int = 1
     batch_wait: Duration = Duration(0.05)
+    # A content filter (hookgate.filters): a table, or the same as JSON text.
+    filter: dict[str, Any] | str | None = None
+    # A jq program run on each delivery (hookgate.transform), with its limits.
+    transform: str | None = None
+    transform_timeout: Duration = Duration(1)
+    transform_max_size: Size = Size(1024**2)
 
 
 DestinationTable = typing.cast(
@@ -345,6 +351,10 @@ class DestinationConfig(_Table, frozen=True):
     batch_max: int
     batch_wait: Duration
     policy: DeliveryPolicy
+    filter: dict[str, Any] | None = None  # parsed; compiled by the ingress
+    transform: str | None = None
+    transform_timeout: Duration = Duration(1)
+    transform_max_size: Size = Size(1024**2)
 
     def matches(self, source: str, event_type: str | None) -> bool:
         """Does a message of ``source`` with ``event_type`` go to this destination?"""

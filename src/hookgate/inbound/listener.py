@@ -16,9 +16,10 @@ import orjson
 import structlog
 from aiohttp import web
 
-from hookgate import addresses, metrics, providers, wire
+from hookgate import addresses, filters, metrics, providers, wire
 from hookgate.config import Config, DestinationConfig, SourceConfig
 from hookgate.errors import StoreError, VerificationFailed
+from hookgate.inbound.routing import Router, request_document
 from hookgate.store import NewMessage, Store
 
 log = structlog.get_logger("hookgate.ingress")
@@ -47,8 +48,6 @@ KEEPALIVE_TIMEOUT = 15.0
 _READ_CHUNK = 65536
 # A webhook relayed through more hookgates than this is taken to be going round a loop.
 MAX_HOPS = 10
-_CACHED_EVENT_TYPES = 10_000
-_CACHED_EVENT_TYPE_CHARS = 200
 
 
 class Rejected(Exception):
@@ -179,23 +178,11 @@ class Route:
         # Handshakes are answered, never stored (see _receive); built once here, so
         # providers without one pay nothing per request.
         self.greeters = Greeters.build(self.provider, source.verify)
-        self.destinations = destinations
-        self._matches: dict[str | None, tuple[str, ...]] = {}
+        self.router = Router(name, destinations)
         self.received = metrics.webhooks_received.labels(name)
         self.duplicates = metrics.webhooks_duplicate.labels(name)
         # Plain counters that the alert rules read on their interval.
         self.tally = metrics.source_tally(name)
-
-    def destinations_for(self, event_type: str | None) -> tuple[str, ...]:
-        cached = self._matches.get(event_type)
-        if cached is None:
-            cached = tuple(d.name for d in self.destinations if d.matches(self.name, event_type))
-            # Event types are few and short; a client choosing them (an unverified
-            # source) must not grow this: at most 10,000 entries of 200 characters.
-            short = event_type is None or len(event_type) <= _CACHED_EVENT_TYPE_CHARS
-            if short and len(self._matches) < _CACHED_EVENT_TYPES:
-                self._matches[event_type] = cached
-        return cached
 
 
 class Ingress:
@@ -395,15 +382,23 @@ class Ingress:
         self, route: Route, request: web.BaseRequest, body: bytes, now: float
     ) -> NewMessage:
         document: Any = None
-        if route.needs_json:
+        # Parsed at most once, for the extractions and the content filters alike.
+        parsed: Any = filters.MISSING
+        if route.needs_json or route.router.needs_body:
             try:
-                document = orjson.loads(body)
+                document = parsed = orjson.loads(body)
             except orjson.JSONDecodeError:
                 if route.event_type.required or route.event_id.required:
                     raise Rejected(400, "invalid_json", "the body is not valid JSON") from None
         headers = request.headers
         event_type = route.event_type.extract(headers, document)
         event_id = route.event_id.extract(headers, document)
+        destinations, skipped = route.router.route(
+            event_type,
+            lambda: request_document(
+                route.router.parts, headers.items(), request.query.items(), request.path, parsed
+            ),
+        )
         stored = {
             name: v for k, v in headers.items() if (name := k.lower()) not in _UNSTORED_HEADERS
         }
@@ -415,7 +410,8 @@ class Ingress:
             dedup_window=route.source.dedup_window,
             headers=orjson.dumps(stored),
             body=body,
-            destinations=route.destinations_for(event_type),
+            destinations=destinations,
+            skipped=skipped,
         )
 
     def _is_loop(self, via: str) -> bool:

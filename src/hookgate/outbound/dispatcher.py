@@ -20,6 +20,7 @@ from hookgate.outbound import egress
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.worker import DestinationWorker
 from hookgate.store import Store
+from hookgate.transform import TransformPool
 
 
 class Dispatcher:
@@ -35,6 +36,8 @@ class Dispatcher:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sessions: dict[tuple[addresses.IPNetwork, ...], aiohttp.ClientSession] = {}
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        # Shared by every destination's transform; no process starts until one runs.
+        self.transforms = TransformPool()
         # Resolved when a worker ends without being asked to: the daemon stops then.
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -69,6 +72,7 @@ class Dispatcher:
             self._session_for(destination),
             self._rng,
             self.alerter,
+            self.transforms,
             paused=paused,
         )
         task = asyncio.create_task(worker.run(), name=f"worker-{worker.name}")
@@ -147,3 +151,4 @@ class Dispatcher:
         await asyncio.gather(*(self._retire(name, grace) for name in list(self.workers)))
         for session in self._sessions.values():
             await session.close()
+        await self.transforms.close()

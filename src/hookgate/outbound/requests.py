@@ -17,6 +17,7 @@ from hookgate import __version__, wire
 from hookgate.config import DestinationConfig
 from hookgate.outbound.signing import Signer
 from hookgate.store import DueDelivery, format_time
+from hookgate.transform import Transformed, TransformInput
 
 USER_AGENT = f"hookgate/{__version__}"
 # Headers that hookgate sets itself: forward_headers and headers cannot replace them.
@@ -55,7 +56,10 @@ class RequestBuilder:
         own = wire.OWN_HEADERS
         self.fixed = {k: v for k, v in destination.headers.items() if k.lower() not in own}
 
-    def single(self, delivery: DueDelivery, timestamp: int) -> OutboundRequest:
+    def single(
+        self, delivery: DueDelivery, timestamp: int, transformed: Transformed | None = None
+    ) -> OutboundRequest:
+        """The request for one delivery; ``transformed``: what its transform made of it."""
         inbound: dict[str, str] = orjson.loads(delivery.headers)
         # Case-insensitive: a fixed "user-agent" replaces a forwarded "User-Agent".
         headers = CIMultiDict({"User-Agent": USER_AGENT})
@@ -65,6 +69,12 @@ class RequestBuilder:
             if key in inbound:
                 headers[name] = inbound[key]
         headers.update(self.fixed)
+        body = delivery.body
+        if transformed is not None:
+            if transformed.body is not None:
+                body = transformed.body
+                headers["Content-Type"] = "application/json"
+            headers.update(transformed.headers)
         headers[wire.WEBHOOK_ID] = delivery.message_id
         headers[wire.WEBHOOK_TIMESTAMP] = str(timestamp)
         headers[wire.SOURCE] = delivery.source
@@ -73,8 +83,8 @@ class RequestBuilder:
         headers[wire.ATTEMPT] = str(delivery.attempts + 1)
         upstream = inbound.get(wire.VIA.lower())
         headers[wire.VIA] = f"{upstream}, {self.via}" if upstream else self.via
-        headers.update(self.signer.headers(delivery.message_id, timestamp, delivery.body))
-        return OutboundRequest(delivery.message_id, delivery.body, headers, (delivery,))
+        headers.update(self.signer.headers(delivery.message_id, timestamp, body))
+        return OutboundRequest(delivery.message_id, body, headers, (delivery,))
 
     def batch(self, deliveries: Sequence[DueDelivery], timestamp: int) -> OutboundRequest:
         """One POST for several JSON deliveries, in the envelope of docs/interfaces.md."""
@@ -106,6 +116,34 @@ class RequestBuilder:
         headers[wire.VIA] = self.via
         headers.update(self.signer.headers(batch_id, timestamp, body))
         return OutboundRequest(batch_id, body, headers, tuple(deliveries))
+
+
+def preview(
+    destination: DestinationConfig,
+    message: TransformInput,
+    transformed: Transformed | None,
+    timestamp: int,
+) -> OutboundRequest:
+    """The request a first attempt of ``message`` would send (``hookgate transform``).
+
+    Built as the worker builds it, but for Via, which names a database the CLI does
+    not open: it is left out.
+    """
+    delivery = DueDelivery(
+        id=0,
+        message_id=message.message_id,
+        destination=destination.name,
+        attempts=0,
+        next_attempt_at=timestamp,
+        received_at=timestamp,
+        source=message.source,
+        event_type=message.event_type,
+        headers=message.headers,
+        body=message.body,
+    )
+    request = RequestBuilder(destination, identity="").single(delivery, timestamp, transformed)
+    del request.headers[wire.VIA]
+    return request
 
 
 def via_entry(identity: str) -> str:

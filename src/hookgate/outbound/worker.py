@@ -37,6 +37,7 @@ from hookgate.outbound.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound.requests import OutboundRequest, RequestBuilder, group_into_requests
 from hookgate.outbound.shared import SharedRateLimiter
 from hookgate.store import AttemptRecord, Coordination, DueDelivery, Store
+from hookgate.transform import Transformed, TransformFailed, TransformInput, TransformPool
 from hookgate.wire import DestinationState
 
 log = structlog.get_logger("hookgate.dispatch")
@@ -62,10 +63,12 @@ class DestinationWorker:
         session: aiohttp.ClientSession,
         rng: random.Random,
         alerter: Alerter,
+        transforms: TransformPool,
         *,
         paused: bool = False,
     ) -> None:
         self.destination = destination
+        self.transforms = transforms
         self.alerter = alerter
         self.policy = destination.policy
         self.store = store
@@ -273,14 +276,25 @@ class DestinationWorker:
     async def _deliver(
         self, deliveries: list[DueDelivery]
     ) -> tuple[list[AttemptRecord], OutboundRequest | None]:
-        """Send one request; any error, expected or not, is a failed attempt with backoff."""
+        """Send one request; any error, expected or not, is a failed attempt with backoff.
+
+        A transform that fails makes its delivery dead at once (the same program
+        would fail again): retried by hand once the config is fixed.
+        """
         request: OutboundRequest | None = None
+        transformed: Transformed | None = None
+        if self.destination.transform is not None:
+            started = time.time()
+            try:
+                transformed = await self._transform(deliveries[0])
+            except TransformFailed as exc:
+                return self._transform_failed(deliveries[0], str(exc), started), None
         slot = await self._take_rate_slot()
         started = time.time()
         try:
             timestamp = int(started)
             if len(deliveries) == 1:
-                request = self.builder.single(deliveries[0], timestamp)
+                request = self.builder.single(deliveries[0], timestamp, transformed)
             else:
                 request = self.builder.batch(deliveries, timestamp)
             outcome, snippet = await self._post(request)
@@ -291,6 +305,44 @@ class DestinationWorker:
         finally:
             await self._free_rate_slot(slot)
         return self._settle(deliveries, outcome, snippet, started), request
+
+    async def _transform(self, delivery: DueDelivery) -> Transformed:
+        program = self.destination.transform
+        assert program is not None  # noqa: S101 - checked by the caller
+        request = TransformInput(
+            body=delivery.body,
+            headers=delivery.headers,
+            source=delivery.source,
+            event_type=delivery.event_type,
+            message_id=delivery.message_id,
+        )
+        return await self.transforms.run(
+            program,
+            request,
+            timeout=self.destination.transform_timeout,
+            max_size=self.destination.transform_max_size,
+        )
+
+    def _transform_failed(
+        self, delivery: DueDelivery, error: str, started: float
+    ) -> list[AttemptRecord]:
+        """A dead delivery with the transform's error; the destination is not to blame
+        (no circuit, no attempt metrics)."""
+        ended = time.time()
+        return [
+            AttemptRecord(
+                delivery_id=delivery.id,
+                started_at=started,
+                duration_ms=(ended - started) * 1000,
+                status=None,
+                error=f"transform failed: {error}",
+                response_snippet=b"",
+                state="dead",
+                attempts=delivery.attempts + 1,
+                next_attempt_at=ended,
+                dead_reason="transform",
+            )
+        ]
 
     async def _record(self, records: list[AttemptRecord]) -> None:
         """Commit the outcomes, retrying with backoff while the store cannot write.

@@ -31,6 +31,7 @@ from hookgate.store.types import (
     MessageRow,
     NewMessage,
     QueueStats,
+    SkippedDestination,
 )
 from hookgate.wire import DeliveryState
 
@@ -53,6 +54,7 @@ __all__ = [
     "NewMessage",
     "PauseListener",
     "QueueStats",
+    "SkippedDestination",
     "Store",
     "format_message_id",
     "format_time",

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from hookgate.store.ids import format_message_id
-from hookgate.store.types import DeliveryRow, MessageRow
+from hookgate.store.types import DeliveryRow, MessageContent, MessageRow, SkippedDestination
+
+_SKIPPED = msgspec.json.Decoder(tuple[SkippedDestination, ...])
 
 
 def where_clause(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
@@ -35,6 +39,17 @@ def message_row(row: Sequence[Any], counts: dict[str, int]) -> MessageRow:
         delivered=counts.get("delivered", 0),
         dead=counts.get("dead", 0),
     )
+
+
+def encode_skipped(skipped: Sequence[SkippedDestination]) -> bytes | None:
+    """A message's skipped destinations as stored: JSON, or NULL (most messages) for none."""
+    return msgspec.json.encode(skipped) if skipped else None
+
+
+def message_content(row: Sequence[Any]) -> MessageContent:
+    """Columns 6, 7 and 8 of ``get_message``: headers, body and skipped destinations."""
+    skipped = () if row[8] is None else _SKIPPED.decode(row[8])
+    return MessageContent(row[6], row[7], skipped)
 
 
 def delivery_row(row: Sequence[Any]) -> DeliveryRow:

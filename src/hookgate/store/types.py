@@ -7,6 +7,17 @@ import msgspec
 from hookgate.wire import DeliveryState
 
 
+class SkippedDestination(msgspec.Struct, frozen=True):
+    """A destination of the message's source that got no delivery, and why.
+
+    ``reason``: "event_type" (not in its ``events``) or "filter" (its content filter
+    did not match).
+    """
+
+    destination: str
+    reason: str
+
+
 class NewMessage(msgspec.Struct, frozen=True):
     """A verified inbound webhook, ready to be committed with its deliveries."""
 
@@ -18,6 +29,7 @@ class NewMessage(msgspec.Struct, frozen=True):
     headers: bytes  # orjson-encoded {name: value}
     body: bytes
     destinations: tuple[str, ...]
+    skipped: tuple[SkippedDestination, ...] = ()
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -52,7 +64,7 @@ class AttemptRecord(msgspec.Struct, frozen=True):
     state: DeliveryState
     attempts: int
     next_attempt_at: float
-    dead_reason: str | None = None  # gone, max_attempts or max_age once dead
+    dead_reason: str | None = None  # gone, max_attempts, max_age or transform once dead
 
 
 class DestinationQueue(msgspec.Struct, frozen=True):
@@ -97,6 +109,7 @@ class MessageRow(msgspec.Struct, frozen=True):
 class MessageContent(msgspec.Struct, frozen=True):
     headers: bytes  # orjson-encoded {name: value}
     body: bytes
+    skipped: tuple[SkippedDestination, ...] = ()
 
 
 class DeliveryRow(msgspec.Struct, frozen=True):

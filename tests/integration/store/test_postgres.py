@@ -9,7 +9,9 @@ together, killed and restarted, is in tests/e2e/test_postgres_processes.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,9 +22,12 @@ import pytest
 
 import hookgate.store.postgres
 from hookgate.errors import StoreError
-from hookgate.store import Accepted, NewMessage, Store
+from hookgate.store import Accepted, NewMessage, SkippedDestination, Store
 from hookgate.store.postgres import MIGRATIONS, QUERIES, PostgresStore
+from hookgate.store.postgres.transfer import copy_sqlite
 from hookgate.store.postgres.writer import insert_messages
+from hookgate.store.sqlite import SQLiteStore
+from postgres_server import PostgresServer
 
 from ..harness import Backend, Downstream, Relay, new_message, record, wait_for
 
@@ -265,9 +270,11 @@ async def test_one_process_at_a_time_holds_an_ordered_destination(open_process: 
     assert await b.coordination.hold_order("audit")  # one lock per destination
     await a.coordination.release_order("orders")
     assert await b.coordination.hold_order("orders")
-    # The holder's connection ends (its process died): another takes over.
+    # The holder's connection ends (its process died): another takes over, once the
+    # server has ended that backend (after the client's close returns, not before).
     await b.close()
-    assert await a.coordination.hold_order("orders")
+    survivor = a.coordination
+    assert await eventually(lambda: survivor.hold_order("orders"))
 
 
 async def test_rate_slots_are_shared(open_process: Opener) -> None:
@@ -419,3 +426,42 @@ async def test_the_store_recovers_when_the_database_drops_its_connections(
         ok=lambda _: frozenset({"crm"}) in woken,
     )
     assert len(await b.claim_due("orders", time.time(), 10)) == 1
+
+
+# -- hookgate migrate ---------------------------------------------------------------------
+
+
+async def test_copy_keeps_skipped_destinations_and_reads_an_older_sqlite_database(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    postgres_url = postgres_server.new_database()
+    path = str(tmp_path / "hookgate.db")
+    sqlite = SQLiteStore(path)
+    await sqlite.open()
+    skips = (SkippedDestination("crm", "filter"),)
+    skipping = await sqlite.accept(new_message(destinations=("orders",), skipped=skips))
+    await sqlite.close()
+    copied = await copy_sqlite(path, postgres_url)
+    assert copied.messages == 1
+    target = PostgresStore(postgres_url)
+    await target.open()
+    try:
+        found = await target.get_message(skipping.message_id)
+    finally:
+        await target.close()
+    assert found is not None
+    assert found[1].skipped == skips
+
+    # A database an older hookgate left (before skipped destinations): copied all the same.
+    older = str(tmp_path / "older.db")
+    sqlite = SQLiteStore(older)
+    await sqlite.open()
+    await sqlite.accept(new_message())
+    await sqlite.close()
+    with contextlib.closing(sqlite3.connect(older)) as conn:
+        conn.execute("ALTER TABLE messages DROP COLUMN skipped")
+        conn.execute("PRAGMA user_version = 4")
+    empty = postgres_server.new_database()
+    copied = await copy_sqlite(older, empty)
+    assert copied.messages == 1
+    assert rows(empty, "SELECT skipped FROM messages") == [(None,)]

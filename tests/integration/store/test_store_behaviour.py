@@ -18,6 +18,7 @@ from hookgate.errors import ConflictError, StoreError
 from hookgate.store import (
     Accepted,
     MessageFilter,
+    SkippedDestination,
     Store,
     format_message_id,
     parse_message_id,
@@ -74,6 +75,24 @@ async def test_message_without_destinations_is_stored(any_store: Store, backend:
     assert message_exists(backend, accepted.message_id)
     assert backend.rows("SELECT count(*) FROM messages") == [(1,)]
     assert backend.rows("SELECT count(*) FROM deliveries") == [(0,)]
+
+
+async def test_skipped_destinations_are_stored_only_when_there_are_some(
+    any_store: Store, backend: Backend
+) -> None:
+    skips = (SkippedDestination("orders", "filter"), SkippedDestination("crm", "event_type"))
+    plain = await any_store.accept(new_message(destinations=("orders",)))
+    skipping = await any_store.accept(new_message(destinations=(), skipped=skips))
+    found = await any_store.get_message(skipping.message_id)
+    assert found is not None
+    assert found[1].skipped == skips
+    found = await any_store.get_message(plain.message_id)
+    assert found is not None
+    assert found[1].skipped == ()
+    stored = backend.rows(
+        "SELECT skipped FROM messages WHERE id = ?", (parse_message_id(plain.message_id),)
+    )
+    assert stored == [(None,)]  # the common case writes nothing more
 
 
 async def test_concurrent_accepts_are_group_committed(any_store: Store, backend: Backend) -> None:

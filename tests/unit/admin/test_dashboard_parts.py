@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 
+import msgspec
 import pytest
 
+from hookgate.admin import answers
 from hookgate.admin.dashboard import app, history, overview, pages, sessions
 from hookgate.admin.dashboard.html import Markup, tag
 
@@ -115,3 +118,50 @@ def test_a_session_checks_its_form_token_and_shows_a_result_once() -> None:
     session.flash = "done"
     assert session.take_flash() == ("done", False)
     assert session.take_flash() is None
+
+
+def test_the_message_page_shows_skipped_destinations_and_a_transform_death() -> None:
+    dead = answers.DeliveryDetail(
+        id=7,
+        message_id="msg_1",
+        destination="orders",
+        state="dead",
+        attempts=1,
+        next_attempt_at="2026-01-01T00:00:00Z",
+        last_status=None,
+        last_error="transform failed: jq: error",
+        updated_at="2026-01-01T00:00:00Z",
+        dead_reason="transform",
+        attempt_log=[],
+    )
+    detail = answers.MessageDetail(
+        id="msg_1",
+        source="shop",
+        event_type="refund",
+        event_id=None,
+        received_at="2026-01-01T00:00:00Z",
+        size=2,
+        headers={},
+        body="{}",
+        body_base64=None,
+        deliveries=[dead],
+        skipped=[
+            answers.SkippedDestination("big_orders", "event_type"),
+            answers.SkippedDestination("v2", "filter"),
+            answers.SkippedDestination("<b>odd</b>", "<i>new</i>"),  # shown as text
+        ],
+    )
+    page = pages.message(detail, True, 100, ["orders"], sessions.Sessions().start(b"a"))
+    assert "Dead: its transform failed (the attempt&#x27;s error says how)." in page
+    assert "<h2>Skipped destinations</h2>" in page
+    cells = r'<td data-label="Destination">(.*?)</td><td data-label="Why">(.*?)</td>'
+    rows = re.findall(cells, page)
+    assert rows == [
+        ("big_orders", "its events leave out this event type"),
+        ("v2", "its content filter did not match"),
+        ("&lt;b&gt;odd&lt;/b&gt;", "&lt;i&gt;new&lt;/i&gt;"),
+    ]
+    plain = msgspec.structs.replace(detail, skipped=[])
+    assert "Skipped destinations" not in pages.message(
+        plain, True, 100, ["orders"], sessions.Sessions().start(b"a")
+    )

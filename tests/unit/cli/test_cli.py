@@ -248,7 +248,7 @@ def admin_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def connect(*argv: str) -> client.AdminClient:
-    return admin_commands._admin(parse("status", *argv))
+    return admin_commands.admin_client(parse("status", *argv))
 
 
 def bearer(api: client.AdminClient) -> str | None:
@@ -427,6 +427,45 @@ def test_message_detail_binary_body_and_no_deliveries() -> None:
     assert "body (not UTF-8, base64):\nAAEC" in text
     assert "headers: none" in text
     assert "deliveries: none" in text
+
+
+def test_message_detail_shows_skipped_destinations_and_a_transform_death() -> None:
+    dead = delivery(
+        dead_reason="transform",
+        last_error="transform failed: jq: boom",
+        attempt_log=[
+            {
+                "started_at": "2026-11-27T09:30:29.000Z",
+                "duration_ms": 0.5,
+                "status": None,
+                "error": "transform failed: jq: boom",
+                "response_snippet": "",
+            }
+        ],
+    )
+    detail = message(
+        headers={},
+        body="{}",
+        body_base64=None,
+        deliveries=[dead],
+        skipped=[
+            {"destination": "v1", "reason": "filter"},
+            {"destination": "refunds", "reason": "event_type"},
+        ],
+    )
+    text = client.message_text(client.shape(detail, answers.MessageDetail))
+    assert text.endswith(
+        "skipped:\n"
+        "  v1: its filter did not match\n"
+        "  refunds: its events do not include this event type"
+    )
+    assert "dead: transform (its transform failed; fix it, reload, then retry)" in text
+
+
+def test_an_answer_without_skipped_still_reads() -> None:
+    """An older hookgate's answer has no "skipped": none were recorded."""
+    detail = message(headers={}, body="{}", body_base64=None, deliveries=[])
+    assert client.shape(detail, answers.MessageDetail).skipped == []
 
 
 READY = {

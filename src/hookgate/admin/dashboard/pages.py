@@ -23,6 +23,11 @@ DEAD_REASONS = {
     "gone": "the destination answered 410 Gone",
     "max_attempts": "every allowed attempt failed (max_attempts)",
     "max_age": "the message grew older than max_age",
+    "transform": "its transform failed (the attempt's error says how)",
+}
+SKIP_REASONS = {
+    "event_type": "its events leave out this event type",
+    "filter": "its content filter did not match",
 }
 
 
@@ -385,7 +390,18 @@ def message(
     ]
     if not detail.deliveries:
         parts.append(tag("p", {}, "No destination matched this message."))
+    if detail.skipped:
+        parts += [tag("h2", {}, "Skipped destinations"), _skipped(detail.skipped)]
     return layout(f"Message {detail.id}", join(parts), session)
+
+
+def _skipped(skipped: Sequence[answers.SkippedDestination]) -> Markup:
+    """The destinations of the message's source that got no delivery, and why."""
+    return _table(
+        "skipped",
+        ("Destination", "Why"),
+        ([s.destination, SKIP_REASONS.get(s.reason, s.reason)] for s in skipped),
+    )
 
 
 def _choose_destination(destinations: Sequence[str]) -> Markup:

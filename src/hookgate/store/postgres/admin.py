@@ -25,7 +25,7 @@ from hookgate.store import (
 from hookgate.store.postgres.database import Connection
 from hookgate.store.postgres.sql import QUERIES
 from hookgate.store.postgres.writer import WriteCall
-from hookgate.store.rows import delivery_row, message_row, where_clause
+from hookgate.store.rows import delivery_row, message_content, message_row, where_clause
 
 
 class AdminQueries(abc.ABC):
@@ -80,7 +80,7 @@ class AdminQueries(abc.ABC):
             return None
         row = rows[0]
         counts = await self._delivery_counts([number])
-        return message_row(row, counts.get(number, {})), MessageContent(row[6], row[7])
+        return message_row(row, counts.get(number, {})), message_content(row)
 
     # -- deliveries ------------------------------------------------------------
 

@@ -37,9 +37,10 @@ WHERE m.source = k.source AND m.dedup_key = k.key AND m.received_at < k.cutoff
 -- insert_messages --
 -- A conflict on the dedup index (or, rarely, on an id another process drew) inserts
 -- nothing; the ids that went in come back.
-INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body)
+INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body,
+    skipped)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[],
-    %s::text[], %s::bytea[], %s::bytea[])
+    %s::text[], %s::bytea[], %s::bytea[], %s::bytea[])
 ON CONFLICT DO NOTHING
 RETURNING id
 
@@ -221,7 +222,7 @@ FROM messages m WHERE {where} ORDER BY m.id DESC LIMIT %s
 
 -- get_message --
 SELECT m.id, m.source, m.event_type, m.event_id, m.received_at, length(m.body),
-    m.headers, m.body
+    m.headers, m.body, m.skipped
 FROM messages m WHERE m.id = %s
 
 -- count_message_deliveries --
@@ -268,9 +269,10 @@ INSERT INTO meta (key, value) VALUES ('migrated_from', %s) ON CONFLICT (key) DO 
 
 -- import_messages --
 -- Ids kept, so that a second run skips what the first copied.
-INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body)
+INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body,
+    skipped)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[],
-    %s::text[], %s::bytea[], %s::bytea[])
+    %s::text[], %s::bytea[], %s::bytea[], %s::bytea[])
 ON CONFLICT DO NOTHING
 RETURNING id
 

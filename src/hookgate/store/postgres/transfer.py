@@ -68,7 +68,7 @@ async def _claim_target(conn: Connection, identity: str) -> None:
 async def _copy(conn: Connection, source: Export) -> Copied:
     copied = Copied()
     for page in source.pages("messages"):
-        cursor = await conn.execute(QUERIES["import_messages"].encode(), _columns(page, 8))
+        cursor = await conn.execute(QUERIES["import_messages"].encode(), _columns(page, 9))
         inserted = len(await cursor.fetchall())
         copied.messages += inserted
         copied.messages_there += len(page) - inserted

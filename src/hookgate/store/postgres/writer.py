@@ -32,6 +32,7 @@ from hookgate.store import (
 )
 from hookgate.store.postgres.database import Connection, Health, Pool
 from hookgate.store.postgres.sql import QUERIES
+from hookgate.store.rows import encode_skipped
 
 log = structlog.get_logger("hookgate.store")
 
@@ -264,6 +265,7 @@ async def _insert(conn: Connection, rows: list[tuple[int, NewMessage]]) -> set[i
             [m.event_id for _, m in rows],
             [m.headers for _, m in rows],
             [m.body for _, m in rows],
+            [encode_skipped(m.skipped) for _, m in rows],
         ),
     )
     return {row[0] for row in await cursor.fetchall()}

@@ -23,7 +23,7 @@ from hookgate.store import (
     message_id_floor,
     parse_message_id,
 )
-from hookgate.store.rows import delivery_row, message_row, where_clause
+from hookgate.store.rows import delivery_row, message_content, message_row, where_clause
 from hookgate.store.sqlite.sql import QUERIES, marks
 from hookgate.store.sqlite.writer import WriteCall
 
@@ -79,7 +79,7 @@ class AdminQueries(abc.ABC):
             return None
         row = rows[0]
         counts = await self._delivery_counts([number])
-        return message_row(row, counts.get(number, {})), MessageContent(row[6], row[7])
+        return message_row(row, counts.get(number, {})), message_content(row)
 
     # -- deliveries ------------------------------------------------------------
 

@@ -13,11 +13,6 @@ from hookgate.store.sqlite.lockfile import LockFile
 from hookgate.store.sqlite.sql import QUERIES
 
 PAGE = 1000
-_EXPORTS = {
-    "messages": QUERIES["export_messages"],
-    "deliveries": QUERIES["export_deliveries"],
-    "attempts": QUERIES["export_attempts"],
-}
 
 
 class Export:
@@ -28,6 +23,7 @@ class Export:
         self._lock = LockFile(Path(path))
         self._conn: sqlite3.Connection | None = None
         self.identity = ""
+        self._exports: dict[str, str] = {}
 
     def __enter__(self) -> Export:
         if not Path(self.path).is_file():
@@ -36,9 +32,18 @@ class Export:
         try:
             self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             (self.identity,) = self._conn.execute(QUERIES["select_identity"]).fetchone()
+            (has_skipped,) = self._conn.execute(QUERIES["has_skipped_column"]).fetchone()
         except sqlite3.Error as exc:
             self.__exit__()
             raise StoreError(f"cannot read {self.path}: {exc}") from None
+        # Read-only, so not migrated: a database an older hookgate left has no skipped
+        # destinations to copy.
+        skipped = "skipped" if has_skipped else "NULL"
+        self._exports = {
+            "messages": QUERIES["export_messages"].format(skipped=skipped),
+            "deliveries": QUERIES["export_deliveries"],
+            "attempts": QUERIES["export_attempts"],
+        }
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -51,7 +56,7 @@ class Export:
     def pages(self, table: str) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of ``table`` (messages, deliveries, attempts) in id order, by pages."""
         assert self._conn is not None  # noqa: S101 - used inside ``with`` only
-        sql = _EXPORTS[table]
+        sql = self._exports[table]
         after = 0
         while page := self._conn.execute(sql, (after, PAGE)).fetchall():
             yield page

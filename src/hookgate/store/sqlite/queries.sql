@@ -21,8 +21,9 @@ UPDATE meta SET value = ? WHERE key = 'heartbeat'
 UPDATE messages SET dedup_key = NULL WHERE source = ? AND dedup_key = ? AND received_at < ?
 
 -- insert_message --
-INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body,
+    skipped)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 
 -- select_dedup_owners --
 -- Which message holds each event id: an equality and an IN list are what SQLite's
@@ -98,7 +99,7 @@ FROM messages m WHERE {where} ORDER BY m.id DESC LIMIT ?
 
 -- get_message --
 SELECT m.id, m.source, m.event_type, m.event_id, m.received_at, length(m.body),
-    m.headers, m.body
+    m.headers, m.body, m.skipped
 FROM messages m WHERE m.id = ?
 
 -- count_message_deliveries --
@@ -135,9 +136,13 @@ INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated
 SELECT id, ?, 'pending', ?, ? FROM messages WHERE id = ?
 
 -- export_messages --
--- hookgate migrate: the messages after an id, in id order (a page).
-SELECT id, source, received_at, event_type, event_id, dedup_key, headers, body
+-- hookgate migrate: the messages after an id, in id order (a page). {skipped} is the
+-- column, or NULL in a database that an older hookgate left without it.
+SELECT id, source, received_at, event_type, event_id, dedup_key, headers, body, {skipped}
 FROM messages WHERE id > ? ORDER BY id LIMIT ?
+
+-- has_skipped_column --
+SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'skipped'
 
 -- export_deliveries --
 SELECT id, message_id, destination, state, attempts, next_attempt_at, last_status,

@@ -10,7 +10,8 @@ CREATE TABLE messages (
     event_id TEXT,
     dedup_key TEXT,            -- event_id while inside the dedup window, then NULL
     headers BLOB NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    skipped BLOB               -- JSON [{"destination", "reason"}], NULL when none
 );
 CREATE UNIQUE INDEX messages_dedup ON messages(source, dedup_key)
     WHERE dedup_key IS NOT NULL;

@@ -29,6 +29,7 @@ from hookgate.store import (
     format_message_id,
     new_message_id,
 )
+from hookgate.store.rows import encode_skipped
 from hookgate.store.sqlite.database import Health
 from hookgate.store.sqlite.sql import QUERIES, marks
 
@@ -201,7 +202,17 @@ async def insert_messages(
     await conn.executemany(
         QUERIES["insert_message"],
         [
-            (i, m.source, m.received_at, m.event_type, m.event_id, m.event_id, m.headers, m.body)
+            (
+                i,
+                m.source,
+                m.received_at,
+                m.event_type,
+                m.event_id,
+                m.event_id,
+                m.headers,
+                m.body,
+                encode_skipped(m.skipped),
+            )
             for i, m in zip(ids, messages, strict=True)
         ],
     )
