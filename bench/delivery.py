@@ -116,14 +116,23 @@ def wait_for_events(port: int, count: int, timeout: float) -> dict[str, Any]:
 class Daemon:
     """Ports, config and database of one hookgate run."""
 
-    def __init__(self, folder: Path, destinations: dict[str, dict[str, Any]], sync: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        destinations: dict[str, dict[str, Any]],
+        sync: str,
+        delivery_processes: int | None = None,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = harness.free_port()
         self.admin = harness.free_port()
         self.db = folder / "bench.db"
+        server = f'[server]\nlisten = "127.0.0.1:{self.port}"\nshutdown_grace = "1s"'
+        if delivery_processes is not None:
+            server += f"\ndelivery_processes = {delivery_processes}"
         lines = [
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\nshutdown_grace = "1s"',
+            server,
             f'[admin]\nlisten = "127.0.0.1:{self.admin}"\ntoken = "{TOKEN}"',
             f'[storage]\npath = "bench.db"\nsync = "{sync}"',
             '[log]\nlevel = "info"',

@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-import aiohttp
 import structlog
 
 from hookgate import metrics
@@ -33,6 +32,7 @@ from hookgate.config import DestinationConfig
 from hookgate.errors import StoreError
 from hookgate.outbound import retry
 from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.client import Sender
 from hookgate.outbound.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound.requests import OutboundRequest, RequestBuilder, group_into_requests
 from hookgate.outbound.shared import SharedRateLimiter
@@ -41,9 +41,6 @@ from hookgate.wire import DestinationState
 
 log = structlog.get_logger("hookgate.dispatch")
 
-SNIPPET_BYTES = 1024
-# Read (and drop) at most this much of a response so the connection can be reused.
-_DRAIN_BYTES = 64 * 1024
 _CLAIM_RETRY_DELAY = 1.0
 # While the store cannot record outcomes, retry writing them this often (doubling).
 _RECORD_RETRY_FIRST = 0.5
@@ -59,7 +56,7 @@ class DestinationWorker:
         self,
         destination: DestinationConfig,
         store: Store,
-        session: aiohttp.ClientSession,
+        sender: Sender,
         rng: random.Random,
         alerter: Alerter,
         *,
@@ -69,10 +66,9 @@ class DestinationWorker:
         self.alerter = alerter
         self.policy = destination.policy
         self.store = store
-        self.session = session
+        self.sender = sender
         self.rng = rng
         self.builder = RequestBuilder(destination, store.identity)
-        self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
         self.coordination = store.coordination
         self.limiter: RateLimiter | None = None
         self.shared_limiter: SharedRateLimiter | None = None
@@ -96,6 +92,9 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
+        # Requests not yet answered. An answered one's slot is free while its outcome
+        # commits (its lease keeps it from a new claim); ordered: only once committed.
+        self.sending = 0
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -149,7 +148,10 @@ class DestinationWorker:
         """Start what may start now; return how long to sleep (None: until woken)."""
         if self.paused:
             return None
-        free = (1 if self.destination.ordered else self.policy.concurrency) - len(self.requests)
+        if self.destination.ordered:
+            free = 1 - len(self.requests)
+        else:
+            free = self.policy.concurrency - self.sending
         if free <= 0:
             return None
         now = time.time()
@@ -225,6 +227,7 @@ class DestinationWorker:
         self.inflight.update(d.id for d in deliveries)
         task = asyncio.create_task(self._attempt(deliveries), name=f"attempt-{deliveries[0].id}")
         self.requests.add(task)
+        self.sending += 1
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -248,10 +251,16 @@ class DestinationWorker:
                 await asyncio.sleep(_CRASH_HOLD)
                 await self.store.release([d.id for d in deliveries])
                 return
+            finally:
+                self._answered()
             await self._record(records)
             self._report(deliveries, request.webhook_id if request else None, records)
         finally:
             self.inflight -= {d.id for d in deliveries}
+
+    def _answered(self) -> None:
+        self.sending -= 1
+        self.wake.set()
 
     async def _deliver(
         self, deliveries: list[DueDelivery]
@@ -385,30 +394,8 @@ class DestinationWorker:
             log.error("circuit.share_failed", destination=self.name, error=str(exc))
 
     async def _post(self, request: OutboundRequest) -> tuple[retry.Outcome, bytes]:
-        try:
-            async with self.session.post(
-                self.destination.url,
-                data=request.body,
-                headers=request.headers,
-                allow_redirects=False,
-                timeout=self.timeout,
-            ) as response:
-                snippet = await response.content.read(SNIPPET_BYTES)
-                await _drain(response)
-                outcome = retry.Outcome(
-                    status=response.status,
-                    error=None if response.status < 300 else f"HTTP {response.status}",
-                    retry_after=response.headers.get("Retry-After"),
-                )
-                return outcome, snippet
-        except TimeoutError:
-            return retry.Outcome(None, "timeout"), b""
-        except aiohttp.ClientError as exc:
-            return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
-        except (ValueError, OSError) as exc:
-            # aiohttp raises these for a request it will not send (a bad header value)
-            # or a socket failing outside its own error types.
-            return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
+        answer = await self.sender.send(self.name, request.body, request.headers)
+        return answer.outcome, answer.snippet
 
     def _report(
         self,
@@ -446,15 +433,6 @@ class DestinationWorker:
         for task in still_running:
             task.cancel()
         await asyncio.gather(*still_running, return_exceptions=True)
-
-
-async def _drain(response: aiohttp.ClientResponse) -> None:
-    remaining = _DRAIN_BYTES
-    while remaining > 0 and not response.content.at_eof():
-        chunk = await response.content.read(min(remaining, 16384))
-        if not chunk:
-            return
-        remaining -= len(chunk)
 
 
 async def _unless_cancelled_first(write: Awaitable[Any]) -> None:
