@@ -256,7 +256,7 @@ class DeliveryProcesses:
                 self._log_config.level,
                 self._log_config.format,
                 pass_fds=(theirs.fileno(),),
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+                env=_child_environment(),
             )
         finally:
             theirs.close()
@@ -310,6 +310,13 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:  # the daemon died before the line above ran
         os._exit(0)
+
+
+def _child_environment() -> dict[str, str]:
+    """The daemon's environment and import path, without systemd's: only it notifies."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
 
 
 class _ChildServer:
