@@ -283,7 +283,9 @@ def run_paced(url: str, args: argparse.Namespace) -> tuple[int, float]:
     return uvloop.run(paced_client(url, args.rate, args.latency_seconds))
 
 
-def latency(folder: Path, args: argparse.Namespace, *, relay: bool) -> dict[str, float]:
+def latency(
+    folder: Path, args: argparse.Namespace, *, relay: bool, processes: int | None = None
+) -> dict[str, float]:
     name = "relay" if relay else "direct"
     with sink(folder, f"{name}-latency-sink") as port:
         url = f"http://127.0.0.1:{port}/in"
@@ -291,7 +293,7 @@ def latency(folder: Path, args: argparse.Namespace, *, relay: bool) -> dict[str,
             ok, achieved = run_paced(url, args)
             stats = wait_for_events(port, ok, timeout=30)
         else:
-            daemon = Daemon(folder / "latency-daemon", {"sink": {"url": url}}, args.sync)
+            daemon = Daemon(folder / "latency-daemon", {"sink": {"url": url}}, args.sync, processes)
             with daemon.running():
                 daemon.ready_after(time.monotonic())
                 ok, achieved = run_paced(daemon.ingress, args)

@@ -144,13 +144,18 @@ async def test_alerts_are_signed_webhooks_through_the_outbox(
         if event["type"] == "circuit.opened":
             assert event["data"] == {"destination": "orders"}
     assert sorted(seen_dead) == sorted(ids)
+
     # Alerts are messages like any other: visible and retryable.
-    states = dict(
-        daemon.query(
-            "SELECT destination, count(*) FROM deliveries WHERE state = 'delivered' GROUP BY 1"
+    # An alert's outcome is committed just after the ops server answered it: wait for it.
+    def delivered_alerts() -> int:
+        states = dict(
+            daemon.query(
+                "SELECT destination, count(*) FROM deliveries WHERE state = 'delivered' GROUP BY 1"
+            )
         )
-    )
-    assert states.get("_alerts", 0) == len(ops.requests)
+        return int(states.get("_alerts", 0))
+
+    await wait_for(lambda: delivered_alerts() == len(ops.requests))
 
 
 def _alert_types(ops: Downstream) -> set[str]:

@@ -46,6 +46,8 @@ EXITED = Answer(None, "the delivery process exited", None, b"")
 _STABLE_AFTER = 5.0
 _RESTART_FIRST = 0.1
 _RESTART_MAX = 5.0
+# How long start-up waits for the children to import and say they are ready.
+_READY_WAIT = 30.0
 # How long a closing child gets to end its requests after the socket closes.
 _EXIT_WAIT = 5.0
 _PR_SET_PDEATHSIG = 1
@@ -65,8 +67,11 @@ class Request(msgspec.Struct, array_like=True, tag=1):
 
 
 class Reply(msgspec.Struct, array_like=True):
-    id: int
+    id: int  # 0: the child is ready (its answer says nothing)
     answer: Answer
+
+
+_HELLO = 0
 
 
 class _Link(asyncio.Protocol):
@@ -133,9 +138,14 @@ class _Child:
         self.process: asyncio.subprocess.Process | None = None
         self.link: _Link | None = None
         self.inflight: dict[int, asyncio.Future[Answer]] = {}
+        self.ready: asyncio.Future[None] | None = None
 
     def on_frame(self, frame: memoryview) -> None:
         reply = _REPLY.decode(frame)
+        if reply.id == _HELLO:
+            if self.ready is not None and not self.ready.done():
+                self.ready.set_result(None)
+            return
         future = self.inflight.pop(reply.id, None)
         if future is not None and not future.done():
             future.set_result(reply.answer)
@@ -173,11 +183,18 @@ class DeliveryProcesses:
         return [c.process.pid for c in self._children if c.process and c.link]
 
     async def start(self) -> None:
-        """Start every child; requests sent meanwhile wait for the first one up."""
+        """Start every child and wait until each is ready to send (or has died)."""
+        loop = asyncio.get_running_loop()
         for child in self._children:
+            child.ready = loop.create_future()
             task = asyncio.create_task(self._supervise(child), name=f"delivery-{child.slot}")
             task.add_done_callback(self._on_supervisor_done)
             self._supervisors.append(task)
+        # Ready also when the first try died: the supervisor restarts it meanwhile.
+        await asyncio.wait(
+            [asyncio.ensure_future(c.ready) for c in self._children if c.ready is not None],
+            timeout=_READY_WAIT,
+        )
 
     def _on_supervisor_done(self, task: asyncio.Task[None]) -> None:
         if self._closing or self.failed.done():
@@ -227,6 +244,8 @@ class DeliveryProcesses:
             process, link = await self._spawn(child)
             returncode = await process.wait()
             await link.lost
+            if child.ready is not None and not child.ready.done():
+                child.ready.set_result(None)
             child.link = None
             if all(c.link is None for c in self._children):
                 self._live.clear()
@@ -346,6 +365,7 @@ async def serve_child(fd: int) -> None:
     server = _ChildServer()
     loop = asyncio.get_running_loop()
     await loop.create_connection(lambda: server.link, sock=sock)
+    server.link.write(_ENCODER.encode(Reply(_HELLO, Answer(None, None, None, b""))))
     await server.link.lost
     # The daemon closed the socket: it waits for no answer any more.
     for task in server.tasks:
