@@ -199,9 +199,9 @@ def end_to_end(
 
 def added_latency(folder: Path, args: argparse.Namespace, rate: int) -> dict[str, float]:
     args.rate = rate
-    direct = delivery.latency(folder / "direct", args, relay=False)
+    direct = delivery.latency(folder / "direct", args, relay=False, warmup=args.warmup)
     through = delivery.latency(
-        folder / "relay", args, relay=True, processes=args.delivery_processes
+        folder / "relay", args, relay=True, processes=args.delivery_processes, warmup=args.warmup
     )
     return {
         "rate": through["rate"],
@@ -336,7 +336,10 @@ def run(folder: Path, args: argparse.Namespace, parts: set[str]) -> None:
     if "6" in parts:
         rate = int(e2e_rate / 2) if e2e_rate else 500
         lat = added_latency(place("latency"), args, rate)
-        print(f"\n== 6. latency at half of 5: paced {rate}/s for {args.latency_seconds}s")
+        print(
+            f"\n== 6. latency at half of 5: paced {rate}/s for {args.latency_seconds}s"
+            f" after {args.warmup}s of warm-up at that rate"
+        )
         print(
             f"straight to the sink (baseline)   p50 {lat['direct_p50']:6.2f} ms"
             f"  p99 {lat['direct_p99']:6.2f} ms"
