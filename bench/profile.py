@@ -60,7 +60,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--delivery-processes", type=int, default=None)
     parser.add_argument("--raw", type=Path, default=None, help="keep py-spy's samples here")
+    parser.add_argument(
+        "--drain", type=int, default=0, help="no wrk: profile draining this many deliveries"
+    )
     args = parser.parse_args()
+    if args.drain:
+        profile_drain(args)
+        return
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-profile-") as tmp:
         folder = Path(tmp)
         script = delivery.wrk_script(folder)
@@ -79,6 +85,26 @@ def main() -> None:
                 delivered = delivery.sink_stats(port)["events"] - before
                 spy.join()
         report(raw, load["requests"], delivered, args.seconds)
+
+
+def profile_drain(args: argparse.Namespace) -> None:
+    """Delivery alone: a pre-built backlog (batch_max = 1) drained after resume."""
+    with tempfile.TemporaryDirectory(prefix="hookgate-bench-profile-") as tmp:
+        folder = Path(tmp)
+        with delivery.sink(folder, "sink") as port:
+            table = {"url": f"http://127.0.0.1:{port}/in", "batch_max": 1}
+            d = delivery.Daemon(folder, {"sink": table}, "full", args.delivery_processes)
+            delivery.build_backlog(d.db, args.drain, "sink", paused=True)
+            with d.running() as proc:
+                d.ready_after(time.monotonic())
+                raw = args.raw or folder / "samples.txt"
+                spy = threading.Thread(target=profile, args=([proc.pid], args.seconds, raw))
+                d.resume("sink")
+                before = delivery.sink_stats(port)["events"]
+                spy.start()
+                spy.join()
+                delivered = delivery.sink_stats(port)["events"] - before
+        report(raw, 0, delivered, args.seconds)
 
 
 def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:

@@ -5,8 +5,11 @@ or failing destination cannot hold up the others. A worker sleeps until a commit
 brings it work, a request ends, or its earliest ``next_attempt_at`` comes: never a
 busy poll (with a store that other processes share, it also looks now and then for
 work that no wake-up announced). Claims are bounded pages, so the backlog stays in
-the store, not in memory; a claim leases its deliveries to this process, and what a
-worker claims it starts or releases at once. An outcome is committed before its
+the store, not in memory; a claim leases its deliveries to this process. What a
+worker claims it starts at once or, with the store to itself (SQLite: leases that
+never expire), keeps as the next page, ready for the slots that free meanwhile, so
+that a slot that frees does not wait for a query; pausing, an open circuit or a stop
+releases that page. An outcome is committed before its
 delivery leaves ``inflight``, and one that cannot be committed is held and written
 again, never sent again.
 
@@ -18,6 +21,7 @@ destination's total across them, and an open circuit stops their claims too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import random
@@ -95,6 +99,8 @@ class DestinationWorker:
         # Requests not yet answered. An answered one's slot is free while its outcome
         # commits (its lease keeps it from a new claim); ordered: only once committed.
         self.sending = 0
+        # Claimed, not yet started: requests for the next free slots (see _claim_due).
+        self.ready: collections.deque[list[DueDelivery]] = collections.deque()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -128,6 +134,12 @@ class DestinationWorker:
         self.wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self._release_ready()
+
+    async def _loop(self) -> None:
         while not self._stopping:
             self.wake.clear()
             try:
@@ -147,6 +159,7 @@ class DestinationWorker:
     async def _step(self) -> float | None:
         """Start what may start now; return how long to sleep (None: until woken)."""
         if self.paused:
+            await self._release_ready()
             return None
         if self.destination.ordered:
             free = 1 - len(self.requests)
@@ -157,21 +170,35 @@ class DestinationWorker:
         now = time.time()
         reopen = self.circuit.reopens_in(now)
         if reopen:
+            await self._release_ready()
             return reopen
-        groups, wait = await (
-            self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
-        )
+        if self.ready:
+            groups = [self.ready.popleft() for _ in range(min(free, len(self.ready)))]
+            wait: float | None = 0  # then look again: more may be ready, or due
+        else:
+            groups, wait = await (
+                self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
+            )
         for i, group in enumerate(groups):
             if not self.circuit.allows(now):
-                await self.store.release([d.id for g in groups[i:] for d in g])
+                self.ready.extendleft(reversed(groups[i:]))
+                await self._release_ready()
                 return None  # a probe is out; its end wakes us
             self._start(group)
         return wait
 
+    async def _release_ready(self) -> None:
+        ready, self.ready = self.ready, collections.deque()
+        if ready:
+            await self.store.release([d.id for group in ready for d in group])
+
     async def _claim_due(
         self, now: float, free: int
     ) -> tuple[list[list[DueDelivery]], float | None]:
-        limit = free * self.destination.batch_max
+        # With leases that never expire, a whole page: what does not fit now is ready
+        # for the next free slots. Shared leases expire: claim only what starts now.
+        pages = free if self.coordination is not None else self.policy.concurrency
+        limit = pages * self.destination.batch_max
         # Leased deliveries (in flight here or elsewhere) are not claimed again: one
         # that settles while the claim runs committed its result before its lease
         # ended, so it is either skipped or read in its new state, never restarted.
@@ -182,7 +209,10 @@ class DestinationWorker:
             return [], fill_wait
         groups = group_into_requests(fresh, self.destination.batch_max)
         if len(groups) > free:
-            await self.store.release([d.id for g in groups[free:] for d in g])
+            if self.coordination is not None:
+                await self.store.release([d.id for g in groups[free:] for d in g])
+            else:
+                self.ready.extend(groups[free:])
             groups = groups[:free]
         if len(fresh) == limit and len(groups) < free:
             return groups, 0  # more may be due beyond this page
