@@ -8,6 +8,9 @@ the webhooks ingested (ingest stages) or delivered (delivery stages) in the wind
 microseconds of one core per webhook.
 
 Usage: python bench/profile.py [--seconds 8] [--delivery-processes N] [--raw FILE]
+                               [--drain N] [--daemon-src DIR]
+--drain profiles delivery alone (a pre-built backlog of N, batch_max = 1) instead of
+wrk's load; --daemon-src runs the daemon from another checkout's src/ (main: before).
 Prints figures; asserts nothing.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,11 +40,25 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("ingest: hookgate handler", ("inbound/listener.py",)),
     ("ingest: message commit (writer)", ("store/sqlite/writer.py",)),
     ("ingest: aiohttp server", ("aiohttp/web_protocol", "aiohttp/http_parser", "aiohttp/web")),
-    ("aiosqlite and sqlite3 (threads)", ("aiosqlite", "sqlite3")),
+    ("SQLite threads running SQL (commits: fsync)", ("aiosqlite", "sqlite3")),
 ]
 
 
+def _waiting_line() -> str:
+    """The frame of an aiosqlite thread waiting for work (py-spy samples it as busy)."""
+    import aiosqlite.core
+
+    source = Path(aiosqlite.core.__file__).read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if "tx.get()" in text)
+    return f"_connection_worker_thread (aiosqlite/core.py:{line})"
+
+
+WAITING = _waiting_line()
+
+
 def stage_of(stack: str) -> str:
+    if stack.endswith(WAITING):
+        return "SQLite threads waiting for work (idle)"
     for stage, needles in STAGES:
         if any(needle in stack for needle in needles):
             return stage
@@ -63,7 +81,10 @@ def main() -> None:
     parser.add_argument(
         "--drain", type=int, default=0, help="no wrk: profile draining this many deliveries"
     )
+    parser.add_argument("--daemon-src", type=Path, default=None, help="another checkout's src/")
     args = parser.parse_args()
+    if args.daemon_src is not None:
+        os.environ["PYTHONPATH"] = str(args.daemon_src.resolve())
     if args.drain:
         profile_drain(args)
         return
@@ -116,9 +137,12 @@ def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:
     print(f"ingested {ingested:.0f} ({ingested / seconds:.0f}/s), delivered {delivered:.0f}")
     print(f"({delivered / seconds:.0f}/s) in {seconds}s; CPU in microseconds per webhook:")
     total = 0.0
+    idle = samples.pop("SQLite threads waiting for work (idle)", 0)
+    waiting = idle / RATE / seconds
+    print(f"  (not counted: SQLite threads waiting for work, {waiting:.0%} of a core)")
     for stage, count in samples.most_common():
         cpu_s = count / RATE
-        per = delivered if stage.startswith("delivery") else ingested
+        per = delivered if stage.startswith("delivery") or not ingested else ingested
         micros = cpu_s / max(per, 1) * 1e6
         total += cpu_s
         print(f"  {stage:<44} {cpu_s / seconds * 100:5.1f}% of a core  {micros:7.1f} us")

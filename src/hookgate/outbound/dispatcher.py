@@ -43,12 +43,14 @@ class Dispatcher:
 
     async def start(self) -> None:
         self.sender.set_targets([Target.of(d) for d in self._destinations])
-        if isinstance(self.sender, DeliveryProcesses):
-            self.sender.failed.add_done_callback(self._on_sender_failed)
-            await self.sender.start()
         paused = await self.store.paused_destinations()
         for destination in self._destinations:
             self._start_worker(destination, destination.name in paused)
+        # After the workers: the admin API (already listening) finds them at once;
+        # their first requests wait for a delivery process.
+        if isinstance(self.sender, DeliveryProcesses):
+            self.sender.failed.add_done_callback(self._on_sender_failed)
+            await self.sender.start()
 
     def _start_worker(self, destination: DestinationConfig, paused: bool) -> None:
         worker = DestinationWorker(
