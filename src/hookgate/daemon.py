@@ -65,9 +65,11 @@ class Daemon:
         """Serve until a signal or a crashed background task; return the exit code."""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_log_loop_error)
-        running = await self._start()
+        # Before starting: a stop asked for during start-up (a migration, the delivery
+        # processes starting) is a clean stop once started, not a kill.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
+        running = await self._start()
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal, running)
         watchdog = asyncio.create_task(self._watchdog(), name="systemd-watchdog")
         pruner = asyncio.create_task(
@@ -105,6 +107,7 @@ class Daemon:
         store.on_commit(dispatcher.wake)
         running = _Running(store, dispatcher, alerter)
         try:
+            await dispatcher.start_delivery_processes()
             running.ingress = Ingress(self.config, store)
             running.admin = Admin(
                 self.config, store, dispatcher, alive=lambda: self._failure is None

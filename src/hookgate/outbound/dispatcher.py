@@ -41,16 +41,20 @@ class Dispatcher:
         # Resolved when a worker ends without being asked to: the daemon stops then.
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
+    async def start_delivery_processes(self) -> None:
+        """Start the delivery processes, if the sender is theirs, and wait until they are ready.
+
+        The daemon calls this before it listens: once it answers, its children run.
+        """
+        if isinstance(self.sender, DeliveryProcesses):
+            self.sender.failed.add_done_callback(self._on_sender_failed)
+            await self.sender.start()
+
     async def start(self) -> None:
         self.sender.set_targets([Target.of(d) for d in self._destinations])
         paused = await self.store.paused_destinations()
         for destination in self._destinations:
             self._start_worker(destination, destination.name in paused)
-        # After the workers: the admin API (already listening) finds them at once;
-        # their first requests wait for a delivery process.
-        if isinstance(self.sender, DeliveryProcesses):
-            self.sender.failed.add_done_callback(self._on_sender_failed)
-            await self.sender.start()
 
     def _start_worker(self, destination: DestinationConfig, paused: bool) -> None:
         worker = DestinationWorker(

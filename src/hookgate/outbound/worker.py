@@ -96,8 +96,9 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
-        # Requests not yet answered. An answered one's slot is free while its outcome
-        # commits (its lease keeps it from a new claim); ordered: only once committed.
+        # Requests not yet answered. With the store to itself, an answered one's slot is
+        # free while its outcome commits (its lease keeps it from a new claim); ordered
+        # or shared: only once committed.
         self.sending = 0
         # Claimed, not yet started: requests for the next free slots (see _claim_due).
         self.ready: collections.deque[list[DueDelivery]] = collections.deque()
@@ -163,6 +164,9 @@ class DestinationWorker:
             return None
         if self.destination.ordered:
             free = 1 - len(self.requests)
+        elif self.coordination is not None:
+            # Shared leases: a process killed holds no more than its concurrency.
+            free = self.policy.concurrency - len(self.requests)
         else:
             free = self.policy.concurrency - self.sending
         if free <= 0:
