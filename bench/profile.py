@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,8 @@ def stage_of(stack: str) -> str:
 
 
 def profile(pids: list[int], seconds: int, out: Path) -> None:
-    spy = str(Path(sys.executable).with_name("py-spy"))
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
     args = [spy, "record", "--format", "raw", "-r", str(RATE), "-d", str(seconds)]
     args += ["--threads", "--subprocesses", "-o", str(out), "-p", str(pids[0])]
     subprocess.run(args, check=True, capture_output=True)
@@ -133,7 +135,14 @@ def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if stack:
-            samples[stage_of(stack)] += int(count)
+            child = "hookgate.cli.delivery" in stack.split(";thread", 1)[0]
+            stage = stage_of(stack)
+            if child and not stage.endswith("(idle)"):
+                # The delivery process works for deliveries only: all its time is theirs.
+                stage = f"delivery process: {stage.removeprefix('delivery: ')}"
+                stage = stage.replace("event loop, other", "event loop, IPC, other")
+                stage = stage.replace("hand-off to a delivery process", "socket frames")
+            samples[stage] += int(count)
     print(f"ingested {ingested:.0f} ({ingested / seconds:.0f}/s), delivered {delivered:.0f}")
     print(f"({delivered / seconds:.0f}/s) in {seconds}s; CPU in microseconds per webhook:")
     total = 0.0
@@ -142,7 +151,7 @@ def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:
     print(f"  (not counted: SQLite threads waiting for work, {waiting:.0%} of a core)")
     for stage, count in samples.most_common():
         cpu_s = count / RATE
-        per = delivered if stage.startswith("delivery") or not ingested else ingested
+        per = delivered if stage.startswith("deliver") or not ingested else ingested
         micros = cpu_s / max(per, 1) * 1e6
         total += cpu_s
         print(f"  {stage:<44} {cpu_s / seconds * 100:5.1f}% of a core  {micros:7.1f} us")
