@@ -116,14 +116,23 @@ def wait_for_events(port: int, count: int, timeout: float) -> dict[str, Any]:
 class Daemon:
     """Ports, config and database of one hookgate run."""
 
-    def __init__(self, folder: Path, destinations: dict[str, dict[str, Any]], sync: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        destinations: dict[str, dict[str, Any]],
+        sync: str,
+        delivery_processes: int | None = None,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = harness.free_port()
         self.admin = harness.free_port()
         self.db = folder / "bench.db"
+        server = f'[server]\nlisten = "127.0.0.1:{self.port}"\nshutdown_grace = "1s"'
+        if delivery_processes is not None:
+            server += f"\ndelivery_processes = {delivery_processes}"
         lines = [
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\nshutdown_grace = "1s"',
+            server,
             f'[admin]\nlisten = "127.0.0.1:{self.admin}"\ntoken = "{TOKEN}"',
             f'[storage]\npath = "bench.db"\nsync = "{sync}"',
             '[log]\nlevel = "info"',
@@ -274,19 +283,33 @@ def run_paced(url: str, args: argparse.Namespace) -> tuple[int, float]:
     return uvloop.run(paced_client(url, args.rate, args.latency_seconds))
 
 
-def latency(folder: Path, args: argparse.Namespace, *, relay: bool) -> dict[str, float]:
+def latency(
+    folder: Path,
+    args: argparse.Namespace,
+    *,
+    relay: bool,
+    processes: int | None = None,
+    warmup: float = 0.0,
+) -> dict[str, float]:
+    """Paced sends with their latencies; the first ``warmup`` seconds are sent, not counted."""
     name = "relay" if relay else "direct"
-    with sink(folder, f"{name}-latency-sink") as port:
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(sink(folder, f"{name}-latency-sink"))
         url = f"http://127.0.0.1:{port}/in"
-        if not relay:
-            ok, achieved = run_paced(url, args)
-            stats = wait_for_events(port, ok, timeout=30)
-        else:
-            daemon = Daemon(folder / "latency-daemon", {"sink": {"url": url}}, args.sync)
-            with daemon.running():
-                daemon.ready_after(time.monotonic())
-                ok, achieved = run_paced(daemon.ingress, args)
-                stats = wait_for_events(port, ok, timeout=60)
+        if relay:
+            daemon = Daemon(folder / "latency-daemon", {"sink": {"url": url}}, args.sync, processes)
+            stack.enter_context(daemon.running())
+            daemon.ready_after(time.monotonic())
+            url = daemon.ingress
+        warm = 0
+        if warmup:
+            warm_args = argparse.Namespace(**{**vars(args), "latency_seconds": warmup})
+            sent, _ = run_paced(url, warm_args)
+            warm = wait_for_events(port, sent, timeout=60)["events"]
+        ok, achieved = run_paced(url, args)
+        stats = wait_for_events(port, warm + ok, timeout=60)
+    stats["latencies"] = stats["latencies"][warm:]
+    stats["events"] -= warm
     p50, p99 = percentiles(stats["latencies"])
     return {"sent_ok": ok, "received": stats["events"], "rate": achieved, "p50": p50, "p99": p99}
 

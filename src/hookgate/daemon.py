@@ -23,6 +23,7 @@ from hookgate.errors import ConfigError, StartupError, StoreError
 from hookgate.inbound.listener import KEEPALIVE_TIMEOUT, Ingress
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
+from hookgate.outbound.processes import DeliveryProcesses
 from hookgate.store import Store, open_store, retention
 
 log = structlog.get_logger("hookgate.daemon")
@@ -64,9 +65,11 @@ class Daemon:
         """Serve until a signal or a crashed background task; return the exit code."""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_log_loop_error)
-        running = await self._start()
+        # Before starting: a stop asked for during start-up (a migration, the delivery
+        # processes starting) is a clean stop once started, not a kill.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
+        running = await self._start()
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal, running)
         watchdog = asyncio.create_task(self._watchdog(), name="systemd-watchdog")
         pruner = asyncio.create_task(
@@ -100,10 +103,11 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         alerter = Alerter(store, self.config.alerts)
         alerter.apply(self.config)
-        dispatcher = Dispatcher(self.config.destinations.values(), store, alerter)
+        dispatcher = Dispatcher(self.config.destinations.values(), store, alerter, self._sender())
         store.on_commit(dispatcher.wake)
         running = _Running(store, dispatcher, alerter)
         try:
+            await dispatcher.start_delivery_processes()
             running.ingress = Ingress(self.config, store)
             running.admin = Admin(
                 self.config, store, dispatcher, alive=lambda: self._failure is None
@@ -123,6 +127,11 @@ class Daemon:
             await self._shutdown(running)
             raise
         return running
+
+    def _sender(self) -> DeliveryProcesses | None:
+        """The delivery processes the config asks for (None: this process sends)."""
+        count = self.config.server.delivery_processes
+        return DeliveryProcesses(count, self.config.log) if count else None
 
     async def _listen(
         self, running: _Running, ingress: Ingress, admin: Admin, tls: ssl.SSLContext | None
@@ -193,6 +202,7 @@ class Daemon:
                 listen=old.server.listen,
                 tls_cert=old.server.tls_cert,
                 tls_key=old.server.tls_key,
+                delivery_processes=old.server.delivery_processes,
             ),
             admin=msgspec.structs.replace(new.admin, listen=old.admin.listen),
             storage=old.storage,

@@ -29,6 +29,7 @@ from hookgate.config.schema import (
     DeliveryPolicy,
     DestinationConfig,
     Rule,
+    ServerConfig,
     SourceConfig,
     StorageConfig,
     VerifyConfig,
@@ -88,6 +89,10 @@ def _check_server(config: Config, report: Report) -> None:
     _check_items(report, CIDR, config.server.trusted_proxies, "server.trusted_proxies")
     if (config.server.tls_cert is None) != (config.server.tls_key is None):
         report.error("server.tls_cert", "tls_cert and tls_key must be set together")
+    for name, rule in table_rules(ServerConfig):
+        value = getattr(config.server, name)
+        if not rule.holds(value, config.server):
+            report.error(f"server.{name}", f"expected {rule.expected}, got {value}")
 
 
 def _check_items(report: Report, rule: Rule, values: Iterable[object], where: str) -> None:

@@ -81,6 +81,7 @@ WINDOW = Rule(
 )
 SHARE = Rule("a number from 0 to 1", lambda value, _: 0 <= value <= 1)
 ABOVE_ONE = Rule("a number > 1", lambda value, _: value > 1)
+DELIVERY_PROCESSES = Rule("an integer from 0 to 64", lambda value, _: 0 <= value <= 64)
 NOT_NEGATIVE = Rule("a number >= 0", lambda value, _: value >= 0)
 LONGER_THAN_TRAFFIC_WINDOW = Rule(
     "a duration > alerts.traffic_window",
@@ -103,6 +104,10 @@ class ServerConfig(_Table, frozen=True):
     trusted_proxies: list[str] = []
     tls_cert: str | None = None
     tls_key: str | None = None
+    # Child processes that send the deliveries' HTTP requests (0: this process sends).
+    delivery_processes: Annotated[
+        int, setting("child processes sending deliveries; 0: none", DELIVERY_PROCESSES)
+    ] = 1
 
 
 class AdminConfig(_Table, frozen=True):

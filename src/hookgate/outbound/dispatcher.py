@@ -1,9 +1,9 @@
 """The dispatcher: a worker per destination, started, reloaded and stopped together.
 
-All workers share pooled ``aiohttp.ClientSession``s (one per ``deny_networks`` list,
-most destinations share the default one), so connections are kept alive across
-deliveries. A worker that ends without being asked to resolves ``failed``, and
-the daemon stops: no zombie that still answers 2xx.
+Workers send their requests through one ``Sender``: the ``HttpClient`` of this process
+(pooled, keep-alive sessions), or the delivery processes that run that client on
+other cores (processes.py). A worker that ends without being asked to resolves
+``failed``, and the daemon stops: no zombie that still answers 2xx.
 """
 
 from __future__ import annotations
@@ -12,36 +12,49 @@ import asyncio
 import random
 from collections.abc import Iterable
 
-import aiohttp
-
-from hookgate import addresses
 from hookgate.config import DestinationConfig
-from hookgate.outbound import egress
 from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.client import HttpClient, Target
+from hookgate.outbound.processes import DeliveryProcesses
 from hookgate.outbound.worker import DestinationWorker
 from hookgate.store import Store
 from hookgate.transform import TransformPool
 
 
 class Dispatcher:
-    """Runs one worker per destination over a shared pooled client session."""
+    """Runs one worker per destination over one sender of requests."""
 
     def __init__(
-        self, destinations: Iterable[DestinationConfig], store: Store, alerter: Alerter
+        self,
+        destinations: Iterable[DestinationConfig],
+        store: Store,
+        alerter: Alerter,
+        sender: HttpClient | DeliveryProcesses | None = None,
     ) -> None:
         self.store = store
         self.alerter = alerter
         self._destinations = list(destinations)
         self.workers: dict[str, DestinationWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._sessions: dict[tuple[addresses.IPNetwork, ...], aiohttp.ClientSession] = {}
+        # The dispatcher owns its sender: it starts and closes it.
+        self.sender = sender or HttpClient()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         # Shared by every destination's transform; no process starts until one runs.
         self.transforms = TransformPool()
         # Resolved when a worker ends without being asked to: the daemon stops then.
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
+    async def start_delivery_processes(self) -> None:
+        """Start the delivery processes, if the sender is theirs, and wait until they are ready.
+
+        The daemon calls this before it listens: once it answers, its children run.
+        """
+        if isinstance(self.sender, DeliveryProcesses):
+            self.sender.failed.add_done_callback(self._on_sender_failed)
+            await self.sender.start()
+
     async def start(self) -> None:
+        self.sender.set_targets([Target.of(d) for d in self._destinations])
         coordination = self.store.coordination
         if coordination is not None:
             coordination.on_pause_changed(self._paused_elsewhere)
@@ -49,27 +62,11 @@ class Dispatcher:
         for destination in self._destinations:
             self._start_worker(destination, destination.name in paused)
 
-    def _session_for(self, destination: DestinationConfig) -> aiohttp.ClientSession:
-        """The pooled session of the destination's deny list (most share the default one)."""
-        deny = addresses.parse_networks(destination.policy.deny_networks)
-        session = self._sessions.get(deny)
-        if session is None:
-            # No per-host cap: each worker's own concurrency is the limit, so one
-            # destination's slow requests never queue another's behind them. Cookies
-            # are never kept and the process's proxy variables never used.
-            session = aiohttp.ClientSession(
-                connector=egress.make_connector(deny),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-            )
-            self._sessions[deny] = session
-        return session
-
     def _start_worker(self, destination: DestinationConfig, paused: bool) -> None:
         worker = DestinationWorker(
             destination,
             self.store,
-            self._session_for(destination),
+            self.sender,
             self._rng,
             self.alerter,
             self.transforms,
@@ -85,6 +82,10 @@ class Dispatcher:
             return
         error = None if task.cancelled() else task.exception()
         self.failed.set_result(f"worker {worker.name} stopped: {error!r}")
+
+    def _on_sender_failed(self, failed: asyncio.Future[str]) -> None:
+        if not self.failed.done():
+            self.failed.set_result(failed.result())
 
     @property
     def running(self) -> bool:
@@ -102,19 +103,13 @@ class Dispatcher:
             name for name, worker in self.workers.items() if wanted.get(name) != worker.destination
         ]
         await asyncio.gather(*(self._retire(name, grace) for name in changed))
+        # Only once the changed ones are retired: their last requests used the old target.
+        self.sender.set_targets([Target.of(d) for d in wanted.values()])
+        await self.sender.close_unused()
         paused = await self.store.paused_destinations()
         for name, destination in wanted.items():
             if name not in self.workers:
                 self._start_worker(destination, name in paused)
-        await self._close_unused_sessions()
-
-    async def _close_unused_sessions(self) -> None:
-        """A reload may leave a deny list that no destination uses: close its pool."""
-        used = {id(worker.session) for worker in self.workers.values()}
-        for deny, session in list(self._sessions.items()):
-            if id(session) not in used:
-                del self._sessions[deny]
-                await session.close()
 
     async def _retire(self, name: str, grace: float) -> None:
         worker = self.workers.pop(name)
@@ -147,8 +142,7 @@ class Dispatcher:
             worker.set_paused(paused)
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming, let in-flight requests finish within ``grace``, close the pool."""
+        """Stop claiming, let in-flight requests finish within ``grace``, close the sender."""
         await asyncio.gather(*(self._retire(name, grace) for name in list(self.workers)))
-        for session in self._sessions.values():
-            await session.close()
+        await self.sender.close()
         await self.transforms.close()

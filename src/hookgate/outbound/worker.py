@@ -5,8 +5,11 @@ or failing destination cannot hold up the others. A worker sleeps until a commit
 brings it work, a request ends, or its earliest ``next_attempt_at`` comes: never a
 busy poll (with a store that other processes share, it also looks now and then for
 work that no wake-up announced). Claims are bounded pages, so the backlog stays in
-the store, not in memory; a claim leases its deliveries to this process, and what a
-worker claims it starts or releases at once. An outcome is committed before its
+the store, not in memory; a claim leases its deliveries to this process. What a
+worker claims it starts at once or, with the store to itself (SQLite: leases that
+never expire), keeps as the next page, ready for the slots that free meanwhile, so
+that a slot that frees does not wait for a query; pausing, an open circuit or a stop
+releases that page. An outcome is committed before its
 delivery leaves ``inflight``, and one that cannot be committed is held and written
 again, never sent again.
 
@@ -18,6 +21,7 @@ destination's total across them, and an open circuit stops their claims too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import random
@@ -25,7 +29,6 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-import aiohttp
 import structlog
 
 from hookgate import metrics
@@ -33,6 +36,7 @@ from hookgate.config import DestinationConfig
 from hookgate.errors import StoreError
 from hookgate.outbound import retry
 from hookgate.outbound.alerts import Alerter
+from hookgate.outbound.client import Sender
 from hookgate.outbound.limits import CircuitBreaker, RateLimiter
 from hookgate.outbound.requests import OutboundRequest, RequestBuilder, group_into_requests
 from hookgate.outbound.shared import SharedRateLimiter
@@ -42,9 +46,6 @@ from hookgate.wire import DestinationState
 
 log = structlog.get_logger("hookgate.dispatch")
 
-SNIPPET_BYTES = 1024
-# Read (and drop) at most this much of a response so the connection can be reused.
-_DRAIN_BYTES = 64 * 1024
 _CLAIM_RETRY_DELAY = 1.0
 # While the store cannot record outcomes, retry writing them this often (doubling).
 _RECORD_RETRY_FIRST = 0.5
@@ -60,7 +61,7 @@ class DestinationWorker:
         self,
         destination: DestinationConfig,
         store: Store,
-        session: aiohttp.ClientSession,
+        sender: Sender,
         rng: random.Random,
         alerter: Alerter,
         transforms: TransformPool,
@@ -72,10 +73,9 @@ class DestinationWorker:
         self.alerter = alerter
         self.policy = destination.policy
         self.store = store
-        self.session = session
+        self.sender = sender
         self.rng = rng
         self.builder = RequestBuilder(destination, store.identity)
-        self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
         self.coordination = store.coordination
         self.limiter: RateLimiter | None = None
         self.shared_limiter: SharedRateLimiter | None = None
@@ -99,6 +99,12 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
+        # Requests not yet answered. With the store to itself, an answered one's slot is
+        # free while its outcome commits (its lease keeps it from a new claim); ordered
+        # or shared: only once committed.
+        self.sending = 0
+        # Claimed, not yet started: requests for the next free slots (see _claim_due).
+        self.ready: collections.deque[list[DueDelivery]] = collections.deque()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -132,6 +138,12 @@ class DestinationWorker:
         self.wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self._release_ready()
+
+    async def _loop(self) -> None:
         while not self._stopping:
             self.wake.clear()
             try:
@@ -151,28 +163,49 @@ class DestinationWorker:
     async def _step(self) -> float | None:
         """Start what may start now; return how long to sleep (None: until woken)."""
         if self.paused:
+            await self._release_ready()
             return None
-        free = (1 if self.destination.ordered else self.policy.concurrency) - len(self.requests)
+        if self.destination.ordered:
+            free = 1 - len(self.requests)
+        elif self.coordination is not None:
+            # Shared leases: a process killed holds no more than its concurrency.
+            free = self.policy.concurrency - len(self.requests)
+        else:
+            free = self.policy.concurrency - self.sending
         if free <= 0:
             return None
         now = time.time()
         reopen = self.circuit.reopens_in(now)
         if reopen:
+            await self._release_ready()
             return reopen
-        groups, wait = await (
-            self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
-        )
+        if self.ready:
+            groups = [self.ready.popleft() for _ in range(min(free, len(self.ready)))]
+            wait: float | None = 0  # then look again: more may be ready, or due
+        else:
+            groups, wait = await (
+                self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
+            )
         for i, group in enumerate(groups):
             if not self.circuit.allows(now):
-                await self.store.release([d.id for g in groups[i:] for d in g])
+                self.ready.extendleft(reversed(groups[i:]))
+                await self._release_ready()
                 return None  # a probe is out; its end wakes us
             self._start(group)
         return wait
 
+    async def _release_ready(self) -> None:
+        ready, self.ready = self.ready, collections.deque()
+        if ready:
+            await self.store.release([d.id for group in ready for d in group])
+
     async def _claim_due(
         self, now: float, free: int
     ) -> tuple[list[list[DueDelivery]], float | None]:
-        limit = free * self.destination.batch_max
+        # With leases that never expire, a whole page: what does not fit now is ready
+        # for the next free slots. Shared leases expire: claim only what starts now.
+        pages = free if self.coordination is not None else self.policy.concurrency
+        limit = pages * self.destination.batch_max
         # Leased deliveries (in flight here or elsewhere) are not claimed again: one
         # that settles while the claim runs committed its result before its lease
         # ended, so it is either skipped or read in its new state, never restarted.
@@ -183,7 +216,10 @@ class DestinationWorker:
             return [], fill_wait
         groups = group_into_requests(fresh, self.destination.batch_max)
         if len(groups) > free:
-            await self.store.release([d.id for g in groups[free:] for d in g])
+            if self.coordination is not None:
+                await self.store.release([d.id for g in groups[free:] for d in g])
+            else:
+                self.ready.extend(groups[free:])
             groups = groups[:free]
         if len(fresh) == limit and len(groups) < free:
             return groups, 0  # more may be due beyond this page
@@ -228,6 +264,7 @@ class DestinationWorker:
         self.inflight.update(d.id for d in deliveries)
         task = asyncio.create_task(self._attempt(deliveries), name=f"attempt-{deliveries[0].id}")
         self.requests.add(task)
+        self.sending += 1
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -251,6 +288,8 @@ class DestinationWorker:
                 log.error("dispatch.attempt_crashed", destination=self.name, error=repr(exc))
                 await asyncio.sleep(_CRASH_HOLD)
                 return
+            finally:
+                self._answered()
             await self._record(records)
             recorded = True
             self._report(deliveries, request.webhook_id if request else None, records)
@@ -272,6 +311,10 @@ class DestinationWorker:
             await self.store.release(delivery_ids)
         except StoreError as exc:  # the lease runs out by itself
             log.warning("dispatch.release_failed", destination=self.name, error=str(exc))
+
+    def _answered(self) -> None:
+        self.sending -= 1
+        self.wake.set()
 
     async def _deliver(
         self, deliveries: list[DueDelivery]
@@ -454,30 +497,8 @@ class DestinationWorker:
             log.error("circuit.share_failed", destination=self.name, error=str(exc))
 
     async def _post(self, request: OutboundRequest) -> tuple[retry.Outcome, bytes]:
-        try:
-            async with self.session.post(
-                self.destination.url,
-                data=request.body,
-                headers=request.headers,
-                allow_redirects=False,
-                timeout=self.timeout,
-            ) as response:
-                snippet = await response.content.read(SNIPPET_BYTES)
-                await _drain(response)
-                outcome = retry.Outcome(
-                    status=response.status,
-                    error=None if response.status < 300 else f"HTTP {response.status}",
-                    retry_after=response.headers.get("Retry-After"),
-                )
-                return outcome, snippet
-        except TimeoutError:
-            return retry.Outcome(None, "timeout"), b""
-        except aiohttp.ClientError as exc:
-            return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
-        except (ValueError, OSError) as exc:
-            # aiohttp raises these for a request it will not send (a bad header value)
-            # or a socket failing outside its own error types.
-            return retry.Outcome(None, f"{type(exc).__name__}: {exc}"[:500]), b""
+        answer = await self.sender.send(self.name, request.body, request.headers)
+        return answer.outcome, answer.snippet
 
     def _report(
         self,
@@ -515,15 +536,6 @@ class DestinationWorker:
         for task in still_running:
             task.cancel()
         await asyncio.gather(*still_running, return_exceptions=True)
-
-
-async def _drain(response: aiohttp.ClientResponse) -> None:
-    remaining = _DRAIN_BYTES
-    while remaining > 0 and not response.content.at_eof():
-        chunk = await response.content.read(min(remaining, 16384))
-        if not chunk:
-            return
-        remaining -= len(chunk)
 
 
 async def _unless_cancelled_first(write: Awaitable[Any]) -> None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from hookgate import __version__, config
+from hookgate.outbound.client import HttpClient
 from hookgate.store import DueDelivery, parse_message_id
 from hookgate.store.sqlite import SQLiteStore
 
@@ -468,8 +469,10 @@ async def test_reload_closes_the_pool_of_a_deny_list_no_longer_used(relay: Relay
         """
     )
     assert relay.dispatcher is not None
-    narrow = relay.dispatcher.workers["orders"].session
-    shared = relay.dispatcher.workers["audit"].session
+    client = relay.dispatcher.sender
+    assert isinstance(client, HttpClient)
+    narrow = client.session("orders")
+    shared = client.session("audit")
     assert narrow is not shared
     # orders takes the default deny list: it now shares audit's pool, and its old one goes.
     default = config.DeliveryPolicy().deny_networks
@@ -478,7 +481,7 @@ async def test_reload_closes_the_pool_of_a_deny_list_no_longer_used(relay: Relay
         policy=msgspec.structs.replace(cfg.destinations["orders"].policy, deny_networks=default),
     )
     await relay.dispatcher.apply([moved, cfg.destinations["audit"]], grace=1.0)
-    assert relay.dispatcher.workers["orders"].session is shared
+    assert client.session("orders") is shared
     assert narrow.closed
     assert not shared.closed
     message_id = await relay.accept(destinations=("orders",))

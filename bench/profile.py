@@ -1,0 +1,165 @@
+"""Where a webhook's CPU time goes: py-spy samples of the loaded daemon, by stage.
+
+wrk posts signed ~1 KB JSON to the ingress for --seconds while one destination (a bare
+sink) receives the deliveries; py-spy samples every hookgate process (the parent and,
+with `server.delivery_processes`, its delivery children) meanwhile. Each sample is put
+in the first stage whose frame it contains, and each stage's CPU time is divided by
+the webhooks ingested (ingest stages) or delivered (delivery stages) in the window:
+microseconds of one core per webhook.
+
+Usage: python bench/profile.py [--seconds 8] [--delivery-processes N] [--raw FILE]
+                               [--drain N] [--daemon-src DIR]
+--drain profiles delivery alone (a pre-built backlog of N, batch_max = 1) instead of
+wrk's load; --daemon-src runs the daemon from another checkout's src/ (main: before).
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import delivery
+import harness
+
+RATE = 200  # samples per second per thread
+
+# (stage, substrings of a frame), tried in order: the first that a stack contains wins.
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("delivery: aiohttp client", ("aiohttp/client", "aiohttp/connector", "(aiohttp/streams")),
+    ("delivery: hand-off to a delivery process", ("outbound/processes.py",)),
+    ("delivery: outcome commit (writer)", ("record_attempts", "_record (")),
+    ("delivery: claims, request building", ("outbound/",)),
+    ("ingest: hookgate handler", ("inbound/listener.py",)),
+    ("ingest: message commit (writer)", ("store/sqlite/writer.py",)),
+    ("ingest: aiohttp server", ("aiohttp/web_protocol", "aiohttp/http_parser", "aiohttp/web")),
+    ("SQLite threads running SQL (commits: fsync)", ("aiosqlite", "sqlite3")),
+]
+
+
+def _waiting_line() -> str:
+    """The frame of an aiosqlite thread waiting for work (py-spy samples it as busy)."""
+    import aiosqlite.core
+
+    source = Path(aiosqlite.core.__file__).read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if "tx.get()" in text)
+    return f"_connection_worker_thread (aiosqlite/core.py:{line})"
+
+
+WAITING = _waiting_line()
+
+
+def stage_of(stack: str) -> str:
+    if stack.endswith(WAITING):
+        return "SQLite threads waiting for work (idle)"
+    for stage, needles in STAGES:
+        if any(needle in stack for needle in needles):
+            return stage
+    return "event loop, other"
+
+
+def profile(pids: list[int], seconds: int, out: Path) -> None:
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
+    args = [spy, "record", "--format", "raw", "-r", str(RATE), "-d", str(seconds)]
+    args += ["--threads", "--subprocesses", "-o", str(out), "-p", str(pids[0])]
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--delivery-processes", type=int, default=None)
+    parser.add_argument("--raw", type=Path, default=None, help="keep py-spy's samples here")
+    parser.add_argument(
+        "--drain", type=int, default=0, help="no wrk: profile draining this many deliveries"
+    )
+    parser.add_argument("--daemon-src", type=Path, default=None, help="another checkout's src/")
+    args = parser.parse_args()
+    if args.daemon_src is not None:
+        os.environ["PYTHONPATH"] = str(args.daemon_src.resolve())
+    if args.drain:
+        profile_drain(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="hookgate-bench-profile-") as tmp:
+        folder = Path(tmp)
+        script = delivery.wrk_script(folder)
+        with delivery.sink(folder, "sink") as port:
+            table: dict[str, object] = {"url": f"http://127.0.0.1:{port}/in"}
+            d = delivery.Daemon(folder / "daemon", {"sink": table}, "full", args.delivery_processes)
+            with d.running() as proc:
+                d.ready_after(time.monotonic())
+                raw = args.raw or folder / "samples.txt"
+                spy = threading.Thread(target=profile, args=([proc.pid], args.seconds, raw))
+                before = delivery.sink_stats(port)["events"]
+                spy.start()
+                load = harness.run_wrk(
+                    d.ingress, script, connections=args.connections, seconds=args.seconds
+                )
+                delivered = delivery.sink_stats(port)["events"] - before
+                spy.join()
+        report(raw, load["requests"], delivered, args.seconds)
+
+
+def profile_drain(args: argparse.Namespace) -> None:
+    """Delivery alone: a pre-built backlog (batch_max = 1) drained after resume."""
+    with tempfile.TemporaryDirectory(prefix="hookgate-bench-profile-") as tmp:
+        folder = Path(tmp)
+        with delivery.sink(folder, "sink") as port:
+            table = {"url": f"http://127.0.0.1:{port}/in", "batch_max": 1}
+            d = delivery.Daemon(folder, {"sink": table}, "full", args.delivery_processes)
+            delivery.build_backlog(d.db, args.drain, "sink", paused=True)
+            with d.running() as proc:
+                d.ready_after(time.monotonic())
+                raw = args.raw or folder / "samples.txt"
+                spy = threading.Thread(target=profile, args=([proc.pid], args.seconds, raw))
+                d.resume("sink")
+                before = delivery.sink_stats(port)["events"]
+                spy.start()
+                spy.join()
+                delivered = delivery.sink_stats(port)["events"] - before
+        report(raw, 0, delivered, args.seconds)
+
+
+def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:
+    samples: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            child = "hookgate.cli.delivery" in stack.split(";thread", 1)[0]
+            stage = stage_of(stack)
+            if child and not stage.endswith("(idle)"):
+                # The delivery process works for deliveries only: all its time is theirs.
+                stage = f"delivery process: {stage.removeprefix('delivery: ')}"
+                stage = stage.replace("event loop, other", "event loop, IPC, other")
+                stage = stage.replace("hand-off to a delivery process", "socket frames")
+            samples[stage] += int(count)
+    print(f"ingested {ingested:.0f} ({ingested / seconds:.0f}/s), delivered {delivered:.0f}")
+    print(f"({delivered / seconds:.0f}/s) in {seconds}s; CPU in microseconds per webhook:")
+    total = 0.0
+    idle = samples.pop("SQLite threads waiting for work (idle)", 0)
+    waiting = idle / RATE / seconds
+    print(f"  (not counted: SQLite threads waiting for work, {waiting:.0%} of a core)")
+    for stage, count in samples.most_common():
+        cpu_s = count / RATE
+        per = delivered if stage.startswith("deliver") or not ingested else ingested
+        micros = cpu_s / max(per, 1) * 1e6
+        total += cpu_s
+        print(f"  {stage:<44} {cpu_s / seconds * 100:5.1f}% of a core  {micros:7.1f} us")
+    print(f"  {'all sampled threads':<44} {total / seconds * 100:5.1f}% of a core")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        report(Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main()
