@@ -253,6 +253,9 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0)
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--latency-seconds", type=float, default=6.0)
+    parser.add_argument(
+        "--latency-rate", type=int, default=None, help="part 6's rate when part 5 is not run"
+    )
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument("--rss-seconds", type=float, default=10.0)
     parser.add_argument("--delivery-processes", type=int, default=None)
@@ -334,7 +337,7 @@ def run(folder: Path, args: argparse.Namespace, parts: set[str]) -> None:
             e2e_rate = paced["delivered_per_s"]
         print(f"baselines: wrk to the sink {s1:.0f} / {s2:.0f} req/s, bare aiohttp {bare_rate:.0f}")
     if "6" in parts:
-        rate = int(e2e_rate / 2) if e2e_rate else 500
+        rate = int(e2e_rate / 2) if e2e_rate else args.latency_rate or 500
         lat = added_latency(place("latency"), args, rate)
         print(
             f"\n== 6. latency at half of 5: paced {rate}/s for {args.latency_seconds}s"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
 import structlog
@@ -18,6 +18,8 @@ log = structlog.get_logger("hookgate.store")
 
 # These error codes mean the file itself is damaged: retrying will not help.
 _CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+T = TypeVar("T")
 
 
 class Health:
@@ -79,6 +81,16 @@ async def connect(path: str, sync: str) -> aiosqlite.Connection:
         await conn.close()
         raise
     return conn
+
+
+async def in_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` with the sqlite3 connection on ``conn``'s thread, in one trip.
+
+    aiosqlite has no public call for this; ``_execute`` is the one its own methods
+    use to queue a function on that thread (aiosqlite 0.22).
+    """
+    result: T = await conn._execute(work, conn._conn)  # type: ignore[no-untyped-call]
+    return result
 
 
 async def migrate(conn: aiosqlite.Connection, health: Health) -> None:

@@ -30,7 +30,7 @@ from hookgate.store import (
     new_message_id,
 )
 from hookgate.store.rows import encode_skipped
-from hookgate.store.sqlite.database import Health
+from hookgate.store.sqlite.database import Health, in_thread
 from hookgate.store.sqlite.sql import QUERIES, marks
 
 log = structlog.get_logger("hookgate.store")
@@ -144,12 +144,24 @@ class Writer:
             if conn is None:
                 raise StoreError("the store is not open")
             self._health.raise_if_broken()
-            await conn.execute("BEGIN IMMEDIATE")
-            ids = [self._next_id(m.received_at) for m, _ in batch.messages]
-            accepted = await insert_messages(conn, [m for m, _ in batch.messages], ids)
-            await record_attempts(conn, [r for r, _ in batch.attempts])
-            results = [await in_savepoint(conn, call) for call, _ in batch.calls]
-            await conn.execute("COMMIT")
+            messages = [m for m, _ in batch.messages]
+            ids = [self._next_id(m.received_at) for m in messages]
+            records = [r for r, _ in batch.attempts]
+            results: list[Any] = []
+            if batch.calls:
+                await conn.execute("BEGIN IMMEDIATE")
+                accepted = await in_thread(
+                    conn, lambda raw: write_batch(raw, messages, ids, records)
+                )
+                results = [await in_savepoint(conn, call) for call, _ in batch.calls]
+                await conn.execute("COMMIT")
+            else:
+                # The whole transaction in one trip to the SQLite thread: each trip
+                # waits for a turn of the event loop, and under load those turns, not
+                # the SQL or the fsync, were most of a commit's time (docs/benchmarks.md).
+                accepted = await in_thread(
+                    conn, lambda raw: commit_batch(raw, messages, ids, records)
+                )
             # After the commit, before any 2xx: a vanished file means nothing was kept.
             self._health.check_file()
             self._health.raise_if_broken()
@@ -187,19 +199,49 @@ class Writer:
         return self._last_id
 
 
-async def insert_messages(
-    conn: aiosqlite.Connection, messages: list[NewMessage], ids: list[int]
+def commit_batch(
+    conn: sqlite3.Connection,
+    messages: list[NewMessage],
+    ids: list[int],
+    records: list[AttemptRecord],
+) -> list[Accepted]:
+    """One transaction with the batch's messages and outcomes (on the SQLite thread)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        accepted = write_batch(conn, messages, ids, records)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return accepted
+
+
+def write_batch(
+    conn: sqlite3.Connection,
+    messages: list[NewMessage],
+    ids: list[int],
+    records: list[AttemptRecord],
+) -> list[Accepted]:
+    """Write the messages under ``ids`` and the outcomes, inside the caller's transaction."""
+    accepted = insert_messages(conn, messages, ids)
+    record_attempts(conn, records)
+    return accepted
+
+
+def insert_messages(
+    conn: sqlite3.Connection, messages: list[NewMessage], ids: list[int]
 ) -> list[Accepted]:
     """Insert the messages under ``ids`` and a delivery per destination of each new one."""
     if not messages:
         return []
     keyed = [m for m in messages if m.event_id is not None]
     if keyed:
-        await conn.executemany(
+        conn.executemany(
             QUERIES["expire_dedup_key"],
             [(m.source, m.event_id, m.received_at - m.dedup_window) for m in keyed],
         )
-    await conn.executemany(
+    conn.executemany(
         QUERIES["insert_message"],
         [
             (
@@ -216,7 +258,7 @@ async def insert_messages(
             for i, m in zip(ids, messages, strict=True)
         ],
     )
-    owners = await dedup_owners(conn, keyed) if keyed else {}
+    owners = dedup_owners(conn, keyed) if keyed else {}
     results: list[Accepted] = []
     rows: list[tuple[int, str, float, float]] = []
     for message_id, message in zip(ids, messages, strict=True):
@@ -226,12 +268,12 @@ async def insert_messages(
             now = message.received_at
             rows.extend((message_id, d, now, now) for d in message.destinations)
     if rows:
-        await conn.executemany(QUERIES["insert_delivery"], rows)
+        conn.executemany(QUERIES["insert_delivery"], rows)
     return results
 
 
-async def dedup_owners(
-    conn: aiosqlite.Connection, messages: list[NewMessage]
+def dedup_owners(
+    conn: sqlite3.Connection, messages: list[NewMessage]
 ) -> dict[tuple[str, str | None], int]:
     """Which message id holds each (source, event_id) after this batch's inserts.
 
@@ -246,9 +288,8 @@ async def dedup_owners(
         keys = list(dict.fromkeys(event_ids))
         for start in range(0, len(keys), _LOOKUP_CHUNK):
             chunk = keys[start : start + _LOOKUP_CHUNK]
-            async with conn.execute(dedup_lookup(len(chunk)), (source, *chunk)) as cursor:
-                for key, message_id in await cursor.fetchall():
-                    owners[(source, key)] = message_id
+            for key, message_id in conn.execute(dedup_lookup(len(chunk)), (source, *chunk)):
+                owners[(source, key)] = message_id
     return owners
 
 
@@ -257,12 +298,12 @@ def dedup_lookup(keys: int) -> str:
     return QUERIES["select_dedup_owners"].format(keys=marks(keys))
 
 
-async def record_attempts(conn: aiosqlite.Connection, records: list[AttemptRecord]) -> None:
+def record_attempts(conn: sqlite3.Connection, records: list[AttemptRecord]) -> None:
     """Settle each delivery as its attempt left it, and keep the attempt."""
     if not records:
         return
     now = time.time()
-    await conn.executemany(
+    conn.executemany(
         QUERIES["update_delivery"],
         [
             (
@@ -278,7 +319,7 @@ async def record_attempts(conn: aiosqlite.Connection, records: list[AttemptRecor
             for r in records
         ],
     )
-    await conn.executemany(
+    conn.executemany(
         QUERIES["insert_attempt"],
         [
             (r.delivery_id, r.started_at, r.duration_ms, r.status, r.error, r.response_snippet)
