@@ -1,4 +1,4 @@
-"""Rows of the admin listings as the ``Store`` types, whatever the backend."""
+"""Rows of the store's queries as the ``Store`` types, whatever the backend."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from typing import Any
 import msgspec
 
 from hookgate.store.ids import format_message_id
-from hookgate.store.types import DeliveryRow, MessageContent, MessageRow, SkippedDestination
+from hookgate.store.types import (
+    DeliveryRow,
+    DueDelivery,
+    MessageContent,
+    MessageRow,
+    SkippedDestination,
+)
 
 _SKIPPED = msgspec.json.Decoder(tuple[SkippedDestination, ...])
 
@@ -65,3 +71,22 @@ def delivery_row(row: Sequence[Any]) -> DeliveryRow:
         updated_at=row[8],
         dead_reason=row[9],
     )
+
+
+def due_deliveries(rows: Sequence[Sequence[Any]], destination: str) -> list[DueDelivery]:
+    """Rows of ``select_due`` and its kin (the same columns) as deliveries to ``destination``."""
+    return [
+        DueDelivery(
+            id=row[0],
+            message_id=format_message_id(row[1]),
+            destination=destination,
+            attempts=row[2],
+            next_attempt_at=row[3],
+            received_at=row[4],
+            source=row[5],
+            event_type=row[6],
+            headers=row[7],
+            body=row[8],
+        )
+        for row in rows
+    ]

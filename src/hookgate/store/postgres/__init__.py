@@ -14,8 +14,8 @@ reads on pooled connections. What the processes share goes through the database:
 - Order, rate limit and circuit: coordination.py.
 
 The SQL is in files beside this one: ``queries.sql`` (every query, by name) and
-``migrations/``. A new ``Store`` method is a method here (or in admin.py for the admin
-API) and its query in ``queries.sql``.
+``migrations/``. A new ``Store`` method is a method here (or in store/admin.py, once
+for both backends, for the admin API) and its query in ``queries.sql``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from hookgate.store import (
     DueDelivery,
     NewMessage,
     QueueStats,
-    format_message_id,
     message_id_floor,
 )
 from hookgate.store.postgres.admin import AdminQueries
@@ -50,6 +49,7 @@ from hookgate.store.postgres.coordination import PostgresCoordination
 from hookgate.store.postgres.database import Connection, Health, Pool, execute, fetch, migrate
 from hookgate.store.postgres.sql import MIGRATIONS, QUERIES
 from hookgate.store.postgres.writer import WriteCall, Writer
+from hookgate.store.rows import due_deliveries
 
 __all__ = ["MIGRATIONS", "QUERIES", "PostgresStore"]
 
@@ -264,7 +264,7 @@ class PostgresStore(AdminQueries):
             "lease": self.lease,
         }
         rows = await fetch(self._pool, QUERIES["claim_due"], params)
-        return sorted(_deliveries(rows, destination), key=lambda d: (d.next_attempt_at, d.id))
+        return sorted(due_deliveries(rows, destination), key=lambda d: (d.next_attempt_at, d.id))
 
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         if not deliveries:
@@ -288,11 +288,11 @@ class PostgresStore(AdminQueries):
         self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
     ) -> list[DueDelivery]:
         rows = await self.read(QUERIES["select_due"], (destination, now, list(exclude), limit))
-        return _deliveries(rows, destination)
+        return due_deliveries(rows, destination)
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
         rows = await self.read(QUERIES["select_head"], (destination, limit))
-        return _deliveries(rows, destination)
+        return due_deliveries(rows, destination)
 
     async def paused_destinations(self) -> set[str]:
         return {row[0] for row in await self.read(QUERIES["select_paused"])}
@@ -326,21 +326,3 @@ class PostgresStore(AdminQueries):
             dead=sum(by_state.get("dead", 0) for by_state in counts.values()),
             destinations=destinations,
         )
-
-
-def _deliveries(rows: list[Any], destination: str) -> list[DueDelivery]:
-    return [
-        DueDelivery(
-            id=row[0],
-            message_id=format_message_id(row[1]),
-            destination=destination,
-            attempts=row[2],
-            next_attempt_at=row[3],
-            received_at=row[4],
-            source=row[5],
-            event_type=row[6],
-            headers=row[7],
-            body=row[8],
-        )
-        for row in rows
-    ]

@@ -1,6 +1,6 @@
 -- Every query the PostgreSQL store runs, by name; sql.py reads this file once at import.
 -- A name is a line "-- name --"; comment lines right after it describe the query.
--- "{where}" is filled with fixed clauses (admin.py), never with values: values are
+-- "{where}" is filled with fixed clauses (store/admin.py), never with values: values are
 -- always bound (%s). Arrays of rows go in as one array per column and come out of
 -- unnest(): one statement, one round trip, however many rows.
 -- "Now" for leases, rate slots and circuits is the database's clock, the one clock
@@ -216,7 +216,7 @@ DELETE FROM messages WHERE id IN (
     ORDER BY m.id LIMIT %s)
 
 -- list_messages --
--- Newest first; {where} is the filter clauses that apply (admin.py), joined by AND.
+-- Newest first; {where} is the filter clauses that apply (store/admin.py), joined by AND.
 SELECT m.id, m.source, m.event_type, m.event_id, m.received_at, length(m.body)
 FROM messages m WHERE {where} ORDER BY m.id DESC LIMIT %s
 
@@ -230,7 +230,7 @@ SELECT message_id, state, count(*) FROM deliveries
 WHERE message_id = ANY (%s::bigint[]) GROUP BY 1, 2
 
 -- list_deliveries --
--- Newest first; {where} is the filter clauses that apply (admin.py), joined by AND.
+-- Newest first; {where} is the filter clauses that apply (store/admin.py), joined by AND.
 SELECT d.id, d.message_id, d.destination, d.state, d.attempts, d.next_attempt_at,
     d.last_status, d.last_error, d.updated_at, d.dead_reason
 FROM deliveries d WHERE {where} ORDER BY d.id DESC LIMIT %s

@@ -41,9 +41,9 @@ from hookgate.store import (
     DueDelivery,
     NewMessage,
     QueueStats,
-    format_message_id,
     message_id_floor,
 )
+from hookgate.store.rows import due_deliveries
 from hookgate.store.sqlite.admin import AdminQueries
 from hookgate.store.sqlite.database import Health, connect, fetch, migrate, scalar
 from hookgate.store.sqlite.lockfile import LockFile
@@ -242,21 +242,7 @@ class SQLiteStore(AdminQueries):
         self, sql: str, params: Sequence[Any], destination: str
     ) -> list[DueDelivery]:
         rows = await fetch(self._claims, sql, params, self._health)
-        return [
-            DueDelivery(
-                id=row[0],
-                message_id=format_message_id(row[1]),
-                destination=destination,
-                attempts=row[2],
-                next_attempt_at=row[3],
-                received_at=row[4],
-                source=row[5],
-                event_type=row[6],
-                headers=row[7],
-                body=row[8],
-            )
-            for row in rows
-        ]
+        return due_deliveries(rows, destination)
 
     async def paused_destinations(self) -> set[str]:
         rows = await fetch(self._claims, QUERIES["select_paused"], (), self._health)

@@ -93,7 +93,7 @@ DELETE FROM messages WHERE id IN (
     ORDER BY m.id LIMIT ?)
 
 -- list_messages --
--- Newest first; {where} is the filter clauses that apply (admin.py), joined by AND.
+-- Newest first; {where} is the filter clauses that apply (store/admin.py), joined by AND.
 SELECT m.id, m.source, m.event_type, m.event_id, m.received_at, length(m.body)
 FROM messages m WHERE {where} ORDER BY m.id DESC LIMIT ?
 
@@ -106,7 +106,7 @@ FROM messages m WHERE m.id = ?
 SELECT message_id, state, count(*) FROM deliveries WHERE message_id IN ({ids}) GROUP BY 1, 2
 
 -- list_deliveries --
--- Newest first; {where} is the filter clauses that apply (admin.py), joined by AND.
+-- Newest first; {where} is the filter clauses that apply (store/admin.py), joined by AND.
 SELECT d.id, d.message_id, d.destination, d.state, d.attempts, d.next_attempt_at,
     d.last_status, d.last_error, d.updated_at, d.dead_reason
 FROM deliveries d WHERE {where} ORDER BY d.id DESC LIMIT ?
