@@ -75,7 +75,8 @@ async def test_metrics_parse_and_move_with_the_traffic(
     assert status == 401
     await downstream.wait_count(4)
     after = await wait_for(
-        lambda: _delivered(client, daemon, 3), message="3 deliveries counted as delivered"
+        lambda: _delivered(client, daemon, 3),
+        message="3 deliveries counted as delivered and none pending",
     )
 
     def moved(name: str, **labels: str) -> float:
@@ -98,9 +99,16 @@ async def test_metrics_parse_and_move_with_the_traffic(
 async def _delivered(
     client: aiohttp.ClientSession, daemon: Daemon, count: int
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+    """A scrape that counts ``count`` deliveries and shows the queue drained.
+
+    The queue gauges are read from the store when a scrape starts and the counters
+    when it ends, so the scrape that first counts the last delivery may still show
+    it pending: wait for one that shows both.
+    """
     samples = await scrape(client, daemon)
-    key = ("hookgate_deliveries_delivered_total", (("destination", "orders"),))
-    return samples if samples.get(key, 0) >= count else None
+    delivered = samples.get(("hookgate_deliveries_delivered_total", (("destination", "orders"),)))
+    pending = samples.get(("hookgate_queue_pending", (("destination", "orders"),)))
+    return samples if (delivered or 0) >= count and pending == 0 else None
 
 
 async def test_alerts_are_signed_webhooks_through_the_outbox(
