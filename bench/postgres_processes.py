@@ -81,13 +81,14 @@ def delayed_sink(folder: Path, delay: float) -> Iterator[int]:
 
 @contextlib.contextmanager
 def daemon(
-    folder: Path, storage: str, destination: dict[str, Any] | None
+    folder: Path, storage: str, destination: dict[str, Any] | None, delivery_processes: int
 ) -> Iterator[tuple[int, int]]:
     """A ``hookgate serve`` on ``storage`` (a TOML table body); its ingress and admin ports."""
     folder.mkdir(parents=True, exist_ok=True)
     port, admin = harness.free_port(), harness.free_port()
     lines = [
-        f'[server]\nlisten = "127.0.0.1:{port}"\nshutdown_grace = "1s"',
+        f'[server]\nlisten = "127.0.0.1:{port}"\nshutdown_grace = "1s"'
+        f"\ndelivery_processes = {delivery_processes}",
         f'[admin]\nlisten = "127.0.0.1:{admin}"',
         f"[storage]\n{storage}",
         '[log]\nlevel = "warning"',
@@ -134,10 +135,16 @@ def delivery_rate(
         port = stack.enter_context(delayed_sink(folder / f"sink-{processes}", 0.05))
         destination = {"url": f"http://127.0.0.1:{port}/", "concurrency": args.concurrency}
         storage = f'url = "{url}"'
-        stack.enter_context(daemon(folder / f"scale-{processes}-0", storage, destination))
+        stack.enter_context(
+            daemon(folder / f"scale-{processes}-0", storage, destination, args.delivery_processes)
+        )
         insert_backlog(url, args.backlog)  # the schema exists once a daemon is up
         for i in range(1, processes):
-            stack.enter_context(daemon(folder / f"scale-{processes}-{i}", storage, destination))
+            stack.enter_context(
+                daemon(
+                    folder / f"scale-{processes}-{i}", storage, destination, args.delivery_processes
+                )
+            )
         time.sleep(1.0)  # every process claiming: the window starts in the steady state
         start, first = time.monotonic(), delivered(url)
         time.sleep(args.seconds)
@@ -156,7 +163,12 @@ def end_to_end_rate(
         destination = {"url": f"http://127.0.0.1:{sink_port}/", "concurrency": 32}
         ports = [
             stack.enter_context(
-                daemon(folder / f"e2e-{processes}-{i}", f'url = "{url}"', destination)
+                daemon(
+                    folder / f"e2e-{processes}-{i}",
+                    f'url = "{url}"',
+                    destination,
+                    args.delivery_processes,
+                )
             )[0]
             for i in range(processes)
         ]
@@ -195,7 +207,7 @@ def ingest_rate(folder: Path, storage: str, name: str, args: argparse.Namespace)
     script = harness.wrk_post_script(
         folder / "ingest.lua", BODY, {"Content-Type": "application/json"}
     )
-    with daemon(folder / f"ingest-{name}", storage, None) as (port, _):
+    with daemon(folder / f"ingest-{name}", storage, None, args.delivery_processes) as (port, _):
         figures = harness.run_wrk(
             f"http://127.0.0.1:{port}/hooks/bench", script, connections=64, seconds=args.seconds
         )
@@ -210,6 +222,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--backlog", type=int, default=20_000)
+    # 0: each daemon sends its own requests, one core per process (before issue 11).
+    parser.add_argument("--delivery-processes", type=int, default=1)
     args = parser.parse_args()
     binaries = find_binaries()
     if binaries is None:
