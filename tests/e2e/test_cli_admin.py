@@ -96,7 +96,9 @@ async def admin(
 ) -> Admin:
     daemon = await start_daemon(
         admin={"token": TOKEN},
-        sources={"shop": {"path": "/hooks/shop", "event_type": "json:type"}},
+        sources={
+            "shop": {"path": "/hooks/shop", "event_type": "json:type", "event_id": "json:id"}
+        },
         destinations={
             "orders": {"url": downstream.url("/orders"), "sources": ["shop"]},
             "crm": {"url": gone.url("/crm"), "sources": ["shop"], "events": ["order.*"]},
@@ -151,8 +153,8 @@ async def test_status(admin: Admin, client: aiohttp.ClientSession) -> None:
 
 
 async def test_messages_list_and_show(admin: Admin, client: aiohttp.ClientSession) -> None:
-    ids = [await accept(admin, client, {"type": f"order.{n}", "n": n}) for n in range(3)]
-    note = await accept(admin, client, {"type": "note.added"})
+    ids = [await accept(admin, client, {"type": f"order.{n}", "id": f"evt_{n}"}) for n in range(3)]
+    note = await accept(admin, client, {"type": "note.added", "id": "evt_note"})
     await admin.settled()
 
     listed = await admin.cli("messages", "list")
@@ -167,6 +169,11 @@ async def test_messages_list_and_show(admin: Admin, client: aiohttp.ClientSessio
     assert {m["id"] for m in dead["items"]} == set(ids)  # "crm" takes order.* only
     by_type = await admin.cli_json("messages", "list", "--event-type", "note.added")
     assert [m["id"] for m in by_type["items"]] == [note]
+    by_event = await admin.cli_json("messages", "list", "--event-id", "evt_1")
+    assert [m["id"] for m in by_event["items"]] == [ids[1]]
+    to_crm = await admin.cli_json("messages", "list", "--destination", "crm")
+    assert to_crm == await admin.get("/messages", destination="crm")
+    assert [m["id"] for m in to_crm["items"]] == list(reversed(ids))
 
     first = await admin.cli("messages", "list", "--limit", "2")
     assert first.out.splitlines()[-1] == f"more: --cursor {ids[2]}"

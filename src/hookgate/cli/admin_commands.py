@@ -84,6 +84,10 @@ def _add_messages(
     listing = actions.add_parser("list", parents=[options], help="list messages, newest first")
     listing.add_argument("--source", metavar="S", help="only from this source")
     listing.add_argument("--event-type", metavar="T", help="only of this event type")
+    listing.add_argument("--event-id", metavar="ID", help="only with this event id")
+    listing.add_argument(
+        "--destination", metavar="NAME", help="only with a delivery to this destination"
+    )
     listing.add_argument("--state", choices=DELIVERY_STATES, help="with a delivery in this state")
     listing.add_argument(
         "--since", metavar="TIME", type=time_argument, help="received since" + TIMES
@@ -148,6 +152,8 @@ def _messages_list(args: argparse.Namespace) -> int:
     query = {
         "source": args.source,
         "event_type": args.event_type,
+        "event_id": args.event_id,
+        "destination": args.destination,
         "state": args.state,
         "since": args.since,
         "until": args.until,

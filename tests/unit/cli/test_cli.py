@@ -74,12 +74,15 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 def test_messages_list_takes_every_filter() -> None:
     args = parse(
         "messages", "list", "--source", "shop", "--event-type", "order.created",
-        "--state", "dead", "--since", "2026-11-27T09:00:00Z", "--until", "1795770000",
+        "--event-id", "evt_1", "--destination", "crm", "--state", "dead",
+        "--since", "2026-11-27T09:00:00Z", "--until", "1795770000",
         "--limit", "20", "--cursor", "msg_0000000000000001", "--json",
     )  # fmt: skip
     assert (args.command, args.action) == ("messages", "list")
     assert args.source == "shop"
     assert args.event_type == "order.created"
+    assert args.event_id == "evt_1"
+    assert args.destination == "crm"
     assert args.state == "dead"
     assert args.since == "2026-11-27T09:00:00Z"
     assert args.until == "1795770000"
