@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -96,9 +97,7 @@ async def admin(
 ) -> Admin:
     daemon = await start_daemon(
         admin={"token": TOKEN},
-        sources={
-            "shop": {"path": "/hooks/shop", "event_type": "json:type", "event_id": "json:id"}
-        },
+        sources={"shop": {"path": "/hooks/shop", "event_type": "json:type", "event_id": "json:id"}},
         destinations={
             "orders": {"url": downstream.url("/orders"), "sources": ["shop"]},
             "crm": {"url": gone.url("/crm"), "sources": ["shop"], "events": ["order.*"]},
@@ -108,6 +107,8 @@ async def admin(
 
 
 async def accept(admin: Admin, client: aiohttp.ClientSession, payload: dict[str, Any]) -> str:
+    """Post ``payload`` (with a fresh event id unless it has one); return the message id."""
+    payload = {"id": f"evt_{uuid.uuid4().hex}", **payload}
     status, answer = await post(
         client, admin.daemon.url("/hooks/shop"), json.dumps(payload).encode()
     )
