@@ -22,6 +22,8 @@ import aiohttp
 import pytest
 import yarl
 
+from hookgate.admin.dashboard.sessions import SIGNIN_FAILURES, SIGNIN_WINDOW
+
 from .conftest import Daemon, Downstream, Reply, post, wait_for
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
@@ -169,6 +171,25 @@ async def test_a_wrong_token_is_refused_and_the_right_one_sets_a_strict_cookie(
     cookie = answer.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert TOKEN not in cookie and TOKEN not in answer.headers["Location"]
+
+
+async def test_sign_in_is_throttled_after_wrong_tokens(daemon: Daemon, browser: Browser) -> None:
+    for _ in range(SIGNIN_FAILURES):
+        status, _, _ = await browser.post("/signin", {"token": TOKEN + "x"})
+        assert status == 401
+    # Held back now, the right token included; the API's bearer token is not affected.
+    status, text, answer = await browser.post("/signin", {"token": TOKEN})
+    assert status == 429 and "Too many wrong tokens" in text
+    assert 0 < int(answer.headers["Retry-After"]) <= SIGNIN_WINDOW
+    assert "Set-Cookie" not in answer.headers
+    assert [e for e in daemon.log_events() if e.get("event") == "dashboard.signin_throttled"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            daemon.admin_url("/api/v1/stats"), headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as stats,
+    ):
+        assert stats.status == 200
 
 
 async def test_posts_without_the_form_token_are_refused(

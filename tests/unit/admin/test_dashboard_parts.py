@@ -111,6 +111,31 @@ def test_sessions_are_bounded() -> None:
     assert store.find(first.id, b"a") is None
 
 
+def test_signin_is_throttled_per_peer_until_the_window_passes() -> None:
+    throttle = sessions.SigninThrottle()
+    for n in range(sessions.SIGNIN_FAILURES - 1):
+        throttle.failed("10.0.0.1", 100.0 + n)
+        assert throttle.wait("10.0.0.1", 100.0 + n) == 0
+    throttle.failed("10.0.0.1", 110.0)
+    assert throttle.wait("10.0.0.1", 110.0) == sessions.SIGNIN_WINDOW - 10  # the oldest is 10 s old
+    assert throttle.wait("10.0.0.2", 110.0) == 0  # another address is not held back
+    # Free again once the oldest failure is older than the window.
+    assert throttle.wait("10.0.0.1", 100.0 + sessions.SIGNIN_WINDOW - 1) == 1
+    assert throttle.wait("10.0.0.1", 100.0 + sessions.SIGNIN_WINDOW) == 0
+    throttle.failed("10.0.0.1", 200.0)
+    throttle.succeeded("10.0.0.1")
+    assert throttle.wait("10.0.0.1", 200.0) == 0
+
+
+def test_signin_throttle_tracks_a_bounded_number_of_peers() -> None:
+    throttle = sessions.SigninThrottle()
+    for n in range(sessions.MAX_THROTTLED_PEERS + 10):
+        for _ in range(sessions.SIGNIN_FAILURES):
+            throttle.failed(f"peer{n}", 1.0)
+    assert throttle.wait("peer0", 1.0) == 0  # pushed out by newer ones
+    assert throttle.wait(f"peer{sessions.MAX_THROTTLED_PEERS + 9}", 1.0) > 0
+
+
 def test_a_session_checks_its_form_token_and_shows_a_result_once() -> None:
     session = sessions.Sessions().start(b"a")
     assert session.csrf_matches(session.csrf)

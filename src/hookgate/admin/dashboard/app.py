@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
 from typing import TypeVar
@@ -26,7 +28,7 @@ from hookgate.admin.api import AdminApi
 from hookgate.admin.dashboard import overview, pages
 from hookgate.admin.dashboard.history import History
 from hookgate.admin.dashboard.html import Markup
-from hookgate.admin.dashboard.sessions import COOKIE, Session, Sessions
+from hookgate.admin.dashboard.sessions import COOKIE, Session, Sessions, SigninThrottle
 from hookgate.admin.routes import Problem
 from hookgate.errors import StoreError
 
@@ -55,6 +57,7 @@ class Dashboard:
     def __init__(self, api: AdminApi) -> None:
         self.api = api
         self.sessions = Sessions()
+        self.throttle = SigninThrottle()
         self.history = History()
 
     @property
@@ -135,11 +138,22 @@ class Dashboard:
         expected = self._token_digest
         if expected is None:
             return _html(pages.signin(None, False), 403)
+        peer = request.remote or ""
+        now = time.monotonic()
+        wait = self.throttle.wait(peer, now)
+        if wait > 0:
+            log.warning("dashboard.signin_throttled", peer=request.remote)
+            refusal = pages.signin("Too many wrong tokens; try again in a minute.", True)
+            answer = _html(refusal, 429)
+            answer.headers["Retry-After"] = str(math.ceil(wait))
+            return answer
         form = await request.post()
         given = form.get("token")
         if not isinstance(given, str) or not hmac.compare_digest(_digest(given), expected):
+            self.throttle.failed(peer, now)
             log.warning("dashboard.signin_failed", peer=request.remote)
             return _html(pages.signin("That is not the admin token.", True), 401)
+        self.throttle.succeeded(peer)
         session = self.sessions.start(expected)
         log.info("dashboard.signed_in", actor=session.label, peer=request.remote)
         answer = _redirect("/")

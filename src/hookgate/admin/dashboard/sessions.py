@@ -5,6 +5,10 @@ random session id in an HttpOnly, SameSite=Strict cookie (never the token, never
 a URL or in storage a script can read). Each session has its own CSRF token, which
 every form carries. A session ends at sign-out, after ``IDLE_TIMEOUT`` without a
 request, when the token changes (a reload), or when the daemon restarts.
+
+Sign-in is throttled per peer address (``SigninThrottle``): after
+``SIGNIN_FAILURES`` wrong tokens within ``SIGNIN_WINDOW`` seconds, that address gets
+429 until the oldest of them is older than the window, whatever it sends.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 COOKIE = "hookgate_session"
@@ -21,6 +25,10 @@ IDLE_TIMEOUT = 12 * 3600.0
 # Sessions beyond this many push out the least recently used: signing in again and
 # again cannot grow memory without bound.
 MAX_SESSIONS = 256
+SIGNIN_FAILURES = 10
+SIGNIN_WINDOW = 60.0
+# Addresses tracked at once: a scan from many addresses cannot grow memory without bound.
+MAX_THROTTLED_PEERS = 4096
 
 
 @dataclass
@@ -85,3 +93,34 @@ class Sessions:
 
     def end(self, session: Session) -> None:
         self._by_id.pop(session.id, None)
+
+
+class SigninThrottle:
+    """Wrong tokens per peer address in the last ``SIGNIN_WINDOW`` seconds."""
+
+    def __init__(self) -> None:
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait(self, peer: str, now: float) -> float:
+        """Seconds until ``peer`` may try again; 0 when it may now."""
+        failures = self._failures.get(peer)
+        if failures is None:
+            return 0.0
+        while failures and now - failures[0] >= SIGNIN_WINDOW:
+            failures.popleft()
+        if not failures:
+            del self._failures[peer]
+            return 0.0
+        if len(failures) < SIGNIN_FAILURES:
+            return 0.0
+        return SIGNIN_WINDOW - (now - failures[0])
+
+    def failed(self, peer: str, now: float) -> None:
+        failures = self._failures.setdefault(peer, deque(maxlen=SIGNIN_FAILURES))
+        failures.append(now)
+        self._failures.move_to_end(peer)
+        while len(self._failures) > MAX_THROTTLED_PEERS:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, peer: str) -> None:
+        self._failures.pop(peer, None)
