@@ -5,6 +5,7 @@
 - An ingest process killed is restarted, and the port keeps answering meanwhile (even
   with a single ingest process: the daemon holds the listening socket).
 - SIGTERM stops the daemon and its ingest processes; so does SIGKILL.
+- A port in use fails the start before any ingest process runs.
 - A reload reaches the ingest processes (a rotated secret).
 - /metrics counts received, duplicate and rejected webhooks (by reason) once each,
   whichever process answered; /readyz says when an ingest process is not serving.
@@ -19,12 +20,14 @@ import hmac
 import json
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from .conftest import Daemon, post, to_toml, wait_for
+from .conftest import HOST, Daemon, free_port, post, run_cli, to_toml, wait_for
 from .test_delivery_processes import alive
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
@@ -249,3 +252,23 @@ async def test_metrics_count_each_webhook_once_whichever_process_answered(
         # Rejections arrive in frames of their own: wait for the last, then compare all.
         await wait_for(lambda: _equal(counted, expected), message="the counts never matched")
         assert await counted() == expected
+
+
+def test_a_port_in_use_fails_the_start_before_any_ingest_process(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config_path = tmp_path / "hookgate.toml"
+        settings = {
+            **config(2),
+            "admin": {"listen": f"{HOST}:{free_port()}"},
+            "storage": {"path": "hookgate.db"},
+        }
+        settings["server"]["listen"] = f"{HOST}:{port}"
+        config_path.write_text(to_toml(settings), encoding="utf-8")
+        ran = run_cli("serve", "-c", str(config_path), timeout=30, cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr
+    assert "cannot listen" in ran.stderr and "Address already in use" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert "ingest_process.started" not in ran.stdout

@@ -54,10 +54,13 @@ async def readyz(session: aiohttp.ClientSession, daemon: Daemon) -> tuple[int, d
 
 
 @pytest.mark.slow  # holds the lock past busy_timeout, ~10 s
+# With ingest processes, the 503 comes from a child that the daemon told of the failure.
+@pytest.mark.parametrize("ingest_processes", [0, 2])
 async def test_locked_database_gets_503_then_recovers(
-    start_daemon: StartDaemon, downstream: Downstream
+    start_daemon: StartDaemon, downstream: Downstream, ingest_processes: int
 ) -> None:
     daemon = await start_daemon(
+        server={"ingest_processes": ingest_processes},
         sources={"shop": {"path": "/hooks/shop", "event_type": "json:type"}},
         destinations={"orders": {"url": downstream.url("/orders"), "sources": ["shop"]}},
     )
