@@ -4,7 +4,8 @@
   keeps every webhook that got one.
 - An ingest process killed is restarted, and the port keeps answering meanwhile (even
   with a single ingest process: the daemon holds the listening socket).
-- SIGTERM stops the daemon and its ingest processes; so does SIGKILL.
+- SIGTERM stops the daemon and its ingest processes; so does SIGKILL. A request
+  waiting for its commit when SIGTERM comes still gets its 2xx.
 - A port in use fails the start before any ingest process runs.
 - A reload reaches the ingest processes (a rotated secret).
 - /metrics counts received, duplicate and rejected webhooks (by reason) once each,
@@ -26,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from .conftest import HOST, Daemon, free_port, post, run_cli, to_toml, wait_for
 from .test_delivery_processes import alive
+from .test_store_unavailable import exclusive_lock
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
 SECRET = "ingest-secret"
@@ -272,3 +275,48 @@ def test_a_port_in_use_fails_the_start_before_any_ingest_process(tmp_path: Path)
     assert "cannot listen" in ran.stderr and "address already in use" in ran.stderr.lower()
     assert "Traceback" not in ran.stderr
     assert "ingest_process.started" not in ran.stdout
+
+
+# Both ways the same: a request waiting for its commit when SIGTERM comes gets its 2xx.
+@pytest.mark.parametrize("processes", [0, 1])
+async def test_sigterm_lets_a_request_waiting_for_its_commit_finish(
+    start_daemon: StartDaemon, processes: int
+) -> None:
+    daemon = await start_daemon(**config(processes))
+    body, headers = signed({"id": "evt_waiting", "type": "order.created"})
+    request = (
+        "POST /hooks/shop HTTP/1.1\r\nHost: hookgate.test\r\nContent-Type: application/json\r\n"
+        f"X-Signature: {headers['X-Signature']}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection(HOST, daemon.ingress_port)
+    try:
+        # The daemon's writer cannot commit while this lock is held (it waits for it).
+        with exclusive_lock(daemon.db_path):
+            writer.write(request)
+            await writer.drain()
+            client_port = writer.get_extra_info("sockname")[1]
+            await wait_for(lambda: _read_by_server(daemon.ingress_port, client_port))
+            daemon.signal(signal.SIGTERM)
+            await wait_for(
+                lambda: any(e["event"] == "daemon.stopping" for e in daemon.log_events())
+            )
+        status_line = await asyncio.wait_for(reader.readline(), 20)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 202"), status_line
+    assert await daemon.wait_exit() == 0
+    assert daemon.query("SELECT event_id FROM messages") == [("evt_waiting",)]
+
+
+def _read_by_server(server_port: int, client_port: int) -> bool:
+    """Whether the server's end of the connection has read all that was sent to it
+    (its receive queue in /proc/net/tcp is empty): the request is in its hands."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if (
+            int(local.split(":")[1], 16) == server_port
+            and int(remote.split(":")[1], 16) == client_port
+        ):
+            return int(fields[4].split(":")[1], 16) == 0
+    return False
