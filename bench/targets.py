@@ -131,9 +131,24 @@ def ingest_alone(
     folder: Path, args: argparse.Namespace, ingest_processes: int | None = None
 ) -> dict[str, float]:
     daemon = make_daemon(folder, {}, args, ingest_processes)
-    with daemon.running():
+    with daemon.running() as proc:
         daemon.ready_after(time.monotonic())
-        return wrk_max(daemon.ingress, folder, args)
+        pids = [proc.pid, *children(proc.pid)]
+        before = [cpu_seconds(pid) for pid in pids]
+        started = time.monotonic()
+        figures = wrk_max(daemon.ingress, folder, args)
+        took = time.monotonic() - started
+        used = [(cpu_seconds(pid) - b) / took for pid, b in zip(pids, before, strict=True)]
+    # Share of one core each process used over the wrk runs (warm-up included).
+    figures["cpu_daemon"] = used[0]
+    figures["cpu_children"] = sum(used[1:])
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) that ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ingest_with_destination(folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -274,6 +289,12 @@ def part_1(place: Callable[[str], Path], args: argparse.Namespace) -> None:
             f"hookgate, ingest_processes = {count:<2}        {alone['requests_per_s']:>8.0f}"
             f" webhooks/s  {alone['requests_per_s'] / base:5.2f}x   (target >= 0.80x; p50"
             f" {alone.get('p50_ms', 0):.1f} ms, p99 {alone.get('p99_ms', 0):.1f} ms)"
+        )
+        cpu = alone["cpu_daemon"] + alone["cpu_children"]
+        print(
+            f"   CPU: daemon {alone['cpu_daemon']:.0%} of a core, its children"
+            f" {alone['cpu_children']:.0%}; {1e6 * cpu / alone['requests_per_s']:.0f} us"
+            " of CPU per webhook in all"
         )
 
 
