@@ -122,6 +122,7 @@ class Daemon:
         destinations: dict[str, dict[str, Any]],
         sync: str,
         delivery_processes: int | None = None,
+        ingest_processes: int | None = None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
@@ -131,6 +132,8 @@ class Daemon:
         server = f'[server]\nlisten = "127.0.0.1:{self.port}"\nshutdown_grace = "1s"'
         if delivery_processes is not None:
             server += f"\ndelivery_processes = {delivery_processes}"
+        if ingest_processes is not None:
+            server += f"\ningest_processes = {ingest_processes}"
         lines = [
             server,
             f'[admin]\nlisten = "127.0.0.1:{self.admin}"\ntoken = "{TOKEN}"',
@@ -297,7 +300,13 @@ def latency(
         port = stack.enter_context(sink(folder, f"{name}-latency-sink"))
         url = f"http://127.0.0.1:{port}/in"
         if relay:
-            daemon = Daemon(folder / "latency-daemon", {"sink": {"url": url}}, args.sync, processes)
+            daemon = Daemon(
+                folder / "latency-daemon",
+                {"sink": {"url": url}},
+                args.sync,
+                processes,
+                getattr(args, "ingest_processes", None),
+            )
             stack.enter_context(daemon.running())
             daemon.ready_after(time.monotonic())
             url = daemon.ingress

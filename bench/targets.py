@@ -19,8 +19,11 @@ before and right after what it is compared with, and their mean is the baseline.
    deliveries / an empty database                                  target < 200 MB
 
 Usage: python bench/targets.py [--seconds 10] [--hold 60] [--pending 1000000]
-                               [--delivery-processes N] [--daemon-src DIR]
+                               [--delivery-processes N] [--ingest-processes N]
+                               [--daemon-src DIR]
 --daemon-src runs the daemon from another checkout's src/ (to compare with main).
+--ingest-processes N: every part runs with server.ingest_processes = N, and part 1
+measures ingest alone both with 0 (the daemon serves the ingress) and with N.
 Prints figures; asserts nothing.
 """
 
@@ -107,17 +110,45 @@ def relay(
     """A sink, and hookgate delivering to it; yields (daemon, sink port, daemon process)."""
     with delivery.sink(folder, "sink") as port:
         destinations = {"sink": {"url": f"http://127.0.0.1:{port}/in", **table}}
-        daemon = delivery.Daemon(folder / "daemon", destinations, "full", args.delivery_processes)
+        daemon = make_daemon(folder / "daemon", destinations, args)
         with daemon.running() as proc:
             daemon.ready_after(time.monotonic())
             yield daemon, port, proc
 
 
-def ingest_alone(folder: Path, args: argparse.Namespace) -> dict[str, float]:
-    daemon = delivery.Daemon(folder, {}, "full", args.delivery_processes)
-    with daemon.running():
+def make_daemon(
+    folder: Path,
+    destinations: dict[str, dict[str, Any]],
+    args: argparse.Namespace,
+    ingest_processes: int | None = None,
+) -> delivery.Daemon:
+    """A daemon with the run's --delivery-processes and --ingest-processes (or the one given)."""
+    ingest = args.ingest_processes if ingest_processes is None else ingest_processes
+    return delivery.Daemon(folder, destinations, "full", args.delivery_processes, ingest)
+
+
+def ingest_alone(
+    folder: Path, args: argparse.Namespace, ingest_processes: int | None = None
+) -> dict[str, float]:
+    daemon = make_daemon(folder, {}, args, ingest_processes)
+    with daemon.running() as proc:
         daemon.ready_after(time.monotonic())
-        return wrk_max(daemon.ingress, folder, args)
+        pids = [proc.pid, *children(proc.pid)]
+        before = [cpu_seconds(pid) for pid in pids]
+        started = time.monotonic()
+        figures = wrk_max(daemon.ingress, folder, args)
+        took = time.monotonic() - started
+        used = [(cpu_seconds(pid) - b) / took for pid, b in zip(pids, before, strict=True)]
+    # Share of one core each process used over the wrk runs (warm-up included).
+    figures["cpu_daemon"] = used[0]
+    figures["cpu_children"] = sum(used[1:])
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) that ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ingest_with_destination(folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -131,7 +162,7 @@ def drain_rate(folder: Path, args: argparse.Namespace) -> dict[str, float]:
     """batch_max = 1: how fast one destination delivers a pre-built backlog after resume."""
     with delivery.sink(folder, "sink") as port:
         table = {"url": f"http://127.0.0.1:{port}/in", "batch_max": 1}
-        daemon = delivery.Daemon(folder, {"sink": table}, "full", args.delivery_processes)
+        daemon = make_daemon(folder, {"sink": table}, args)
         delivery.build_backlog(daemon.db, args.backlog, "sink", paused=True)
         with daemon.running():
             daemon.ready_after(time.monotonic())
@@ -218,7 +249,7 @@ def peak_rss(folder: Path, args: argparse.Namespace, count: int) -> dict[str, fl
     """Peak RSS (VmHWM) of the daemon plus its children over --rss-seconds of delivering."""
     with delivery.sink(folder, "sink") as port:
         table = {"url": f"http://127.0.0.1:{port}/in"}
-        daemon = delivery.Daemon(folder, {"sink": table}, "full", args.delivery_processes)
+        daemon = make_daemon(folder, {"sink": table}, args)
         if count:
             delivery.build_backlog(daemon.db, count, "sink", paused=False)
         with daemon.running() as proc:
@@ -244,6 +275,29 @@ def children(pid: int) -> list[int]:
 # -- the run -----------------------------------------------------------------------
 
 
+def part_1(place: Callable[[str], Path], args: argparse.Namespace) -> None:
+    """Ingest alone with the daemon serving the ingress, and with --ingest-processes."""
+    counts = [0] if not args.ingest_processes else [0, args.ingest_processes]
+    print(f"\n== 1. ingest alone, wrk {args.seconds}s")
+    for count in counts:
+        base, alone, (b1, b2) = interleaved(
+            lambda: bare(place("bare"), args),
+            lambda count=count: ingest_alone(place("ingest"), args, count),  # type: ignore[misc]
+        )
+        print(f"bare aiohttp (baseline, before/after)  {b1:>8.0f} / {b2:.0f} req/s")
+        print(
+            f"hookgate, ingest_processes = {count:<2}        {alone['requests_per_s']:>8.0f}"
+            f" webhooks/s  {alone['requests_per_s'] / base:5.2f}x   (target >= 0.80x; p50"
+            f" {alone.get('p50_ms', 0):.1f} ms, p99 {alone.get('p99_ms', 0):.1f} ms)"
+        )
+        cpu = alone["cpu_daemon"] + alone["cpu_children"]
+        print(
+            f"   CPU: daemon {alone['cpu_daemon']:.0%} of a core, its children"
+            f" {alone['cpu_children']:.0%}; {1e6 * cpu / alone['requests_per_s']:.0f} us"
+            " of CPU per webhook in all"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run / e2e window")
@@ -259,6 +313,7 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument("--rss-seconds", type=float, default=10.0)
     parser.add_argument("--delivery-processes", type=int, default=None)
+    parser.add_argument("--ingest-processes", type=int, default=None)
     parser.add_argument("--daemon-src", type=Path, default=None)
     parser.add_argument("--parts", default="1,2,3,4,5,6,7")
     args = parser.parse_args()
@@ -270,7 +325,8 @@ def main() -> None:
     started = time.monotonic()
     print(
         f"wrk -t1 -c{args.connections}, ~1 KB signed JSON, sync = full,"
-        f" delivery_processes = {args.delivery_processes or 'default'}"
+        f" delivery_processes = {args.delivery_processes or 'default'},"
+        f" ingest_processes = {args.ingest_processes or 'default'}"
         f"{f', daemon from {args.daemon_src}' if args.daemon_src else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-targets-") as tmp:
@@ -287,16 +343,7 @@ def run(folder: Path, args: argparse.Namespace, parts: set[str]) -> None:
     with_destination: dict[str, Any] = {}
     e2e_rate = 0.0
     if "1" in parts:
-        base, alone, (b1, b2) = interleaved(
-            lambda: bare(place("bare"), args), lambda: ingest_alone(place("ingest"), args)
-        )
-        print(f"\n== 1. ingest alone, wrk {args.seconds}s")
-        print(f"bare aiohttp (baseline, before/after)  {b1:>8.0f} / {b2:.0f} req/s")
-        print(
-            f"hookgate, no destination               {alone['requests_per_s']:>8.0f} webhooks/s"
-            f"  {alone['requests_per_s'] / base:5.2f}x   (target >= 0.80x; p50"
-            f" {alone.get('p50_ms', 0):.1f} ms, p99 {alone.get('p99_ms', 0):.1f} ms)"
-        )
+        part_1(place, args)
     if parts & {"2", "3", "4"}:
         with_destination = ingest_with_destination(place("ingest-dest"), args)
         print(f"\n== 2. ingest with one destination attached, wrk {args.seconds}s")

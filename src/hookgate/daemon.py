@@ -20,7 +20,8 @@ from hookgate import config as config_module
 from hookgate.admin.listener import Admin
 from hookgate.config import Config, parse_listen
 from hookgate.errors import ConfigError, StartupError, StoreError
-from hookgate.inbound.listener import KEEPALIVE_TIMEOUT, Ingress
+from hookgate.inbound import processes as ingest_processes
+from hookgate.inbound.listener import KEEPALIVE_TIMEOUT, Ingress, tls_context
 from hookgate.outbound.alerts import Alerter
 from hookgate.outbound.dispatcher import Dispatcher
 from hookgate.outbound.processes import DeliveryProcesses
@@ -49,6 +50,7 @@ class _Running:
     dispatcher: Dispatcher
     alerter: Alerter
     ingress: Ingress | None = None
+    ingest: ingest_processes.IngestProcesses | None = None
     admin: Admin | None = None
     runners: list[web.BaseRunner] = field(default_factory=list)
 
@@ -77,6 +79,8 @@ class Daemon:
         )
         alerts = asyncio.create_task(running.alerter.run(), name="alerts")
         watched: list[asyncio.Future[Any]] = [running.dispatcher.failed, pruner, alerts]
+        if running.ingest is not None:
+            watched.append(running.ingest.failed)
         if running.store.writer_task is not None:
             watched.append(running.store.writer_task)
         watcher = asyncio.create_task(self._watch(watched))
@@ -96,7 +100,7 @@ class Daemon:
 
     async def _start(self) -> _Running:
         server = self.config.server
-        tls = _tls_context(server.tls_cert, server.tls_key)
+        tls = tls_context(server.tls_cert, server.tls_key)
         try:
             store = await open_store(self.config.storage)
         except StoreError as exc:
@@ -108,12 +112,22 @@ class Daemon:
         running = _Running(store, dispatcher, alerter)
         try:
             await dispatcher.start_delivery_processes()
-            running.ingress = Ingress(self.config, store)
-            running.admin = Admin(
-                self.config, store, dispatcher, alive=lambda: self._failure is None
-            )
             # Listen first: a start that cannot bind its ports must not have sent anything.
-            await self._listen(running, running.ingress, running.admin, tls)
+            if server.ingest_processes:
+                await self._bind_ingest(running, store)
+            else:
+                running.ingress = Ingress(self.config, store)
+                await self._listen_ingress(running, running.ingress, tls)
+            running.admin = Admin(
+                self.config,
+                store,
+                dispatcher,
+                alive=lambda: self._failure is None,
+                ingress=running.ingest.serving if running.ingest is not None else None,
+            )
+            await self._listen_admin(running, running.admin)
+            if running.ingest is not None:
+                await running.ingest.start()
             await dispatcher.start()
         except OSError as exc:
             await self._shutdown(running)
@@ -133,14 +147,25 @@ class Daemon:
         count = self.config.server.delivery_processes
         return DeliveryProcesses(count, self.config.log) if count else None
 
-    async def _listen(
-        self, running: _Running, ingress: Ingress, admin: Admin, tls: ssl.SSLContext | None
+    async def _bind_ingest(self, running: _Running, store: Store) -> None:
+        """Bind the ingress here; the ingest processes (started later) accept on it."""
+        server = self.config.server
+        sockets = await ingest_processes.bind(server.listen)
+        running.ingest = ingest_processes.IngestProcesses(
+            server.ingest_processes, self.config, store, sockets
+        )
+
+    async def _listen_ingress(
+        self, running: _Running, ingress: Ingress, tls: ssl.SSLContext | None
     ) -> None:
         server = self.config.server
         ingress_runner = web.ServerRunner(ingress.server(), handler_cancellation=False)
         running.runners.append(
             await _serve(ingress_runner, server.listen, tls, server.shutdown_grace)
         )
+
+    async def _listen_admin(self, running: _Running, admin: Admin) -> None:
+        server = self.config.server
         admin_runner = web.AppRunner(
             admin.app(), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT
         )
@@ -152,6 +177,8 @@ class Daemon:
         grace = self.config.server.shutdown_grace
         log.info("daemon.stopping", grace_s=float(grace))
         # Ingress first: stop accepting and let in-flight requests reach their commit.
+        if running.ingest is not None:
+            await running.ingest.close()
         for runner in running.runners:
             await runner.cleanup()
         await running.dispatcher.stop(grace)
@@ -181,6 +208,8 @@ class Daemon:
             new = self._keep_restart_only(new)
             if running.ingress is not None:
                 running.ingress.apply(new)
+            if running.ingest is not None:
+                running.ingest.apply(new)
             if running.admin is not None:
                 running.admin.apply(new)
             running.alerter.apply(new)
@@ -203,6 +232,7 @@ class Daemon:
                 tls_cert=old.server.tls_cert,
                 tls_key=old.server.tls_key,
                 delivery_processes=old.server.delivery_processes,
+                ingest_processes=old.server.ingest_processes,
             ),
             admin=msgspec.structs.replace(new.admin, listen=old.admin.listen),
             storage=old.storage,
@@ -265,25 +295,3 @@ async def _serve(
         await runner.cleanup()
         raise
     return runner
-
-
-def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
-    if cert is None or key is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise StartupError(f"server.tls_cert/tls_key: no such file: {exc.filename}") from None
-    except PermissionError as exc:
-        raise StartupError(f"server.tls_cert/tls_key: cannot read {exc.filename}") from None
-    except ssl.SSLError as exc:
-        raise StartupError(
-            f"server.tls_cert/tls_key: not a matching PEM certificate and key ({exc.reason})"
-        ) from None
-    except OSError as exc:  # after SSLError, which is an OSError too
-        raise StartupError(
-            f"server.tls_cert/tls_key: cannot read {exc.filename}: {exc.strerror}"
-        ) from None
-    return context

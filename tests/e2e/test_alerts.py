@@ -238,13 +238,17 @@ async def test_a_traffic_spike_alerts_once_and_clears_once(
     await sent_exactly_once(client, daemon, ops, "source.traffic_spike", "source.traffic_normal")
 
 
+# With ingest processes, each signature failure is reported by a child to the daemon.
+@pytest.mark.parametrize("ingest_processes", [0, 2])
 async def test_rejected_signatures_alert_once_and_clear_once(
     start_daemon: Callable[..., Awaitable[Daemon]],
     downstream_factory: Callable[..., Awaitable[Downstream]],
     client: aiohttp.ClientSession,
+    ingest_processes: int,
 ) -> None:
     ops = await downstream_factory()
     daemon = await start_daemon(
+        server={"ingest_processes": ingest_processes},
         sources={"shop": SHOP},
         alerts=alerts(ops, signature_failures=5, signature_window="2s"),
     )

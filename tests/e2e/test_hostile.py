@@ -58,7 +58,9 @@ ALLOWED_NET = "203.0.113.0/24"  # TEST-NET-3: never the loopback peer of these t
 # -- the daemon under attack ----------------------------------------------------------
 
 
-def daemon_config(downstream: Downstream, max_body: int = MAX_BODY) -> dict[str, object]:
+def daemon_config(
+    downstream: Downstream, max_body: int = MAX_BODY, ingest_processes: int = 0
+) -> dict[str, object]:
     sources = {
         "raw": {"path": "/hooks/raw"},
         "json": {"path": "/hooks/json", "event_type": "json:type"},
@@ -86,6 +88,7 @@ def daemon_config(downstream: Downstream, max_body: int = MAX_BODY) -> dict[str,
             "max_body": f"{max_body // 1024}KiB",
             "request_timeout": f"{REQUEST_TIMEOUT:g}s",
             "trusted_proxies": ["10.0.0.0/8"],
+            "ingest_processes": ingest_processes,
         },
         # debug logs every accepted webhook and delivery: the most there is to leak.
         "log": {"level": "debug"},
@@ -219,13 +222,20 @@ async def read_until_closed(reader: asyncio.StreamReader, within: float) -> byte
     return data
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
+# The whole table twice: the daemon serving the ingress, and two ingest processes
+# (server.ingest_processes) serving it, whose answers and logs must be the same.
+@pytest_asyncio.fixture(
+    scope="module", loop_scope="module", params=[0, 2], ids=["daemon", "ingest-processes"]
+)
+async def harness(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
     downstream = await Downstream().start()
     folder: Path = tmp_path_factory.mktemp("hostile")
     small_folder: Path = tmp_path_factory.mktemp("hostile-small")
-    daemon = Daemon(folder, daemon_config(downstream))
-    small = Daemon(small_folder, daemon_config(downstream, SMALL_MAX_BODY))
+    processes: int = request.param
+    daemon = Daemon(folder, daemon_config(downstream, ingest_processes=processes))
+    small = Daemon(small_folder, daemon_config(downstream, SMALL_MAX_BODY, processes))
     try:
         await asyncio.gather(daemon.start(), small.start())
         yield Harness(

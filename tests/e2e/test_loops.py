@@ -11,16 +11,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from .conftest import Daemon, Downstream, post, to_toml, wait_for
 
 
+# Ingest processes know the database's identity (the Via name) from the daemon.
+@pytest.mark.parametrize("ingest_processes", [0, 2])
 async def test_destination_pointing_at_own_ingress_is_refused_not_multiplied(
-    tmp_path: Path, client: aiohttp.ClientSession
+    tmp_path: Path, client: aiohttp.ClientSession, ingest_processes: int
 ) -> None:
     daemon = Daemon(
         tmp_path,
         {
+            "server": {"ingest_processes": ingest_processes},
             "sources": {"open": {"path": "/hooks/open", "verify": {"scheme": "none"}}},
             "destinations": {
                 "back": {

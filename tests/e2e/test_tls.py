@@ -103,11 +103,17 @@ def trusting(pem: Pem) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(pem.cert))
 
 
+# Ingest processes (server.ingest_processes) serve TLS from the same files.
+@pytest.mark.parametrize("ingest_processes", [0, 2])
 async def test_https_ingress_accepts_a_webhook(
-    start_daemon: StartDaemon, downstream: Downstream, pem: Pem
+    start_daemon: StartDaemon, downstream: Downstream, pem: Pem, ingest_processes: int
 ) -> None:
     daemon = await start_daemon(
-        server={"tls_cert": str(pem.cert), "tls_key": str(pem.key)},
+        server={
+            "tls_cert": str(pem.cert),
+            "tls_key": str(pem.key),
+            "ingest_processes": ingest_processes,
+        },
         sources={"shop": {"path": "/hooks/shop"}},
         destinations={"orders": {"url": downstream.url("/orders"), "sources": ["shop"]}},
     )
@@ -160,9 +166,16 @@ async def _handshake(port: int, context: ssl.SSLContext) -> str | None:
             await asyncio.wait_for(writer.wait_closed(), 5)
 
 
-async def test_tls_1_1_is_refused_and_1_2_accepted(start_daemon: StartDaemon, pem: Pem) -> None:
+@pytest.mark.parametrize("ingest_processes", [0, 2])
+async def test_tls_1_1_is_refused_and_1_2_accepted(
+    start_daemon: StartDaemon, pem: Pem, ingest_processes: int
+) -> None:
     daemon = await start_daemon(
-        server={"tls_cert": str(pem.cert), "tls_key": str(pem.key)},
+        server={
+            "tls_cert": str(pem.cert),
+            "tls_key": str(pem.key),
+            "ingest_processes": ingest_processes,
+        },
         sources={"shop": {"path": "/hooks/shop"}},
     )
     port = daemon.ingress_port

@@ -24,6 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": set(),
     "addresses": set(),
     "filters": set(),
+    # Starting, watching and restarting the daemon's child processes (any stage's).
+    "children": set(),
     "transform": {"errors", "wire"},
     "providers": {"errors", "wire"},
     "config": {"errors", "wire", "addresses", "providers", "filters", "transform"},
@@ -37,8 +39,18 @@ ALLOWED: dict[str, set[str]] = {
         "providers",
         "store",
         "filters",
+        "children",
     },
-    "outbound": {"errors", "wire", "metrics", "addresses", "config", "store", "transform"},
+    "outbound": {
+        "errors",
+        "wire",
+        "metrics",
+        "addresses",
+        "config",
+        "store",
+        "transform",
+        "children",
+    },
     "admin": {"errors", "wire", "metrics", "config", "store", "outbound", "filters"},
     "logs": {"config"},
     "daemon": {
@@ -55,8 +67,21 @@ ALLOWED: dict[str, set[str]] = {
         "logs",
         "filters",
         "transform",
+        "children",
     },
-    "cli": {"errors", "wire", "config", "providers", "outbound", "admin", "logs", "transform"},
+    # inbound and children: the main of an ingest process (cli/ingest.py).
+    "cli": {
+        "errors",
+        "wire",
+        "config",
+        "providers",
+        "outbound",
+        "inbound",
+        "admin",
+        "logs",
+        "transform",
+        "children",
+    },
     "__main__": {"cli"},
 }
 # Imported only inside a function (so that `hookgate --help` loads no server code).

@@ -29,10 +29,13 @@ class Admin:
         store: Store,
         dispatcher: Dispatcher,
         alive: Callable[[], bool],
+        ingress: Callable[[], str] | None = None,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.alive = alive
+        # With ingest processes: whether they all serve the ingress ("ok" or why not).
+        self.ingress = ingress
         self.api = AdminApi(config, store, dispatcher)
         self.dashboard = Dashboard(self.api)
 
@@ -78,6 +81,8 @@ class Admin:
 
     async def readyz(self, request: web.Request) -> web.Response:
         checks = {"database": await self._database_check(), "delivery": self._delivery_check()}
+        if self.ingress is not None:
+            checks["ingress"] = self.ingress()
         queue: answers.ReadyQueue | None = None
         destinations: dict[str, answers.ReadyDestination] | None = None
         try:

@@ -82,6 +82,7 @@ WINDOW = Rule(
 SHARE = Rule("a number from 0 to 1", lambda value, _: 0 <= value <= 1)
 ABOVE_ONE = Rule("a number > 1", lambda value, _: value > 1)
 DELIVERY_PROCESSES = Rule("an integer from 0 to 64", lambda value, _: 0 <= value <= 64)
+INGEST_PROCESSES = Rule("an integer from 0 to 64", lambda value, _: 0 <= value <= 64)
 NOT_NEGATIVE = Rule("a number >= 0", lambda value, _: value >= 0)
 LONGER_THAN_TRAFFIC_WINDOW = Rule(
     "a duration > alerts.traffic_window",
@@ -108,6 +109,10 @@ class ServerConfig(_Table, frozen=True):
     delivery_processes: Annotated[
         int, setting("child processes sending deliveries; 0: none", DELIVERY_PROCESSES)
     ] = 1
+    # Child processes that serve the ingress listener (0: this process serves it).
+    ingest_processes: Annotated[
+        int, setting("child processes serving the ingress; 0: none", INGEST_PROCESSES)
+    ] = 0
 
 
 class AdminConfig(_Table, frozen=True):

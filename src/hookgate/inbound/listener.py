@@ -7,10 +7,11 @@ and JSON error. A 2xx leaves only after the outbox writer's commit returned.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -18,9 +19,9 @@ from aiohttp import web
 
 from hookgate import addresses, filters, metrics, providers, wire
 from hookgate.config import Config, DestinationConfig, SourceConfig
-from hookgate.errors import StoreError, VerificationFailed
+from hookgate.errors import StartupError, StoreError, VerificationFailed
 from hookgate.inbound.routing import Router, request_document
-from hookgate.store import NewMessage, Store
+from hookgate.store import Accepted, NewMessage
 
 log = structlog.get_logger("hookgate.ingress")
 
@@ -179,22 +180,81 @@ class Route:
         # providers without one pay nothing per request.
         self.greeters = Greeters.build(self.provider, source.verify)
         self.router = Router(name, destinations)
-        self.received = metrics.webhooks_received.labels(name)
-        self.duplicates = metrics.webhooks_duplicate.labels(name)
-        # Plain counters that the alert rules read on their interval.
-        self.tally = metrics.source_tally(name)
+
+
+class Outbox(Protocol):
+    """Where the ingress commits a message: the store, or (in an ingest process) the
+    daemon that owns the store's writer."""
+
+    identity: str
+    """The database's identity (the ``Via`` name that detects loops)."""
+
+    async def accept(self, message: NewMessage) -> Accepted:
+        """Commit ``message`` durably, or raise StoreError."""
+        ...
+
+
+class Tallies(Protocol):
+    """Where the ingress counts what it answered: metrics, and the alert rules' tallies."""
+
+    def apply(self, config: Config) -> None:
+        """Take a (re)loaded config's sources."""
+
+    def accepted(self, message: NewMessage, accepted: Accepted) -> None: ...
+
+    def rejected(self, source: str, reason: str) -> None: ...
+
+    def signature_failed(self, source: str) -> None: ...
+
+
+class Counts:
+    """The ``Tallies`` of this process's /metrics and alert rules."""
+
+    def __init__(self) -> None:
+        self._received: dict[str, Any] = {}
+        self._duplicates: dict[str, Any] = {}
+
+    def apply(self, config: Config) -> None:
+        # Here, in the daemon, and not in each ingest process: once per (re)load.
+        for name, source in config.sources.items():
+            # The silence of a source counts from when it is first served.
+            metrics.source_tally(name)
+            if source.verify.scheme == "none":
+                log.warning("source.unverified", source=name)
+
+    def accepted(self, message: NewMessage, accepted: Accepted) -> None:
+        source = message.source
+        if accepted.duplicate:
+            counter = self._duplicates.get(source)
+            if counter is None:
+                counter = self._duplicates[source] = metrics.webhooks_duplicate.labels(source)
+            counter.inc()
+            return
+        counter = self._received.get(source)
+        if counter is None:
+            counter = self._received[source] = metrics.webhooks_received.labels(source)
+        counter.inc()
+        metrics.source_tally(source).webhook_accepted(message.received_at)
+
+    def rejected(self, source: str, reason: str) -> None:
+        metrics.webhooks_rejected.labels(source, reason).inc()
+
+    def signature_failed(self, source: str) -> None:
+        metrics.source_tally(source).signature_failures += 1
 
 
 class Ingress:
     """The aiohttp application that receives webhooks."""
 
-    def __init__(self, config: Config, store: Store) -> None:
-        self.store = store
-        self.own_via = wire.via_name(store.identity)
+    def __init__(self, config: Config, outbox: Outbox, tallies: Tallies | None = None) -> None:
+        self.outbox = outbox
+        self.tallies = Counts() if tallies is None else tallies
+        self.own_via = wire.via_name(outbox.identity)
         self.apply(config)
 
     def apply(self, config: Config) -> None:
         """Take a (re)loaded config; requests already running keep the route they had."""
+        self.tallies.apply(config)
         self.max_body = config.server.max_body
         self.request_timeout = config.server.request_timeout
         self.trusted_proxies = addresses.parse_networks(config.server.trusted_proxies)
@@ -206,9 +266,6 @@ class Ingress:
             )
             for name, source in config.sources.items()
         }
-        for route in self.routes.values():
-            if route.source.verify.scheme == "none":
-                log.warning("source.unverified", source=route.name)
 
     def server(self) -> web.Server:
         """A low-level aiohttp server: sources are a dict lookup, no router or middlewares.
@@ -254,7 +311,7 @@ class Ingress:
         try:
             route.check(inbound, now)
         except VerificationFailed as exc:
-            route.tally.signature_failures += 1
+            self.tallies.signature_failed(route.name)
             log.warning("webhook.unverified", source=route.name, reason=exc.reason)
             raise Rejected(
                 401, "invalid_signature", "the signature is missing or invalid"
@@ -319,7 +376,7 @@ class Ingress:
     async def _store(self, route: Route, message: NewMessage) -> web.Response:
         """Commit the message; answer only once the commit returned."""
         try:
-            accepted = await self.store.accept(message)
+            accepted = await self.outbox.accept(message)
         except StoreError as exc:
             log.error("webhook.not_stored", source=route.name, error=str(exc))
             raise Rejected(
@@ -328,8 +385,8 @@ class Ingress:
                 "cannot store the webhook now; retry later",
                 **{"Retry-After": _RETRY_AFTER_SECONDS},
             ) from None
+        self.tallies.accepted(message, accepted)
         if accepted.duplicate:
-            route.duplicates.inc()
             log.debug(
                 "webhook.duplicate",
                 source=route.name,
@@ -337,8 +394,6 @@ class Ingress:
                 event_id=message.event_id,
             )
             return _json(200, {"id": accepted.message_id, "duplicate": True})
-        route.received.inc()
-        route.tally.webhook_accepted(message.received_at)
         log.debug(
             "webhook.accepted",
             source=route.name,
@@ -437,7 +492,7 @@ class Ingress:
         return client
 
     def _log_rejected(self, route: Route | None, request: web.BaseRequest, exc: Rejected) -> None:
-        metrics.webhooks_rejected.labels(route.name if route else "", exc.code).inc()
+        self.tallies.rejected(route.name if route else "", exc.code)
         log.warning(
             "webhook.rejected",
             source=route.name if route else None,
@@ -460,3 +515,26 @@ def _json(
 
 def _error(exc: Rejected) -> web.Response:
     return _json(exc.status, {"error": exc.code, "detail": exc.detail}, exc.headers)
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The ingress's TLS context from ``server.tls_cert``/``tls_key`` (None: plain HTTP)."""
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise StartupError(f"server.tls_cert/tls_key: no such file: {exc.filename}") from None
+    except PermissionError as exc:
+        raise StartupError(f"server.tls_cert/tls_key: cannot read {exc.filename}") from None
+    except ssl.SSLError as exc:
+        raise StartupError(
+            f"server.tls_cert/tls_key: not a matching PEM certificate and key ({exc.reason})"
+        ) from None
+    except OSError as exc:  # after SSLError, which is an OSError too
+        raise StartupError(
+            f"server.tls_cert/tls_key: cannot read {exc.filename}: {exc.strerror}"
+        ) from None
+    return context

@@ -288,6 +288,20 @@ def test_delivery_processes_default_and_zero(tmp_path: Path) -> None:
     assert load(tmp_path, text).server.delivery_processes == 0
 
 
+@pytest.mark.parametrize("count", [-1, 65])
+def test_ingest_processes_out_of_range_names_its_key(tmp_path: Path, count: int) -> None:
+    text = f"[server]\ningest_processes = {count}\n"
+    assert errors_of(tmp_path, text) == [
+        f"server.ingest_processes: expected an integer from 0 to 64, got {count} (line 2)"
+    ]
+
+
+def test_ingest_processes_default_and_set(tmp_path: Path) -> None:
+    assert load(tmp_path, MINIMAL_SOURCE).server.ingest_processes == 0
+    text = MINIMAL_SOURCE + "\n[server]\ningest_processes = 2\n"
+    assert load(tmp_path, text).server.ingest_processes == 2
+
+
 def test_max_backoff_below_initial(tmp_path: Path) -> None:
     text = '[delivery]\ninitial_backoff = "10s"\nmax_backoff = "1s"\n'
     assert errors_of(tmp_path, text) == [
