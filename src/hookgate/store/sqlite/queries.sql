@@ -35,10 +35,16 @@ SELECT dedup_key, id FROM messages WHERE source = ? AND dedup_key IN ({keys})
 INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
 VALUES (?, ?, 'pending', ?, ?)
 
--- update_delivery --
-UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_status = ?,
-    last_error = ?, dead_reason = ?, updated_at = ?
-WHERE id = ?
+-- settle_deliveries --
+-- Every outcome of a commit in one statement (binding each row's values one by one
+-- from Python cost more than the update itself): a JSON array of rows
+-- [id, state, attempts, next_attempt_at, last_status, last_error, dead_reason], then
+-- updated_at. A delivery appears once: its lease holds until its outcome commits.
+UPDATE deliveries SET state = o.value ->> 1, attempts = o.value ->> 2,
+    next_attempt_at = o.value ->> 3, last_status = o.value ->> 4, last_error = o.value ->> 5,
+    dead_reason = o.value ->> 6, updated_at = ?2
+FROM json_each(?1) AS o
+WHERE deliveries.id = o.value ->> 0
 
 -- insert_attempt --
 INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet)

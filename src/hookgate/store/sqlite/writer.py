@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
+import orjson
 import structlog
 
 from hookgate import metrics
@@ -302,23 +303,21 @@ def record_attempts(conn: sqlite3.Connection, records: list[AttemptRecord]) -> N
     """Settle each delivery as its attempt left it, and keep the attempt."""
     if not records:
         return
-    now = time.time()
-    conn.executemany(
-        QUERIES["update_delivery"],
+    outcomes = orjson.dumps(
         [
             (
+                r.delivery_id,
                 r.state,
                 r.attempts,
                 r.next_attempt_at,
                 r.status,
                 r.error,
                 r.dead_reason,
-                now,
-                r.delivery_id,
             )
             for r in records
-        ],
+        ]
     )
+    conn.execute(QUERIES["settle_deliveries"], (outcomes, time.time()))
     conn.executemany(
         QUERIES["insert_attempt"],
         [
