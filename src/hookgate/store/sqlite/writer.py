@@ -261,15 +261,15 @@ def insert_messages(
     )
     owners = dedup_owners(conn, keyed) if keyed else {}
     results: list[Accepted] = []
-    rows: list[tuple[int, str, float, float]] = []
+    rows: list[tuple[int, str, float]] = []
     for message_id, message in zip(ids, messages, strict=True):
         owner = owners.get((message.source, message.event_id), message_id)
         results.append(Accepted(format_message_id(owner), duplicate=owner != message_id))
         if owner == message_id:
             now = message.received_at
-            rows.extend((message_id, d, now, now) for d in message.destinations)
+            rows.extend((message_id, d, now) for d in message.destinations)
     if rows:
-        conn.executemany(QUERIES["insert_delivery"], rows)
+        conn.execute(QUERIES["insert_deliveries"], (orjson.dumps(rows),))
     return results
 
 
