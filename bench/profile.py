@@ -99,6 +99,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU of a process's main thread only (its other threads: SQLite's, aiosqlite's)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def family(pid: int) -> dict[str, int]:
     """The daemon and its delivery processes (children running hookgate.cli.delivery)."""
     members = {"daemon": pid}
@@ -119,10 +125,15 @@ class CpuWindow:
 
     def start(self) -> None:
         self.used = {name: -cpu_seconds(pid) for name, pid in self.members.items()}
+        self.used["daemon: event loop thread"] = -thread_cpu_seconds(self.members["daemon"])
 
     def stop(self) -> None:
         for name, pid in self.members.items():
             self.used[name] += cpu_seconds(pid)
+        self.used["daemon: event loop thread"] += thread_cpu_seconds(self.members["daemon"])
+        self.used["daemon: other threads (SQLite)"] = (
+            self.used["daemon"] - self.used["daemon: event loop thread"]
+        )
 
     def report(self, ingested: float, delivered: float, seconds: float) -> None:
         print(f"ingested {ingested:.0f} ({ingested / seconds:.0f}/s), delivered {delivered:.0f}")
@@ -131,7 +142,7 @@ class CpuWindow:
             per = f"{used / ingested * 1e6:7.1f} us per webhook ingested, " if ingested else ""
             per += f"{used / max(delivered, 1) * 1e6:7.1f} us per delivery"
             print(f"  {name:<28} {used / seconds * 100:5.1f}% of a core  {per}")
-        total = sum(self.used.values())
+        total = sum(v for k, v in self.used.items() if not k.startswith("daemon:"))
         print(f"  {'all':<28} {total / seconds * 100:5.1f}% of a core")
 
 
