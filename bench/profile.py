@@ -8,7 +8,7 @@ the webhooks ingested (ingest stages) or delivered (delivery stages) in the wind
 microseconds of one core per webhook.
 
 Usage: python bench/profile.py [--seconds 8] [--delivery-processes N] [--raw FILE]
-                               [--drain N] [--daemon-src DIR] [--cpu]
+                               [--drain N] [--daemon-src DIR] [--cpu] [--native]
 --drain profiles delivery alone (a pre-built backlog of N, batch_max = 1) instead of
 wrk's load; --daemon-src runs the daemon from another checkout's src/ (main: before).
 --cpu samples nothing: it reads each hookgate process's CPU time (user + system, all
@@ -85,10 +85,13 @@ def stage_of(stack: str) -> str:
     return "event loop, other"
 
 
+NATIVE: list[str] = []  # ["--native"] with --native: C frames too (uvloop, libuv, SQLite)
+
+
 def profile(pids: list[int], seconds: int, out: Path) -> None:
     beside = Path(sys.executable).with_name("py-spy")
     spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
-    args = [spy, "record", "--format", "raw", "-r", str(RATE), "-d", str(seconds)]
+    args = [spy, "record", "--format", "raw", "-r", str(RATE), "-d", str(seconds), *NATIVE]
     args += ["--threads", "--subprocesses", "-o", str(out), "-p", str(pids[0])]
     subprocess.run(args, check=True, capture_output=True)
 
@@ -157,7 +160,10 @@ def main() -> None:
     )
     parser.add_argument("--daemon-src", type=Path, default=None, help="another checkout's src/")
     parser.add_argument("--cpu", action="store_true", help="CPU time from /proc, no py-spy")
+    parser.add_argument("--native", action="store_true", help="py-spy --native: C frames too")
     args = parser.parse_args()
+    if args.native:
+        NATIVE.append("--native")
     if args.daemon_src is not None:
         os.environ["PYTHONPATH"] = str(args.daemon_src.resolve())
     if args.drain:

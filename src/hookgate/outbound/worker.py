@@ -107,6 +107,8 @@ class DestinationWorker:
         self.ready: collections.deque[list[DueDelivery]] = collections.deque()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self._event_loop = asyncio.get_running_loop()
         # Skipping claims that cannot find anything: ``_changes`` counts what may have
         # made deliveries due (a commit of new ones, a retry recorded, a release, a
         # resume); ``_drained`` is that count when a claim last found nothing more due,
@@ -295,7 +297,7 @@ class DestinationWorker:
 
     def _start(self, deliveries: list[DueDelivery]) -> None:
         self.inflight.update(d.id for d in deliveries)
-        task = asyncio.create_task(self._attempt(deliveries))
+        task = self._event_loop.create_task(self._attempt(deliveries))
         self.requests.add(task)
         self.sending += 1
         task.add_done_callback(self._finished)
