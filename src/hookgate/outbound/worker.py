@@ -3,9 +3,10 @@
 Each destination has its own worker, concurrency, rate limit and circuit, so a slow
 or failing destination cannot hold up the others. A worker sleeps until a commit
 brings it work, a request ends, or its earliest ``next_attempt_at`` comes: never a
-busy poll; a request that ends after a claim found nothing more due claims again only
-if something may have come due since (``work_arrived``) (with a store that other processes share, it also looks now and then for
-work that no wake-up announced). Claims are bounded pages, so the backlog stays in
+busy poll (with a store that other processes share, it also looks now and then for
+work that no wake-up announced). Once a claim found nothing more due, a request that
+ends claims again only if something may have come due since (``work_arrived``).
+Claims are bounded pages, so the backlog stays in
 the store, not in memory; a claim leases its deliveries to this process. What a
 worker claims it starts at once or, with the store to itself (SQLite: leases that
 never expire), keeps as the next page, ready for the slots that free meanwhile, so
