@@ -35,7 +35,8 @@ SELECT dedup_key, id FROM messages WHERE source = ? AND dedup_key IN ({keys})
 -- A commit's new deliveries in one statement (cheaper than binding a row at a time):
 -- a JSON array of rows [message_id, destination, received_at].
 INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
-SELECT o.value ->> 0, o.value ->> 1, 'pending', o.value ->> 2, o.value ->> 2
+SELECT json_extract(o.value, '$[0]'), json_extract(o.value, '$[1]'), 'pending',
+    json_extract(o.value, '$[2]'), json_extract(o.value, '$[2]')
 FROM json_each(?) AS o
 
 -- settle_deliveries --
@@ -43,11 +44,13 @@ FROM json_each(?) AS o
 -- from Python cost more than the update itself): a JSON array of rows
 -- [id, state, attempts, next_attempt_at, last_status, last_error, dead_reason], then
 -- updated_at. A delivery appears once: its lease holds until its outcome commits.
-UPDATE deliveries SET state = o.value ->> 1, attempts = o.value ->> 2,
-    next_attempt_at = o.value ->> 3, last_status = o.value ->> 4, last_error = o.value ->> 5,
-    dead_reason = o.value ->> 6, updated_at = ?2
+-- (json_extract, not ->>, which needs SQLite 3.38; UPDATE .. FROM needs 3.33.)
+UPDATE deliveries SET state = json_extract(o.value, '$[1]'),
+    attempts = json_extract(o.value, '$[2]'), next_attempt_at = json_extract(o.value, '$[3]'),
+    last_status = json_extract(o.value, '$[4]'), last_error = json_extract(o.value, '$[5]'),
+    dead_reason = json_extract(o.value, '$[6]'), updated_at = ?2
 FROM json_each(?1) AS o
-WHERE deliveries.id = o.value ->> 0
+WHERE deliveries.id = json_extract(o.value, '$[0]')
 
 -- insert_attempt --
 INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet)
