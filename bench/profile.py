@@ -43,9 +43,9 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("delivery: outcome commit (writer)", ("record_attempts", "_record (")),
     ("delivery: claims, request building", ("outbound/",)),
     ("ingest: hookgate handler", ("inbound/listener.py",)),
-    ("ingest: message commit (writer)", ("store/sqlite/writer.py",)),
+    ("writer: group commit, event loop side", ("store/sqlite/writer.py",)),
     ("ingest: aiohttp server", ("aiohttp/web_protocol", "aiohttp/http_parser", "aiohttp/web")),
-    ("SQLite threads running SQL (commits: fsync)", ("aiosqlite", "sqlite3")),
+    ("aiosqlite calls, event loop side", ("aiosqlite", "sqlite3")),
 ]
 
 
