@@ -6,8 +6,8 @@ brings it work, a request ends, or its earliest ``next_attempt_at`` comes: never
 busy poll (with a store that other processes share, it also looks now and then for
 work that no wake-up announced). Once a claim found nothing more due, a request that
 ends claims again only if something may have come due since (``work_arrived``).
-Claims are bounded pages, so the backlog stays in
-the store, not in memory; a claim leases its deliveries to this process. What a
+Claims are bounded pages, so the backlog stays in the store, not in memory; a claim
+leases its deliveries to this process. What a
 worker claims it starts at once or, with the store to itself (SQLite: leases that
 never expire), keeps as the next page, ready for the slots that free meanwhile, so
 that a slot that frees does not wait for a query; pausing, an open circuit or a stop
