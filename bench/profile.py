@@ -8,9 +8,13 @@ the webhooks ingested (ingest stages) or delivered (delivery stages) in the wind
 microseconds of one core per webhook.
 
 Usage: python bench/profile.py [--seconds 8] [--delivery-processes N] [--raw FILE]
-                               [--drain N] [--daemon-src DIR]
+                               [--drain N] [--daemon-src DIR] [--cpu] [--native]
 --drain profiles delivery alone (a pre-built backlog of N, batch_max = 1) instead of
 wrk's load; --daemon-src runs the daemon from another checkout's src/ (main: before).
+--cpu samples nothing: it reads each hookgate process's CPU time (user + system, all
+threads, from /proc) over the same window, per webhook. py-spy's samples say where the
+time goes but lean towards lines that make system calls, and pausing the process to
+sample costs it time too; these totals are the figures to compare before and after.
 Prints figures; asserts nothing.
 """
 
@@ -39,9 +43,9 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("delivery: outcome commit (writer)", ("record_attempts", "_record (")),
     ("delivery: claims, request building", ("outbound/",)),
     ("ingest: hookgate handler", ("inbound/listener.py",)),
-    ("ingest: message commit (writer)", ("store/sqlite/writer.py",)),
+    ("writer: group commit, event loop side", ("store/sqlite/writer.py",)),
     ("ingest: aiohttp server", ("aiohttp/web_protocol", "aiohttp/http_parser", "aiohttp/web")),
-    ("SQLite threads running SQL (commits: fsync)", ("aiosqlite", "sqlite3")),
+    ("aiosqlite calls, event loop side", ("aiosqlite", "sqlite3")),
 ]
 
 
@@ -57,21 +61,92 @@ def _waiting_line() -> str:
 WAITING = _waiting_line()
 
 
+# The SQLite threads (aiosqlite's, one per connection) by what they run: the writer runs
+# a whole commit there in one trip (store/sqlite/writer.py's commit_batch).
+THREAD_STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("SQLite thread: outcomes (settle, attempt rows)", ("record_attempts",)),
+    ("SQLite thread: messages and deliveries (insert)", ("insert_messages",)),
+    ("SQLite thread: claims", ("_deliveries", "claim_due", "fetch")),
+    ("SQLite thread: COMMIT and fsync (disk waits count too)", ("commit_batch",)),
+]
+
+
 def stage_of(stack: str) -> str:
     if stack.endswith(WAITING):
         return "SQLite threads waiting for work (idle)"
+    if "_connection_worker_thread" in stack:
+        for stage, needles in THREAD_STAGES:
+            if any(needle in stack for needle in needles):
+                return stage
+        return "SQLite thread: other"
     for stage, needles in STAGES:
         if any(needle in stack for needle in needles):
             return stage
     return "event loop, other"
 
 
+NATIVE: list[str] = []  # ["--native"] with --native: C frames too (uvloop, libuv, SQLite)
+
+
 def profile(pids: list[int], seconds: int, out: Path) -> None:
     beside = Path(sys.executable).with_name("py-spy")
     spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
-    args = [spy, "record", "--format", "raw", "-r", str(RATE), "-d", str(seconds)]
+    args = [spy, "record", "--format", "raw", "-r", str(RATE), "-d", str(seconds), *NATIVE]
     args += ["--threads", "--subprocesses", "-o", str(out), "-p", str(pids[0])]
     subprocess.run(args, check=True, capture_output=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU of a process's main thread only (its other threads: SQLite's, aiosqlite's)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> dict[str, int]:
+    """The daemon and its delivery processes (children running hookgate.cli.delivery)."""
+    members = {"daemon": pid}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"hookgate.cli.delivery" in command:
+                members[f"delivery process {child}"] = int(child)
+    return members
+
+
+class CpuWindow:
+    """CPU seconds each member of a family used between ``start()`` and ``stop()``."""
+
+    def __init__(self, pid: int) -> None:
+        self.members = family(pid)
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.used = {name: -cpu_seconds(pid) for name, pid in self.members.items()}
+        self.used["daemon: event loop thread"] = -thread_cpu_seconds(self.members["daemon"])
+
+    def stop(self) -> None:
+        for name, pid in self.members.items():
+            self.used[name] += cpu_seconds(pid)
+        self.used["daemon: event loop thread"] += thread_cpu_seconds(self.members["daemon"])
+        self.used["daemon: other threads (SQLite)"] = (
+            self.used["daemon"] - self.used["daemon: event loop thread"]
+        )
+
+    def report(self, ingested: float, delivered: float, seconds: float) -> None:
+        print(f"ingested {ingested:.0f} ({ingested / seconds:.0f}/s), delivered {delivered:.0f}")
+        print(f"({delivered / seconds:.0f}/s) in {seconds:.1f}s; CPU (user + system) used:")
+        for name, used in self.used.items():
+            per = f"{used / ingested * 1e6:7.1f} us per webhook ingested, " if ingested else ""
+            per += f"{used / max(delivered, 1) * 1e6:7.1f} us per delivery"
+            print(f"  {name:<28} {used / seconds * 100:5.1f}% of a core  {per}")
+        total = sum(v for k, v in self.used.items() if not k.startswith("daemon:"))
+        print(f"  {'all':<28} {total / seconds * 100:5.1f}% of a core")
 
 
 def main() -> None:
@@ -84,7 +159,11 @@ def main() -> None:
         "--drain", type=int, default=0, help="no wrk: profile draining this many deliveries"
     )
     parser.add_argument("--daemon-src", type=Path, default=None, help="another checkout's src/")
+    parser.add_argument("--cpu", action="store_true", help="CPU time from /proc, no py-spy")
+    parser.add_argument("--native", action="store_true", help="py-spy --native: C frames too")
     args = parser.parse_args()
+    if args.native:
+        NATIVE.append("--native")
     if args.daemon_src is not None:
         os.environ["PYTHONPATH"] = str(args.daemon_src.resolve())
     if args.drain:
@@ -98,6 +177,19 @@ def main() -> None:
             d = delivery.Daemon(folder / "daemon", {"sink": table}, "full", args.delivery_processes)
             with d.running() as proc:
                 d.ready_after(time.monotonic())
+                if args.cpu:
+                    window = CpuWindow(proc.pid)
+                    before = delivery.sink_stats(port)["events"]
+                    started = time.monotonic()
+                    window.start()
+                    load = harness.run_wrk(
+                        d.ingress, script, connections=args.connections, seconds=args.seconds
+                    )
+                    window.stop()
+                    delivered = delivery.sink_stats(port)["events"] - before
+                    elapsed = time.monotonic() - started
+                    window.report(load["requests"], delivered, elapsed)
+                    return
                 raw = args.raw or folder / "samples.txt"
                 spy = threading.Thread(target=profile, args=([proc.pid], args.seconds, raw))
                 before = delivery.sink_stats(port)["events"]
@@ -120,6 +212,17 @@ def profile_drain(args: argparse.Namespace) -> None:
             delivery.build_backlog(d.db, args.drain, "sink", paused=True)
             with d.running() as proc:
                 d.ready_after(time.monotonic())
+                if args.cpu:
+                    window = CpuWindow(proc.pid)
+                    window.start()
+                    started = time.monotonic()
+                    d.resume("sink")
+                    before = delivery.sink_stats(port)["events"]
+                    time.sleep(args.seconds)
+                    window.stop()
+                    delivered = delivery.sink_stats(port)["events"] - before
+                    window.report(0, delivered, time.monotonic() - started)
+                    return
                 raw = args.raw or folder / "samples.txt"
                 spy = threading.Thread(target=profile, args=([proc.pid], args.seconds, raw))
                 d.resume("sink")
@@ -151,7 +254,8 @@ def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:
     print(f"  (not counted: SQLite threads waiting for work, {waiting:.0%} of a core)")
     for stage, count in samples.most_common():
         cpu_s = count / RATE
-        per = delivered if stage.startswith("deliver") or not ingested else ingested
+        for_deliveries = stage.startswith("deliver") or "outcomes" in stage or "claims" in stage
+        per = delivered if for_deliveries or not ingested else ingested
         micros = cpu_s / max(per, 1) * 1e6
         total += cpu_s
         print(f"  {stage:<44} {cpu_s / seconds * 100:5.1f}% of a core  {micros:7.1f} us")

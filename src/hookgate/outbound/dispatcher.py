@@ -126,7 +126,7 @@ class Dispatcher:
         for name in destinations:
             worker = self.workers.get(name)
             if worker is not None:
-                worker.wake.set()
+                worker.work_arrived()
 
     def _paused_elsewhere(self, destination: str, paused: bool) -> None:
         """Another process sharing the store paused or resumed ``destination``."""

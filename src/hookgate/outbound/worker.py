@@ -4,8 +4,10 @@ Each destination has its own worker, concurrency, rate limit and circuit, so a s
 or failing destination cannot hold up the others. A worker sleeps until a commit
 brings it work, a request ends, or its earliest ``next_attempt_at`` comes: never a
 busy poll (with a store that other processes share, it also looks now and then for
-work that no wake-up announced). Claims are bounded pages, so the backlog stays in
-the store, not in memory; a claim leases its deliveries to this process. What a
+work that no wake-up announced). Once a claim found nothing more due, a request that
+ends claims again only if something may have come due since (``work_arrived``).
+Claims are bounded pages, so the backlog stays in the store, not in memory; a claim
+leases its deliveries to this process. What a
 worker claims it starts at once or, with the store to itself (SQLite: leases that
 never expire), keeps as the next page, ready for the slots that free meanwhile, so
 that a slot that frees does not wait for a query; pausing, an open circuit or a stop
@@ -27,7 +29,7 @@ import itertools
 import random
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -107,6 +109,15 @@ class DestinationWorker:
         self.ready: collections.deque[list[DueDelivery]] = collections.deque()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self._event_loop = asyncio.get_running_loop()
+        # Skipping claims that cannot find anything: ``_changes`` counts what may have
+        # made deliveries due (a commit of new ones, a retry recorded, a release, a
+        # resume); ``_drained`` is that count when a claim last found nothing more due,
+        # and when the next delivery comes due after it. A request that ends then frees
+        # a slot without a claim. Only with the store to itself: shared stores are polled.
+        self._changes = 0
+        self._drained: tuple[int, float | None] | None = None
 
     @property
     def name(self) -> str:
@@ -135,6 +146,11 @@ class DestinationWorker:
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
+        self.work_arrived()
+
+    def work_arrived(self) -> None:
+        """Deliveries may have come due (a commit, a retry, a release): claim again."""
+        self._changes += 1
         self.wake.set()
 
     async def run(self) -> None:
@@ -156,6 +172,9 @@ class DestinationWorker:
             if self.coordination is not None:
                 poll = self.coordination.poll_interval
                 wait = poll if wait is None else min(wait, poll)
+            if wait is None:  # the common case under load: no timer to arm and cancel
+                await self.wake.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self.wake.wait()
@@ -182,6 +201,8 @@ class DestinationWorker:
         if self.ready:
             groups = [self.ready.popleft() for _ in range(min(free, len(self.ready)))]
             wait: float | None = 0  # then look again: more may be ready, or due
+        elif (idle := self._idle_for(now)) is not False:
+            return idle
         else:
             groups, wait = await (
                 self._claim_head(now) if self.destination.ordered else self._claim_due(now, free)
@@ -194,10 +215,23 @@ class DestinationWorker:
             self._start(group)
         return wait
 
+    def _idle_for(self, now: float) -> float | Literal[False] | None:
+        """How long nothing can be due (None: until woken), or False: claim now."""
+        drained = self._drained
+        if drained is None or drained[0] != self._changes:
+            return False
+        next_due = drained[1]
+        if next_due is None:
+            return None
+        return False if next_due <= now else next_due - now
+
     async def _release_ready(self) -> None:
         ready, self.ready = self.ready, collections.deque()
         if ready:
             await self.store.release([d.id for group in ready for d in group])
+            # Due again, for the next claim; no wake-up: what released them (a pause,
+            # the circuit, a stop) says when to look again.
+            self._changes += 1
 
     async def _claim_due(
         self, now: float, free: int
@@ -209,6 +243,7 @@ class DestinationWorker:
         # Leased deliveries (in flight here or elsewhere) are not claimed again: one
         # that settles while the claim runs committed its result before its lease
         # ended, so it is either skipped or read in its new state, never restarted.
+        changes = self._changes
         fresh = await self.store.claim_due(self.name, now, limit)
         fill_wait = self._batch_fill_wait(fresh, now)
         if fill_wait:
@@ -226,6 +261,8 @@ class DestinationWorker:
         if len(groups) == free:
             return groups, None
         next_due = await self.store.next_due_at(self.name, now)
+        if self.coordination is None:
+            self._drained = (changes, next_due)
         return groups, None if next_due is None else max(0.0, next_due - now)
 
     async def _claim_head(self, now: float) -> tuple[list[list[DueDelivery]], float | None]:
@@ -262,7 +299,7 @@ class DestinationWorker:
 
     def _start(self, deliveries: list[DueDelivery]) -> None:
         self.inflight.update(d.id for d in deliveries)
-        task = asyncio.create_task(self._attempt(deliveries), name=f"attempt-{deliveries[0].id}")
+        task = self._event_loop.create_task(self._attempt(deliveries))
         self.requests.add(task)
         self.sending += 1
         task.add_done_callback(self._finished)
@@ -292,6 +329,8 @@ class DestinationWorker:
                 self._answered()
             await self._record(records)
             recorded = True
+            if any(r.state == "pending" for r in records):
+                self.work_arrived()  # a retry: it may come due before the next known one
             self._report(deliveries, request.webhook_id if request else None, records)
         finally:
             self.inflight -= {d.id for d in deliveries}
@@ -311,6 +350,8 @@ class DestinationWorker:
             await self.store.release(delivery_ids)
         except StoreError as exc:  # the lease runs out by itself
             log.warning("dispatch.release_failed", destination=self.name, error=str(exc))
+        finally:
+            self.work_arrived()
 
     def _answered(self) -> None:
         self.sending -= 1

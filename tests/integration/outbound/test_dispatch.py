@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection
 from pathlib import Path
 
 import msgspec
@@ -396,10 +395,8 @@ class LateReadStore(SQLiteStore):
     recorded, yet still pending in that snapshot.
     """
 
-    async def due_deliveries(
-        self, destination: str, now: float, limit: int, exclude: Collection[int] = ()
-    ) -> list[DueDelivery]:
-        due = await super().due_deliveries(destination, now, limit, exclude)
+    async def claim_due(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
+        due = await super().claim_due(destination, now, limit)
         await asyncio.sleep(0.1)
         return due
 
@@ -440,6 +437,43 @@ async def test_attempt_ending_during_a_claim_is_not_sent_again(
     sent = [r.headers["webhook-id"] for r in downstream.received]
     assert sorted(sent) == sorted(ids)  # each once
     assert relay.rows("SELECT count(*) FROM attempts") == [(7,)]
+
+
+async def test_a_request_that_ends_claims_nothing_unless_work_may_be_due(
+    sqlite_relay: Relay, downstream: Downstream
+) -> None:
+    """A claim per commit that brought work, not one more per answer or outcome.
+
+    Once a claim found nothing more due, the end of a request frees its slot without
+    a query; a commit, a retry recorded or a release make the next claim look again.
+    """
+    relay = sqlite_relay
+    await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n' + FAST_RETRIES)
+    assert relay.store is not None
+    claims: list[float] = []
+    claim_due = relay.store.claim_due
+
+    async def counted(destination: str, now: float, limit: int) -> list[DueDelivery]:
+        claims.append(now)
+        return await claim_due(destination, now, limit)
+
+    relay.store.claim_due = counted  # type: ignore[method-assign]
+    await relay.wait_state(await relay.accept(), "delivered")
+    claims.clear()  # the worker's first look at the store may have come before
+    for _ in range(10):
+        await relay.wait_state(await relay.accept(), "delivered")
+    await relay.run_until_idle()
+    assert len(claims) == 10  # one per commit of a new delivery
+
+    # A retry recorded is work: claimed again when due, without a commit to wake it.
+    failures = iter([503, 503])
+
+    async def flaky(received: Received, number: int) -> web.StreamResponse:
+        return web.Response(status=next(failures, 200))
+
+    downstream.handler = flaky
+    await relay.wait_state(await relay.accept(), "delivered")
+    assert len(downstream.received) == 14
 
 
 async def test_ordered_destination_delivers_everything_in_order(

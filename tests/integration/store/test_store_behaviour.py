@@ -253,6 +253,21 @@ async def test_next_due_at(any_store: Store, backend: Backend) -> None:
     assert await any_store.next_due_at("other", 0) is None
 
 
+async def test_next_due_at_right_after_a_claim(any_store: Store) -> None:
+    """What a worker asks after a page that was not full (SQLite reads it with the claim)."""
+    now = time.time()
+    await any_store.accept(new_message(received_at=now - 1))
+    await any_store.accept(new_message(received_at=now + 1000))
+    assert len(await any_store.claim_due("orders", now, 10)) == 1
+    assert await any_store.next_due_at("orders", now) == now + 1000
+    # Asked again, or after something was committed: read afresh.
+    await any_store.accept(new_message(received_at=now + 500))
+    assert await any_store.next_due_at("orders", now) == now + 500
+    assert await any_store.next_due_at("orders", now + 600) == now + 1000
+    assert await any_store.claim_due("orders", now, 10) == []
+    assert await any_store.next_due_at("orders", now) == now + 500
+
+
 async def test_record_attempt_updates_delivery_and_inserts_attempt(
     any_store: Store, backend: Backend
 ) -> None:

@@ -48,9 +48,14 @@ HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
     "claim due": (QUERIES["select_due"], ("orders", 0.0, "[1, 2]", 100)),
     "claim head": (QUERIES["select_head"], ("orders", 100)),
     "next due": (QUERIES["select_next_due"], ("orders", 0.0)),
+    "new deliveries": (QUERIES["insert_deliveries"], ('[[1, "orders", 0.0]]',)),
     "settle": (
-        QUERIES["update_delivery"],
-        ("delivered", 1, 0.0, 200, None, None, 0.0, 1),
+        QUERIES["settle_deliveries"],
+        (
+            '[[1, "delivered", 1, 0.0, 200, null, null],'
+            ' [2, "pending", 1, 9.5, 503, "HTTP 503", null]]',
+            0.0,
+        ),
     ),
     "oldest pending": (QUERIES["select_oldest_pending"], ("orders",)),
     "delivery counts": (QUERIES["select_delivery_counts"], ()),

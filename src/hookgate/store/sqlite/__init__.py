@@ -45,7 +45,14 @@ from hookgate.store import (
 )
 from hookgate.store.rows import due_deliveries
 from hookgate.store.sqlite.admin import AdminQueries
-from hookgate.store.sqlite.database import Health, connect, fetch, migrate, scalar
+from hookgate.store.sqlite.database import (
+    Health,
+    connect,
+    fetch,
+    migrate,
+    read_in_one_trip,
+    scalar,
+)
 from hookgate.store.sqlite.lockfile import LockFile
 from hookgate.store.sqlite.sql import MIGRATIONS, QUERIES
 from hookgate.store.sqlite.writer import WriteCall, Writer
@@ -70,6 +77,9 @@ class SQLiteStore(AdminQueries):
         self._claims: aiosqlite.Connection | None = None
         self._read: aiosqlite.Connection | None = None
         self._leased: set[int] = set()
+        # Per destination: the time of its last claim that did not fill its page, and
+        # when its next delivery comes due after that (read by that claim).
+        self._next_due: dict[str, tuple[float, float | None]] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -226,7 +236,20 @@ class SQLiteStore(AdminQueries):
     async def claim_due(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
         # Leased as of now: one settled while the query runs committed its outcome
         # before its lease ended, so it is either excluded or read in its new state.
-        due = await self.due_deliveries(destination, now, limit, exclude=set(self._leased))
+        params = (destination, now, orjson.dumps(list(self._leased)), limit)
+
+        def claim(conn: sqlite3.Connection) -> tuple[list[Any], float | None]:
+            rows = conn.execute(QUERIES["select_due"], params).fetchall()
+            if len(rows) == limit:
+                return rows, None
+            # A page that is not full: the worker asks next when more comes due.
+            found = conn.execute(QUERIES["select_next_due"], (destination, now)).fetchone()
+            return rows, None if found is None else found[0]
+
+        rows, next_due = await read_in_one_trip(self._claims, claim, self._health)
+        if len(rows) < limit:
+            self._next_due[destination] = (now, next_due)
+        due = due_deliveries(rows, destination)
         self._leased.update(d.id for d in due)
         return due
 
@@ -249,6 +272,11 @@ class SQLiteStore(AdminQueries):
         return {row[0] for row in rows}
 
     async def next_due_at(self, destination: str, after: float) -> float | None:
+        # The claim at ``after`` read it already, in the same trip and snapshot: what
+        # changed since then wakes the worker, which claims (and reads this) again.
+        claimed = self._next_due.pop(destination, None)
+        if claimed is not None and claimed[0] == after:
+            return None if claimed[1] is None else float(claimed[1])
         sql = QUERIES["select_next_due"]
         value = await self._scalar(self._claims, sql, (destination, after))
         return None if value is None else float(value)

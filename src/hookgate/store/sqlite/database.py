@@ -128,6 +128,25 @@ async def fetch(
         raise StoreError(str(exc)) from None
 
 
+async def read_in_one_trip(
+    conn: aiosqlite.Connection | None, work: Callable[[sqlite3.Connection], T], health: Health
+) -> T:
+    """``work``'s reads, run start to finish in one trip to the connection's thread.
+
+    Like ``fetch``, but for several statements at the price of one trip: each trip
+    waits for the thread and then for a turn of the event loop.
+    """
+    if conn is None:
+        raise StoreError("the store is not open")
+    try:
+        return await in_thread(conn, work)
+    except sqlite3.Error as exc:
+        health.note_error(exc)
+        raise StoreError(f"read failed: {exc}") from None
+    except ValueError as exc:  # aiosqlite: the connection was closed meanwhile
+        raise StoreError(str(exc)) from None
+
+
 async def scalar(
     conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any], health: Health
 ) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
+import orjson
 import structlog
 
 from hookgate import metrics
@@ -260,15 +261,15 @@ def insert_messages(
     )
     owners = dedup_owners(conn, keyed) if keyed else {}
     results: list[Accepted] = []
-    rows: list[tuple[int, str, float, float]] = []
+    rows: list[tuple[int, str, float]] = []
     for message_id, message in zip(ids, messages, strict=True):
         owner = owners.get((message.source, message.event_id), message_id)
         results.append(Accepted(format_message_id(owner), duplicate=owner != message_id))
         if owner == message_id:
             now = message.received_at
-            rows.extend((message_id, d, now, now) for d in message.destinations)
+            rows.extend((message_id, d, now) for d in message.destinations)
     if rows:
-        conn.executemany(QUERIES["insert_delivery"], rows)
+        conn.execute(QUERIES["insert_deliveries"], (orjson.dumps(rows),))
     return results
 
 
@@ -302,23 +303,21 @@ def record_attempts(conn: sqlite3.Connection, records: list[AttemptRecord]) -> N
     """Settle each delivery as its attempt left it, and keep the attempt."""
     if not records:
         return
-    now = time.time()
-    conn.executemany(
-        QUERIES["update_delivery"],
+    outcomes = orjson.dumps(
         [
             (
+                r.delivery_id,
                 r.state,
                 r.attempts,
                 r.next_attempt_at,
                 r.status,
                 r.error,
                 r.dead_reason,
-                now,
-                r.delivery_id,
             )
             for r in records
-        ],
+        ]
     )
+    conn.execute(QUERIES["settle_deliveries"], (outcomes, time.time()))
     conn.executemany(
         QUERIES["insert_attempt"],
         [
