@@ -334,8 +334,11 @@ HOT_QUERIES: dict[str, tuple[str, dict[str, Any] | tuple[Any, ...]]] = {
     "dedup owners": (QUERIES["select_dedup_owners"], (["stripe"] * 2, ["evt_5", "evt_9"])),
     "dedup expiry": (QUERIES["expire_dedup_keys"], (["stripe"], ["evt_5"], [0.0])),
     "settle": (
-        QUERIES["update_deliveries"],
-        (0.0, [1, 2], ["delivered"] * 2, [1, 1], [0.0] * 2, [200] * 2, [None] * 2, [None] * 2),
+        QUERIES["record_attempts"],
+        (
+            *([1, 2], ["delivered"] * 2, [1, 1], [0.0] * 2, [200] * 2, [None] * 2, [None] * 2),
+            *([0.0] * 2, [1.0] * 2, [b""] * 2, 0.0, "x"),
+        ),
     ),
     "renew leases": (QUERIES["renew_leases"], (30.0, "x")),
     "oldest pending": (QUERIES["select_oldest_pending"], ("d1",)),

@@ -263,14 +263,14 @@ class PostgresStore(AdminQueries):
             "owner": self.owner,
             "lease": self.lease,
         }
-        rows = await fetch(self._pool, QUERIES["claim_due"], params)
+        rows = await fetch(self._pool, QUERIES["claim_due"], params, binary=True)
         return sorted(due_deliveries(rows, destination), key=lambda d: (d.next_attempt_at, d.id))
 
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         if not deliveries:
             return []
         params = {"ids": [d.id for d in deliveries], "owner": self.owner, "lease": self.lease}
-        rows = await fetch(self._pool, QUERIES["claim_listed"], params)
+        rows = await fetch(self._pool, QUERIES["claim_listed"], params, binary=True)
         claimed = {row[0] for row in rows}
         return [d for d in deliveries if d.id in claimed]
 
@@ -291,7 +291,7 @@ class PostgresStore(AdminQueries):
         return due_deliveries(rows, destination)
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
-        rows = await self.read(QUERIES["select_head"], (destination, limit))
+        rows = await fetch(self._pool, QUERIES["select_head"], (destination, limit), binary=True)
         return due_deliveries(rows, destination)
 
     async def paused_destinations(self) -> set[str]:

@@ -31,18 +31,29 @@ UPDATE meta SET value = %s WHERE key = 'heartbeat'
 -- expire_dedup_keys --
 -- An event id seen before the dedup window began no longer makes a duplicate.
 UPDATE messages m SET dedup_key = NULL
-FROM unnest(%s::text[], %s::text[], %s::float8[]) AS k (source, key, cutoff)
+FROM unnest(%b::text[], %b::text[], %b::float8[]) AS k (source, key, cutoff)
 WHERE m.source = k.source AND m.dedup_key = k.key AND m.received_at < k.cutoff
 
 -- insert_messages --
--- A conflict on the dedup index (or, rarely, on an id another process drew) inserts
--- nothing; the ids that went in come back.
-INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body,
-    skipped)
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[],
-    %s::text[], %s::bytea[], %s::bytea[], %s::bytea[])
-ON CONFLICT DO NOTHING
-RETURNING id
+-- The messages and, for each one that went in, its deliveries (in the order given),
+-- in one statement. A conflict on the dedup index (or, rarely, on an id another
+-- process drew) inserts nothing; the ids that went in come back. Hot arrays go in
+-- binary (%b): a body is sent as its bytes, not as escaped hex that both sides parse.
+WITH inserted AS (
+    INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers,
+        body, skipped)
+    SELECT * FROM unnest(%b::bigint[], %b::text[], %b::float8[], %b::text[], %b::text[],
+        %b::text[], %b::bytea[], %b::bytea[], %b::bytea[])
+    ON CONFLICT DO NOTHING
+    RETURNING id, received_at
+), queued AS (
+    INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
+    SELECT i.id, x.destination, 'pending', i.received_at, i.received_at
+    FROM unnest(%b::bigint[], %b::text[]) WITH ORDINALITY AS x (message_id, destination, n)
+    JOIN inserted i ON i.id = x.message_id
+    ORDER BY x.n
+)
+SELECT id FROM inserted
 
 -- select_dedup_owners --
 -- Which message holds each event id: one index lookup per key.
@@ -50,29 +61,30 @@ SELECT m.source, m.dedup_key, m.id
 FROM unnest(%s::text[], %s::text[]) AS k (source, key)
 JOIN messages m ON m.source = k.source AND m.dedup_key = k.key
 
--- insert_deliveries --
-INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
-SELECT message_id, destination, 'pending', at, at
-FROM unnest(%s::bigint[], %s::text[], %s::float8[]) AS x (message_id, destination, at)
-
 -- notify_deliveries --
 -- Sent when the transaction commits: wakes the idle workers of every process.
 SELECT pg_notify('hookgate', %s)
 
--- update_deliveries --
--- Settle each delivery as its attempt left it; the lease ends with the outcome.
-UPDATE deliveries d SET state = x.state, attempts = x.attempts,
-    next_attempt_at = x.next_attempt_at, last_status = x.status, last_error = x.error,
-    dead_reason = x.dead_reason, updated_at = %s, claimed_by = NULL, lease_until = 0
-FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::float8[], %s::int[], %s::text[],
-    %s::text[]) AS x (id, state, attempts, next_attempt_at, status, error, dead_reason)
-WHERE d.id = x.id
-
--- insert_attempts --
-INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error,
-    response_snippet, attempted_by)
-SELECT x.*, %s FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::int[], %s::text[],
-    %s::bytea[]) AS x
+-- record_attempts --
+-- Settle each delivery as its attempt left it (the lease ends with the outcome) and
+-- keep the attempt, in one statement; how many deliveries it settled.
+WITH x AS (
+    SELECT * FROM unnest(%b::bigint[], %b::text[], %b::int[], %b::float8[], %b::int[],
+        %b::text[], %b::text[], %b::float8[], %b::float8[], %b::bytea[])
+        AS x (id, state, attempts, next_attempt_at, status, error, dead_reason, started_at,
+            duration_ms, snippet)
+), settled AS (
+    UPDATE deliveries d SET state = x.state, attempts = x.attempts,
+        next_attempt_at = x.next_attempt_at, last_status = x.status, last_error = x.error,
+        dead_reason = x.dead_reason, updated_at = %b, claimed_by = NULL, lease_until = 0
+    FROM x WHERE d.id = x.id
+    RETURNING d.id
+), kept AS (
+    INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error,
+        response_snippet, attempted_by)
+    SELECT x.id, x.started_at, x.duration_ms, x.status, x.error, x.snippet, %b FROM x
+)
+SELECT count(*) FROM settled
 
 -- select_due --
 SELECT d.id, d.message_id, d.attempts, d.next_attempt_at,

@@ -215,7 +215,6 @@ async def insert_messages(
     )
     await _expire_dedup_keys(conn, [messages[i] for i in order if messages[i].event_id])
     results: dict[int, Accepted] = {}
-    deliveries: list[tuple[int, str, float]] = []
     todo = order
     while todo:
         ids = {i: next_id(messages[i].received_at) for i in todo}
@@ -227,16 +226,11 @@ async def insert_messages(
             message = messages[i]
             if ids[i] in inserted:
                 results[i] = Accepted(format_message_id(ids[i]), duplicate=False)
-                at = message.received_at
-                deliveries.extend((ids[i], d, at) for d in message.destinations)
             elif (owner := owners.get((message.source, message.event_id))) is not None:
                 results[i] = Accepted(format_message_id(owner), duplicate=True)
             else:
                 retry.append(i)
         todo = retry
-    if deliveries:
-        columns = list(zip(*deliveries, strict=True))
-        await conn.execute(QUERIES["insert_deliveries"].encode(), [list(c) for c in columns])
     return [results[i] for i in range(len(messages))]
 
 
@@ -247,25 +241,28 @@ async def _expire_dedup_keys(conn: Connection, keyed: list[NewMessage]) -> None:
             (
                 [m.source for m in keyed],
                 [m.event_id for m in keyed],
-                [m.received_at - m.dedup_window for m in keyed],
+                [float(m.received_at - m.dedup_window) for m in keyed],
             ),
         )
 
 
 async def _insert(conn: Connection, rows: list[tuple[int, NewMessage]]) -> set[int]:
-    """Insert the rows; the ids that went in."""
+    """Insert the rows, and the deliveries of those that went in; the ids that went in."""
+    deliveries = [(i, d) for i, m in rows for d in m.destinations]
     cursor = await conn.execute(
         QUERIES["insert_messages"].encode(),
         (
             [i for i, _ in rows],
             [m.source for _, m in rows],
-            [m.received_at for _, m in rows],
+            [float(m.received_at) for _, m in rows],
             [m.event_type for _, m in rows],
             [m.event_id for _, m in rows],
             [m.event_id for _, m in rows],
             [m.headers for _, m in rows],
             [m.body for _, m in rows],
             [encode_skipped(m.skipped) for _, m in rows],
+            [i for i, _ in deliveries],
+            [d for _, d in deliveries],
         ),
     )
     return {row[0] for row in await cursor.fetchall()}
@@ -291,32 +288,25 @@ async def record_attempts(conn: Connection, records: list[AttemptRecord], owner:
         return
     records = sorted(records, key=lambda r: r.delivery_id)
     cursor = await conn.execute(
-        QUERIES["update_deliveries"].encode(),
+        QUERIES["record_attempts"].encode(),
         (
-            time.time(),
             [r.delivery_id for r in records],
             [r.state for r in records],
             [r.attempts for r in records],
-            [r.next_attempt_at for r in records],
+            [float(r.next_attempt_at) for r in records],
             [r.status for r in records],
             [r.error for r in records],
             [r.dead_reason for r in records],
-        ),
-    )
-    if cursor.rowcount != len({r.delivery_id for r in records}):
-        raise StoreError("an attempt names a delivery that does not exist")
-    await conn.execute(
-        QUERIES["insert_attempts"].encode(),
-        (
-            owner,
-            [r.delivery_id for r in records],
-            [r.started_at for r in records],
-            [r.duration_ms for r in records],
-            [r.status for r in records],
-            [r.error for r in records],
+            [float(r.started_at) for r in records],
+            [float(r.duration_ms) for r in records],
             [r.response_snippet for r in records],
+            time.time(),
+            owner,
         ),
     )
+    row = await cursor.fetchone()
+    if row is None or row[0] != len({r.delivery_id for r in records}):
+        raise StoreError("an attempt names a delivery that does not exist")
 
 
 async def in_savepoint(conn: Connection, call: WriteCall) -> Any:
