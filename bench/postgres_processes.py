@@ -284,17 +284,17 @@ def py_spy(daemons: list[tuple[int, int]], out: Path, seconds: int) -> Iterator[
         args += ["-d", str(seconds), "-o", f"{out}.{pid}", "-p", str(pid)]
         spies.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     yield
-    for process in spies:
-        process.wait()
+    for spy_process in spies:
+        spy_process.wait()
 
 
 @contextlib.contextmanager
 def perf(out: Path, seconds: int) -> Iterator[None]:
     """``perf record`` of the whole machine meanwhile: where PostgreSQL's CPU goes."""
     args = ["perf", "record", "-a", "-g", "-F", "499", "-o", str(out), "--", "sleep", str(seconds)]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    yield
-    process.wait()
+    with harness.process(args, out.with_suffix(".log")) as process:
+        yield
+        process.wait()
 
 
 def end_to_end_rate(

@@ -340,7 +340,7 @@ HOT_QUERIES: dict[str, tuple[str, dict[str, Any] | tuple[Any, ...]]] = {
             *([0.0] * 2, [1.0] * 2, [b""] * 2, 0.0, "x"),
         ),
     ),
-    "renew leases": (QUERIES["renew_leases"], (30.0, "x")),
+    "renew leases": (QUERIES["renew_leases"], (30.0, [1, 2, 3], "x")),
     "oldest pending": (QUERIES["select_oldest_pending"], ("d1",)),
     "prune": (QUERIES["prune"], (500, 100)),
     # The dashboard's and the API's message listing, by its indexed filters.
@@ -376,7 +376,7 @@ INDEX_USED = {
     "dedup owners": "messages_dedup",
     "dedup expiry": "messages_dedup",
     "settle": "deliveries_pkey",
-    "renew leases": "deliveries_claimed",
+    "renew leases": "deliveries_pkey",
     "oldest pending": "deliveries_fifo",
     "prune": "deliveries_message",
     "list by event id": "messages_event_id",

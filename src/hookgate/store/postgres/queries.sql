@@ -134,13 +134,11 @@ RETURNING d.id, d.message_id, d.attempts, d.next_attempt_at,
 UPDATE deliveries SET claimed_by = NULL, lease_until = 0
 WHERE id = ANY (%s::bigint[]) AND claimed_by = %s
 
--- release_all_claims --
-UPDATE deliveries SET claimed_by = NULL, lease_until = 0 WHERE claimed_by = %s
-
 -- renew_leases --
--- While a process lives, its leases do not run out, however long an attempt takes.
+-- While a process lives, its leases do not run out, however long an attempt takes: it
+-- names what it holds (by the primary key; no index on claimed_by, see migration 4).
 UPDATE deliveries SET lease_until = extract(epoch FROM now()) + %s
-WHERE claimed_by = %s AND state = 'pending'
+WHERE id = ANY (%b::bigint[]) AND claimed_by = %s AND state = 'pending'
 
 -- select_head --
 SELECT d.id, d.message_id, d.attempts, d.next_attempt_at,
