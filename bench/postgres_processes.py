@@ -339,9 +339,10 @@ def end_to_end_rate(
                 for port, _ in daemons
             ]
             if args.profile is not None:
-                loads.enter_context(
-                    py_spy(daemons, args.profile.with_suffix(f".{processes}.txt"), args.seconds)
-                )
+                out = args.profile.with_suffix(f".{processes}.txt")
+                loads.enter_context(py_spy(daemons, out, args.seconds))
+            if args.perf is not None:
+                loads.enter_context(perf(args.perf.with_suffix(f".{processes}.data"), args.seconds))
             for run in runs:
                 run.wait()
         posted = time.time()

@@ -67,7 +67,8 @@ SELECT pg_notify('hookgate', %s)
 
 -- record_attempts --
 -- Settle each delivery as its attempt left it (the lease ends with the outcome) and
--- keep the attempt, in one statement; how many deliveries it settled.
+-- keep the attempt, in one statement. An attempt that names no delivery fails it (the
+-- foreign key), and with it the batch.
 WITH x AS (
     SELECT * FROM unnest(%b::bigint[], %b::text[], %b::int[], %b::float8[], %b::int[],
         %b::text[], %b::text[], %b::float8[], %b::float8[], %b::bytea[])
@@ -78,13 +79,10 @@ WITH x AS (
         next_attempt_at = x.next_attempt_at, last_status = x.status, last_error = x.error,
         dead_reason = x.dead_reason, updated_at = %b, claimed_by = NULL, lease_until = 0
     FROM x WHERE d.id = x.id
-    RETURNING d.id
-), kept AS (
-    INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error,
-        response_snippet, attempted_by)
-    SELECT x.id, x.started_at, x.duration_ms, x.status, x.error, x.snippet, %b FROM x
 )
-SELECT count(*) FROM settled
+INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet,
+    attempted_by)
+SELECT x.id, x.started_at, x.duration_ms, x.status, x.error, x.snippet, %b FROM x
 
 -- select_due --
 SELECT d.id, d.message_id, d.attempts, d.next_attempt_at,
