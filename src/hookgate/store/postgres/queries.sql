@@ -30,9 +30,14 @@ UPDATE meta SET value = %s WHERE key = 'heartbeat'
 
 -- expire_dedup_keys --
 -- An event id seen before the dedup window began no longer makes a duplicate.
+-- "= ANY" names the keys to the planner too: a plan prepared while the table was
+-- small (psycopg prepares a statement run often, and keeps its generic plan) still
+-- reads the index, not the whole table, once it has grown.
 UPDATE messages m SET dedup_key = NULL
-FROM unnest(%b::text[], %b::text[], %b::float8[]) AS k (source, key, cutoff)
+FROM unnest(%(sources)b::text[], %(keys)b::text[], %(cutoffs)b::float8[])
+    AS k (source, key, cutoff)
 WHERE m.source = k.source AND m.dedup_key = k.key AND m.received_at < k.cutoff
+  AND m.dedup_key = ANY (%(keys)b::text[])
 
 -- insert_messages --
 -- The messages and, for each one that went in, its deliveries (in the order given),
@@ -58,8 +63,9 @@ SELECT id FROM inserted
 -- select_dedup_owners --
 -- Which message holds each event id: one index lookup per key.
 SELECT m.source, m.dedup_key, m.id
-FROM unnest(%s::text[], %s::text[]) AS k (source, key)
+FROM unnest(%(sources)b::text[], %(keys)b::text[]) AS k (source, key)
 JOIN messages m ON m.source = k.source AND m.dedup_key = k.key
+WHERE m.dedup_key = ANY (%(keys)b::text[])
 
 -- notify_deliveries --
 -- Sent when the transaction commits: wakes the idle workers of every process.
@@ -68,21 +74,25 @@ SELECT pg_notify('hookgate', %s)
 -- record_attempts --
 -- Settle each delivery as its attempt left it (the lease ends with the outcome) and
 -- keep the attempt, in one statement. An attempt that names no delivery fails it (the
--- foreign key), and with it the batch.
+-- foreign key), and with it the batch. "= ANY" keeps the update on the primary key in
+-- a plan prepared while the table was small (see expire_dedup_keys): that plan read
+-- the whole table for every batch, most of the database's CPU per webhook.
 WITH x AS (
-    SELECT * FROM unnest(%b::bigint[], %b::text[], %b::int[], %b::float8[], %b::int[],
-        %b::text[], %b::text[], %b::float8[], %b::float8[], %b::bytea[])
+    SELECT * FROM unnest(%(ids)b::bigint[], %(states)b::text[], %(attempts)b::int[],
+        %(next_attempt_at)b::float8[], %(status)b::int[], %(errors)b::text[],
+        %(dead_reasons)b::text[], %(started_at)b::float8[], %(duration_ms)b::float8[],
+        %(snippets)b::bytea[])
         AS x (id, state, attempts, next_attempt_at, status, error, dead_reason, started_at,
             duration_ms, snippet)
 ), settled AS (
     UPDATE deliveries d SET state = x.state, attempts = x.attempts,
         next_attempt_at = x.next_attempt_at, last_status = x.status, last_error = x.error,
-        dead_reason = x.dead_reason, updated_at = %b, claimed_by = NULL, lease_until = 0
-    FROM x WHERE d.id = x.id
+        dead_reason = x.dead_reason, updated_at = %(now)b, claimed_by = NULL, lease_until = 0
+    FROM x WHERE d.id = x.id AND d.id = ANY (%(ids)b::bigint[])
 )
 INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet,
     attempted_by)
-SELECT x.id, x.started_at, x.duration_ms, x.status, x.error, x.snippet, %b FROM x
+SELECT x.id, x.started_at, x.duration_ms, x.status, x.error, x.snippet, %(owner)b FROM x
 
 -- select_due --
 SELECT d.id, d.message_id, d.attempts, d.next_attempt_at,

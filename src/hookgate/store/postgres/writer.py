@@ -247,11 +247,11 @@ async def _expire_dedup_keys(conn: Connection, keyed: list[NewMessage]) -> None:
     if keyed:
         await conn.execute(
             QUERIES["expire_dedup_keys"].encode(),
-            (
-                [m.source for m in keyed],
-                [m.event_id for m in keyed],
-                [float(m.received_at - m.dedup_window) for m in keyed],
-            ),
+            {
+                "sources": [m.source for m in keyed],
+                "keys": [m.event_id for m in keyed],
+                "cutoffs": [float(m.received_at - m.dedup_window) for m in keyed],
+            },
         )
 
 
@@ -286,7 +286,7 @@ async def dedup_owners(
         return {}
     cursor = await conn.execute(
         QUERIES["select_dedup_owners"].encode(),
-        ([m.source for m in keyed], [m.event_id for m in keyed]),
+        {"sources": [m.source for m in keyed], "keys": [m.event_id for m in keyed]},
     )
     return {(source, key): message_id for source, key, message_id in await cursor.fetchall()}
 
@@ -298,20 +298,20 @@ async def record_attempts(conn: Connection, records: list[AttemptRecord], owner:
     records = sorted(records, key=lambda r: r.delivery_id)
     await conn.execute(
         QUERIES["record_attempts"].encode(),
-        (
-            [r.delivery_id for r in records],
-            [r.state for r in records],
-            [r.attempts for r in records],
-            [float(r.next_attempt_at) for r in records],
-            [r.status for r in records],
-            [r.error for r in records],
-            [r.dead_reason for r in records],
-            [float(r.started_at) for r in records],
-            [float(r.duration_ms) for r in records],
-            [r.response_snippet for r in records],
-            time.time(),
-            owner,
-        ),
+        {
+            "ids": [r.delivery_id for r in records],
+            "states": [r.state for r in records],
+            "attempts": [r.attempts for r in records],
+            "next_attempt_at": [float(r.next_attempt_at) for r in records],
+            "status": [r.status for r in records],
+            "errors": [r.error for r in records],
+            "dead_reasons": [r.dead_reason for r in records],
+            "started_at": [float(r.started_at) for r in records],
+            "duration_ms": [float(r.duration_ms) for r in records],
+            "snippets": [r.response_snippet for r in records],
+            "now": time.time(),
+            "owner": owner,
+        },
     )
 
 
