@@ -6,10 +6,9 @@ reads on pooled connections. What the processes share goes through the database:
 
 - Claims: ``SELECT .. FOR UPDATE SKIP LOCKED`` takes due deliveries and leases them
   to this process (``claimed_by``, ``lease_until``). A background task renews the
-  process's leases while it lives (it keeps the ids it holds); an outcome or a
-  release ends one. A process that
-  dies leaves its deliveries leased until the lease runs out: then they are due again,
-  not at once (they may still be on the wire) and not never.
+  process's leases while it lives (by the ids it holds); an outcome or a release ends
+  one. A process that dies leaves its deliveries leased until the lease runs out: then
+  they are due again, not at once (they may still be on the wire) and not never.
 - Wake-ups: a commit with new deliveries sends NOTIFY; every process LISTENs and wakes
   its idle workers, and idle workers also look now and then (``FALLBACK_POLL``).
 - Order, rate limit and circuit: coordination.py.
