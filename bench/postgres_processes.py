@@ -16,12 +16,17 @@ Three parts, each a ratio to a baseline measured in the same run:
 PostgreSQL is a private server started here (tests/postgres_server.py, fsync on).
 
 Part 2 also prints where the CPU went in its window: every process started here
-(/proc: user + system time), by role, in microseconds per webhook and in cores, with
-what the rest of the machine used and how much stayed idle. Two processes can reach
-``2L / (L + O)`` times one, where L is a daemon's CPU per webhook and O everything
-else's (PostgreSQL, wrk, the sink, delivery processes) on the same two cores.
+(/proc: user + system time; wrk's once it has ended and been waited for), by role, in
+microseconds per webhook and in cores, with what the rest of the machine used and how
+much stayed idle, and the database's transactions, rows and WAL per webhook. While one
+process is bound by its daemon's core, two can reach ``2L / (L + O)`` times one, where
+L is a daemon's CPU per webhook and O everything else's (PostgreSQL, wrk, the sink,
+delivery processes) on the same cores; idle time with one process means it waits
+rather than computes (docs/benchmarks.md).
 
 Usage: python bench/postgres_processes.py [--seconds 8] [--concurrency 8] [--parts 1,2,3]
+           [--delivery-processes N] [--e2e-connections 64] [--e2e-concurrency 32]
+           [--profile FILE (py-spy)] [--perf FILE (perf record -a)]
 """
 
 from __future__ import annotations
@@ -124,7 +129,7 @@ def cpu_breakdown(before: CpuSnapshot, after: CpuSnapshot, webhooks: int) -> lis
     roles: dict[str, float] = collections.defaultdict(float)
     for pid, (role, seconds) in after.by_pid.items():
         roles[role] += seconds - before.by_pid.get(pid, (role, 0.0))[1]
-    roles["wrk"] += after.reaped - before.reaped
+    roles["wrk"] += after.reaped - before.reaped  # and py-spy or perf, when asked for
     elapsed = after.at - before.at
     ours = sum(roles.values())
     roles["rest of the machine (not this benchmark)"] = max(0.0, after.busy - before.busy - ours)
