@@ -331,13 +331,32 @@ HOT_QUERIES: dict[str, tuple[str, dict[str, Any] | tuple[Any, ...]]] = {
     "claim listed": (QUERIES["claim_listed"], {"ids": [1, 2, 3], "owner": "x", "lease": 30.0}),
     "head": (QUERIES["select_head"], ("d1", 10)),
     "next due": (QUERIES["select_next_due"], ("d1", 0.0)),
-    "dedup owners": (QUERIES["select_dedup_owners"], (["stripe"] * 2, ["evt_5", "evt_9"])),
-    "dedup expiry": (QUERIES["expire_dedup_keys"], (["stripe"], ["evt_5"], [0.0])),
-    "settle": (
-        QUERIES["update_deliveries"],
-        (0.0, [1, 2], ["delivered"] * 2, [1, 1], [0.0] * 2, [200] * 2, [None] * 2, [None] * 2),
+    "dedup owners": (
+        QUERIES["select_dedup_owners"],
+        {"sources": ["stripe"] * 2, "keys": ["evt_5", "evt_9"]},
     ),
-    "renew leases": (QUERIES["renew_leases"], (30.0, "x")),
+    "dedup expiry": (
+        QUERIES["expire_dedup_keys"],
+        {"sources": ["stripe"], "keys": ["evt_5"], "cutoffs": [0.0]},
+    ),
+    "settle": (
+        QUERIES["record_attempts"],
+        {
+            "ids": [1, 2],
+            "states": ["delivered"] * 2,
+            "attempts": [1, 1],
+            "next_attempt_at": [0.0] * 2,
+            "status": [200] * 2,
+            "errors": [None] * 2,
+            "dead_reasons": [None] * 2,
+            "started_at": [0.0] * 2,
+            "duration_ms": [1.0] * 2,
+            "snippets": [b""] * 2,
+            "now": 0.0,
+            "owner": "x",
+        },
+    ),
+    "renew leases": (QUERIES["renew_leases"], (30.0, [1, 2, 3], "x")),
     "oldest pending": (QUERIES["select_oldest_pending"], ("d1",)),
     "prune": (QUERIES["prune"], (500, 100)),
     # The dashboard's and the API's message listing, by its indexed filters.
@@ -365,6 +384,43 @@ async def test_hot_queries_read_by_index_on_a_grown_table(
         assert "Sort" not in plan, (name, plan)  # the index gives the order
 
 
+# Run by the writer for every batch, prepared by psycopg while the tables may still be
+# small (a new database): the plan kept then must not read the whole table later.
+PREPARED_EARLY = ("settle", "dedup owners", "dedup expiry")
+
+
+def _numbered(sql: str) -> tuple[str, int]:
+    """The query with $1, $2 .. for its named placeholders, as the server sees it."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    return re.sub(r"%\((\w+)\)[bs]", number, sql), len(names)
+
+
+async def test_batch_queries_planned_on_empty_tables_still_use_the_index(
+    open_process: Opener, postgres_url: str
+) -> None:
+    await open_process()
+    plans = {}
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        # The generic plan: what a prepared statement keeps, whatever the values.
+        await conn.execute(b"SET plan_cache_mode = force_generic_plan")
+        for name in PREPARED_EARLY:
+            sql, count = _numbered(HOT_QUERIES[name][0])
+            await conn.execute(f"PREPARE early AS {sql}".encode())
+            nulls = ", ".join(["NULL"] * count)  # the values do not shape a generic plan
+            cursor = await conn.execute(f"EXPLAIN EXECUTE early ({nulls})".encode())
+            plans[name] = "\n".join(row[0] for row in await cursor.fetchall())
+            await conn.execute(b"DEALLOCATE early")
+    for name, plan in plans.items():
+        assert f"on {INDEX_USED[name]}" in plan, (name, plan)  # an index or bitmap scan
+        assert "Seq Scan" not in plan, (name, plan)
+
+
 INDEX_USED = {
     "claim due": "deliveries_due",
     "claim listed": "deliveries_pkey",
@@ -373,7 +429,7 @@ INDEX_USED = {
     "dedup owners": "messages_dedup",
     "dedup expiry": "messages_dedup",
     "settle": "deliveries_pkey",
-    "renew leases": "deliveries_claimed",
+    "renew leases": "deliveries_pkey",
     "oldest pending": "deliveries_fifo",
     "prune": "deliveries_message",
     "list by event id": "messages_event_id",

@@ -6,9 +6,9 @@ reads on pooled connections. What the processes share goes through the database:
 
 - Claims: ``SELECT .. FOR UPDATE SKIP LOCKED`` takes due deliveries and leases them
   to this process (``claimed_by``, ``lease_until``). A background task renews the
-  process's leases while it lives; an outcome or a release ends one. A process that
-  dies leaves its deliveries leased until the lease runs out: then they are due again,
-  not at once (they may still be on the wire) and not never.
+  process's leases while it lives (by the ids it holds); an outcome or a release ends
+  one. A process that dies leaves its deliveries leased until the lease runs out: then
+  they are due again, not at once (they may still be on the wire) and not never.
 - Wake-ups: a commit with new deliveries sends NOTIFY; every process LISTENs and wakes
   its idle workers, and idle workers also look now and then (``FALLBACK_POLL``).
 - Order, rate limit and circuit: coordination.py.
@@ -87,6 +87,8 @@ class PostgresStore(AdminQueries):
         self._coordination: PostgresCoordination | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: list[CommitListener] = []
+        # What this process holds a lease on: renewed by id, released at close.
+        self._leased: set[int] = set()
         self._listening = asyncio.Event()
         self._opened = False
 
@@ -145,7 +147,7 @@ class PostgresStore(AdminQueries):
         if self._opened and self._pool is not None and not self._pool.closed:
             # What this process claimed and did not settle is free at once for the others.
             with contextlib.suppress(StoreError):
-                await execute(self._pool, QUERIES["release_all_claims"], (self.owner,))
+                await self.release(self._leased)
         if self._pool is not None:
             await self._pool.close()
         self._opened = False
@@ -199,7 +201,9 @@ class PostgresStore(AdminQueries):
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
-                await execute(self._pool, QUERIES["renew_leases"], (self.lease, self.owner))
+                if self._leased:
+                    params = (self.lease, list(self._leased), self.owner)
+                    await execute(self._pool, QUERIES["renew_leases"], params)
             except StoreError as exc:
                 log.error("store.lease_renewal_failed", error=str(exc))
             if self._coordination is not None:
@@ -228,7 +232,16 @@ class PostgresStore(AdminQueries):
         return await self._writer.accept(message)
 
     def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
-        return self._writer.record_attempt(record)
+        committed = self._writer.record_attempt(record)
+
+        def settled(future: asyncio.Future[None]) -> None:
+            # Committed: the lease ended with it. Failed: still leased, and the
+            # worker writes the outcome again, so the lease is still renewed.
+            if not future.cancelled() and future.exception() is None:
+                self._leased.discard(record.delivery_id)
+
+        committed.add_done_callback(settled)
+        return committed
 
     async def write_call(self, call: WriteCall) -> Any:
         """Run ``call`` inside the writer's next transaction, in a savepoint of its own."""
@@ -263,20 +276,24 @@ class PostgresStore(AdminQueries):
             "owner": self.owner,
             "lease": self.lease,
         }
-        rows = await fetch(self._pool, QUERIES["claim_due"], params)
+        rows = await fetch(self._pool, QUERIES["claim_due"], params, binary=True)
+        self._leased.update(row[0] for row in rows)
         return sorted(due_deliveries(rows, destination), key=lambda d: (d.next_attempt_at, d.id))
 
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         if not deliveries:
             return []
         params = {"ids": [d.id for d in deliveries], "owner": self.owner, "lease": self.lease}
-        rows = await fetch(self._pool, QUERIES["claim_listed"], params)
+        rows = await fetch(self._pool, QUERIES["claim_listed"], params, binary=True)
         claimed = {row[0] for row in rows}
+        self._leased |= claimed
         return [d for d in deliveries if d.id in claimed]
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         if delivery_ids:
-            await execute(self._pool, QUERIES["release_claims"], (list(delivery_ids), self.owner))
+            ids = list(delivery_ids)
+            await execute(self._pool, QUERIES["release_claims"], (ids, self.owner))
+            self._leased.difference_update(ids)
 
     # -- reads ----------------------------------------------------------------------
 
@@ -291,7 +308,7 @@ class PostgresStore(AdminQueries):
         return due_deliveries(rows, destination)
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
-        rows = await self.read(QUERIES["select_head"], (destination, limit))
+        rows = await fetch(self._pool, QUERIES["select_head"], (destination, limit), binary=True)
         return due_deliveries(rows, destination)
 
     async def paused_destinations(self) -> set[str]:

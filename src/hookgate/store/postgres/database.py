@@ -53,21 +53,29 @@ async def migrate(conn: Connection) -> None:
 
 
 async def fetch(
-    pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    pool: Pool | None,
+    sql: str,
+    params: Sequence[Any] | dict[str, Any] = (),
+    *,
+    binary: bool = False,
 ) -> list[Any]:
-    """All rows of one statement, on a pooled connection in autocommit; errors as StoreError."""
-    cursor_rows, _ = await _run(pool, sql, params)
+    """All rows of one statement, on a pooled connection in autocommit; errors as StoreError.
+
+    ``binary``: the rows come in binary, for rows with bodies (claims): bytes as they
+    are, where text would be hex that the server writes and the client parses.
+    """
+    cursor_rows, _ = await _run(pool, sql, params, binary)
     return cursor_rows
 
 
 async def execute(pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
     """Run one statement in autocommit; how many rows it changed."""
-    _, count = await _run(pool, sql, params)
+    _, count = await _run(pool, sql, params, False)
     return count
 
 
 async def _run(
-    pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any]
+    pool: Pool | None, sql: str, params: Sequence[Any] | dict[str, Any], binary: bool
 ) -> tuple[list[Any], int]:
     """Run one statement; once more on a new connection if the pooled one was cut.
 
@@ -79,11 +87,11 @@ async def _run(
     if pool is None or pool.closed:
         raise StoreError("the store is not open")
     try:
-        return await _once(pool, sql, params)
+        return await _once(pool, sql, params, binary)
     except _ConnectionCut:
         pass
     try:
-        return await _once(pool, sql, params)
+        return await _once(pool, sql, params, binary)
     except _ConnectionCut as cut:
         raise StoreError(f"query failed: {cut}") from None
 
@@ -93,12 +101,12 @@ class _ConnectionCut(Exception):
 
 
 async def _once(
-    pool: Pool, sql: str, params: Sequence[Any] | dict[str, Any]
+    pool: Pool, sql: str, params: Sequence[Any] | dict[str, Any], binary: bool
 ) -> tuple[list[Any], int]:
     conn: Connection | None = None
     try:
         async with pool.connection() as conn:
-            cursor = await conn.execute(sql.encode(), params)
+            cursor = await conn.execute(sql.encode(), params, binary=binary)
             rows = await cursor.fetchall() if cursor.description else []
             return rows, cursor.rowcount
     except psycopg.OperationalError as exc:

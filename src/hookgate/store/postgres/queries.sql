@@ -30,49 +30,69 @@ UPDATE meta SET value = %s WHERE key = 'heartbeat'
 
 -- expire_dedup_keys --
 -- An event id seen before the dedup window began no longer makes a duplicate.
+-- "= ANY" names the keys to the planner too: a plan prepared while the table was
+-- small (psycopg prepares a statement run often, and keeps its generic plan) still
+-- reads the index, not the whole table, once it has grown.
 UPDATE messages m SET dedup_key = NULL
-FROM unnest(%s::text[], %s::text[], %s::float8[]) AS k (source, key, cutoff)
+FROM unnest(%(sources)b::text[], %(keys)b::text[], %(cutoffs)b::float8[])
+    AS k (source, key, cutoff)
 WHERE m.source = k.source AND m.dedup_key = k.key AND m.received_at < k.cutoff
+  AND m.dedup_key = ANY (%(keys)b::text[])
 
 -- insert_messages --
--- A conflict on the dedup index (or, rarely, on an id another process drew) inserts
--- nothing; the ids that went in come back.
-INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body,
-    skipped)
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[],
-    %s::text[], %s::bytea[], %s::bytea[], %s::bytea[])
-ON CONFLICT DO NOTHING
-RETURNING id
+-- The messages and, for each one that went in, its deliveries (in the order given),
+-- in one statement. A conflict on the dedup index (or, rarely, on an id another
+-- process drew) inserts nothing; the ids that went in come back. Hot arrays go in
+-- binary (%b): a body is sent as its bytes, not as escaped hex that both sides parse.
+WITH inserted AS (
+    INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers,
+        body, skipped)
+    SELECT * FROM unnest(%b::bigint[], %b::text[], %b::float8[], %b::text[], %b::text[],
+        %b::text[], %b::bytea[], %b::bytea[], %b::bytea[])
+    ON CONFLICT DO NOTHING
+    RETURNING id, received_at
+), queued AS (
+    INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
+    SELECT i.id, x.destination, 'pending', i.received_at, i.received_at
+    FROM unnest(%b::bigint[], %b::text[]) WITH ORDINALITY AS x (message_id, destination, n)
+    JOIN inserted i ON i.id = x.message_id
+    ORDER BY x.n
+)
+SELECT id FROM inserted
 
 -- select_dedup_owners --
 -- Which message holds each event id: one index lookup per key.
 SELECT m.source, m.dedup_key, m.id
-FROM unnest(%s::text[], %s::text[]) AS k (source, key)
+FROM unnest(%(sources)b::text[], %(keys)b::text[]) AS k (source, key)
 JOIN messages m ON m.source = k.source AND m.dedup_key = k.key
-
--- insert_deliveries --
-INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
-SELECT message_id, destination, 'pending', at, at
-FROM unnest(%s::bigint[], %s::text[], %s::float8[]) AS x (message_id, destination, at)
+WHERE m.dedup_key = ANY (%(keys)b::text[])
 
 -- notify_deliveries --
 -- Sent when the transaction commits: wakes the idle workers of every process.
 SELECT pg_notify('hookgate', %s)
 
--- update_deliveries --
--- Settle each delivery as its attempt left it; the lease ends with the outcome.
-UPDATE deliveries d SET state = x.state, attempts = x.attempts,
-    next_attempt_at = x.next_attempt_at, last_status = x.status, last_error = x.error,
-    dead_reason = x.dead_reason, updated_at = %s, claimed_by = NULL, lease_until = 0
-FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::float8[], %s::int[], %s::text[],
-    %s::text[]) AS x (id, state, attempts, next_attempt_at, status, error, dead_reason)
-WHERE d.id = x.id
-
--- insert_attempts --
-INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error,
-    response_snippet, attempted_by)
-SELECT x.*, %s FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::int[], %s::text[],
-    %s::bytea[]) AS x
+-- record_attempts --
+-- Settle each delivery as its attempt left it (the lease ends with the outcome) and
+-- keep the attempt, in one statement. An attempt that names no delivery fails it (the
+-- foreign key), and with it the batch. "= ANY" keeps the update on the primary key in
+-- a plan prepared while the table was small (see expire_dedup_keys): that plan read
+-- the whole table for every batch, most of the database's CPU per webhook.
+WITH x AS (
+    SELECT * FROM unnest(%(ids)b::bigint[], %(states)b::text[], %(attempts)b::int[],
+        %(next_attempt_at)b::float8[], %(status)b::int[], %(errors)b::text[],
+        %(dead_reasons)b::text[], %(started_at)b::float8[], %(duration_ms)b::float8[],
+        %(snippets)b::bytea[])
+        AS x (id, state, attempts, next_attempt_at, status, error, dead_reason, started_at,
+            duration_ms, snippet)
+), settled AS (
+    UPDATE deliveries d SET state = x.state, attempts = x.attempts,
+        next_attempt_at = x.next_attempt_at, last_status = x.status, last_error = x.error,
+        dead_reason = x.dead_reason, updated_at = %(now)b, claimed_by = NULL, lease_until = 0
+    FROM x WHERE d.id = x.id AND d.id = ANY (%(ids)b::bigint[])
+)
+INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet,
+    attempted_by)
+SELECT x.id, x.started_at, x.duration_ms, x.status, x.error, x.snippet, %(owner)b FROM x
 
 -- select_due --
 SELECT d.id, d.message_id, d.attempts, d.next_attempt_at,
@@ -122,13 +142,11 @@ RETURNING d.id, d.message_id, d.attempts, d.next_attempt_at,
 UPDATE deliveries SET claimed_by = NULL, lease_until = 0
 WHERE id = ANY (%s::bigint[]) AND claimed_by = %s
 
--- release_all_claims --
-UPDATE deliveries SET claimed_by = NULL, lease_until = 0 WHERE claimed_by = %s
-
 -- renew_leases --
--- While a process lives, its leases do not run out, however long an attempt takes.
+-- While a process lives, its leases do not run out, however long an attempt takes: it
+-- names what it holds (by the primary key; no index on claimed_by, see migration 4).
 UPDATE deliveries SET lease_until = extract(epoch FROM now()) + %s
-WHERE claimed_by = %s AND state = 'pending'
+WHERE id = ANY (%b::bigint[]) AND claimed_by = %s AND state = 'pending'
 
 -- select_head --
 SELECT d.id, d.message_id, d.attempts, d.next_attempt_at,
