@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -189,7 +189,7 @@ class Outbox(Protocol):
     identity: str
     """The database's identity (the ``Via`` name that detects loops)."""
 
-    async def accept(self, message: NewMessage) -> Accepted:
+    def accept(self, message: NewMessage) -> Awaitable[Accepted]:
         """Commit ``message`` durably, or raise StoreError."""
         ...
 

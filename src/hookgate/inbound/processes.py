@@ -153,7 +153,7 @@ class IngestProcesses(children.Supervisor):
         self._grace = float(config.server.shutdown_grace)
         self._counts = Counts()
         self._configure = b""
-        self._committing: set[asyncio.Task[Accepted]] = set()
+        self._committing: set[asyncio.Future[Accepted]] = set()
         self.apply(config)
 
     def arguments(self, child: children.Child) -> list[str]:
@@ -197,21 +197,22 @@ class IngestProcesses(children.Supervisor):
 
     def _commit(self, child: children.Child, request: Commit) -> None:
         link = child.link
-        task = asyncio.ensure_future(self._store.accept(request.message))
-        self._committing.add(task)
-        task.add_done_callback(lambda done: self._committed(link, request, done))
+        # The store's accept is a plain future (see Store.accept): no task is made here.
+        committed = asyncio.ensure_future(self._store.accept(request.message))
+        self._committing.add(committed)
+        committed.add_done_callback(lambda done: self._committed(link, request, done))
 
     def _committed(
-        self, link: children.Link | None, request: Commit, task: asyncio.Task[Accepted]
+        self, link: children.Link | None, request: Commit, committed: asyncio.Future[Accepted]
     ) -> None:
-        self._committing.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None or task.cancelled():
+        self._committing.discard(committed)
+        error = None if committed.cancelled() else committed.exception()
+        if error is not None or committed.cancelled():
             if not isinstance(error, StoreError):
                 log.error("webhook.commit_failed", source=request.message.source, error=repr(error))
             reply = _ENCODER.encode(NotStored(request.id, str(error)))
         else:
-            accepted = task.result()
+            accepted = committed.result()
             self._counts.accepted(request.message, accepted)
             reply = _ENCODER.encode(Stored(request.id, accepted.message_id, accepted.duplicate))
         # A child that died meanwhile gets no answer: its client got no 2xx either.

@@ -105,8 +105,10 @@ class Store(Protocol):
 
     # -- ingest and delivery -----------------------------------------------------------
 
-    async def accept(self, message: NewMessage) -> Accepted:
-        """Commit the message and its deliveries durably (group commit), or raise StoreError."""
+    def accept(self, message: NewMessage) -> Awaitable[Accepted]:
+        """Queue the message and its deliveries for the next group commit; the awaitable
+        resolves once committed durably, or raises StoreError. A plain future, not a
+        coroutine: an ingest process's commit costs its daemon no task."""
         ...
 
     def record_attempt(self, record: AttemptRecord) -> Awaitable[None]:

@@ -395,8 +395,8 @@ async def test_unopened_store_refuses_writes(backend: Backend) -> None:
 async def test_close_drains_queued_writes(backend: Backend) -> None:
     store = backend.make()
     await store.open()
-    tasks = [asyncio.create_task(store.accept(new_message())) for _ in range(20)]
-    await asyncio.sleep(0)  # every accept() has queued its message
+    tasks = [asyncio.ensure_future(store.accept(new_message())) for _ in range(20)]
+    await asyncio.sleep(0)  # every accept() has queued its message (it queues at once)
     await store.close()
     results = await asyncio.gather(*tasks)
     assert len({r.message_id for r in results}) == 20

@@ -251,9 +251,9 @@ async def test_failing_write_call_does_not_fail_webhooks_in_its_commit(
             " VALUES (42, 'orders', 'pending', 0, 0)"
         )
 
-    webhooks = [asyncio.create_task(store.accept(new_message())) for _ in range(3)]
+    webhooks = [asyncio.ensure_future(store.accept(new_message())) for _ in range(3)]
     bad = asyncio.create_task(store.write_call(orphan_delivery))
-    more = [asyncio.create_task(store.accept(new_message())) for _ in range(3)]
+    more = [asyncio.ensure_future(store.accept(new_message())) for _ in range(3)]
     with pytest.raises(StoreError, match="FOREIGN KEY"):
         await bad
     accepted = await asyncio.gather(*webhooks, *more)

@@ -228,8 +228,8 @@ class PostgresStore(AdminQueries):
 
     # -- writes -------------------------------------------------------------------
 
-    async def accept(self, message: NewMessage) -> Accepted:
-        return await self._writer.accept(message)
+    def accept(self, message: NewMessage) -> asyncio.Future[Accepted]:
+        return self._writer.accept(message)
 
     def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
         committed = self._writer.record_attempt(record)

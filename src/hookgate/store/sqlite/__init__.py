@@ -175,8 +175,8 @@ class SQLiteStore(AdminQueries):
 
     # -- writes (through the writer) -----------------------------------------
 
-    async def accept(self, message: NewMessage) -> Accepted:
-        return await self._writer.accept(message)
+    def accept(self, message: NewMessage) -> asyncio.Future[Accepted]:
+        return self._writer.accept(message)
 
     def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
         # A plain future, not a coroutine: the dispatcher shields it without a task.
