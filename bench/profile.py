@@ -39,7 +39,8 @@ RATE = 200  # samples per second per thread
 # (stage, substrings of a frame), tried in order: the first that a stack contains wins.
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("delivery: aiohttp client", ("aiohttp/client", "aiohttp/connector", "(aiohttp/streams")),
-    ("delivery: hand-off to a delivery process", ("outbound/processes.py",)),
+    # children.py: the framed socket (this profile runs no ingest processes).
+    ("delivery: hand-off to a delivery process", ("outbound/processes.py", "hookgate/children.py")),
     ("delivery: outcome commit (writer)", ("record_attempts", "_record (")),
     ("delivery: claims, request building", ("outbound/",)),
     ("ingest: hookgate handler", ("inbound/listener.py",)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any, cast
 
-from hookgate import logs
+from hookgate import children, logs
 from hookgate.cli.common import run
 from hookgate.config import LogConfig
 from hookgate.outbound import processes
@@ -17,6 +17,6 @@ from hookgate.outbound import processes
 
 def main() -> None:
     fd, level, form = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    processes.prepare_child()
+    children.prepare_child()
     logs.configure(LogConfig(level=cast("Any", level), format=cast("Any", form)))
     run(processes.serve_child(fd))
