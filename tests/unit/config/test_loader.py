@@ -275,31 +275,23 @@ def test_invalid_override_names_destination_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("count", [-1, 65])
-def test_delivery_processes_out_of_range_names_its_key(tmp_path: Path, count: int) -> None:
-    text = f"[server]\ndelivery_processes = {count}\n"
+@pytest.mark.parametrize("key", ["delivery_processes", "ingest_processes"])
+def test_process_counts_out_of_range_name_their_key(tmp_path: Path, key: str, count: int) -> None:
+    text = f"[server]\n{key} = {count}\n"
     assert errors_of(tmp_path, text) == [
-        f"server.delivery_processes: expected an integer from 0 to 64, got {count} (line 2)"
+        f"server.{key}: expected an integer from 0 to 64, got {count} (line 2)"
     ]
 
 
-def test_delivery_processes_default_and_zero(tmp_path: Path) -> None:
-    assert load(tmp_path, MINIMAL_SOURCE).server.delivery_processes == 1
-    text = MINIMAL_SOURCE + "\n[server]\ndelivery_processes = 0\n"
-    assert load(tmp_path, text).server.delivery_processes == 0
-
-
-@pytest.mark.parametrize("count", [-1, 65])
-def test_ingest_processes_out_of_range_names_its_key(tmp_path: Path, count: int) -> None:
-    text = f"[server]\ningest_processes = {count}\n"
-    assert errors_of(tmp_path, text) == [
-        f"server.ingest_processes: expected an integer from 0 to 64, got {count} (line 2)"
-    ]
-
-
-def test_ingest_processes_default_and_set(tmp_path: Path) -> None:
-    assert load(tmp_path, MINIMAL_SOURCE).server.ingest_processes == 0
-    text = MINIMAL_SOURCE + "\n[server]\ningest_processes = 2\n"
-    assert load(tmp_path, text).server.ingest_processes == 2
+@pytest.mark.parametrize(
+    ("key", "default", "chosen"), [("delivery_processes", 1, 0), ("ingest_processes", 0, 2)]
+)
+def test_process_counts_default_and_set(
+    tmp_path: Path, key: str, default: int, chosen: int
+) -> None:
+    assert getattr(load(tmp_path, MINIMAL_SOURCE).server, key) == default
+    text = MINIMAL_SOURCE + f"\n[server]\n{key} = {chosen}\n"
+    assert getattr(load(tmp_path, text).server, key) == chosen
 
 
 def test_max_backoff_below_initial(tmp_path: Path) -> None:
