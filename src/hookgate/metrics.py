@@ -53,6 +53,12 @@ dead = Counter(
     ["destination"],
     registry=REGISTRY,
 )
+transform_failures = Counter(
+    "hookgate_transform_failures",
+    "Deliveries made dead because their destination's transform failed (no request sent).",
+    ["destination"],
+    registry=REGISTRY,
+)
 attempt_seconds = Histogram(
     "hookgate_delivery_attempt_seconds",
     "Duration of one request to a destination.",

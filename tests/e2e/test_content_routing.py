@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import Daemon, Downstream, post, run_cli, to_toml, wait_for
 
@@ -105,6 +106,17 @@ async def test_filters_route_and_transforms_reshape(
     assert [d["destination"] for d in replayed["deliveries"]] == ["v2"]
 
 
+async def transform_failures(client: aiohttp.ClientSession, daemon: Daemon) -> dict[str, float]:
+    async with client.get(daemon.admin_url("/metrics")) as response:
+        text = await response.text()
+    return {
+        sample.labels["destination"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "hookgate_transform_failures_total"
+    }
+
+
 async def test_a_broken_transform_is_fixed_by_reload_and_retry(
     start_daemon: StartDaemon, downstream: Downstream, client: aiohttp.ClientSession
 ) -> None:
@@ -125,6 +137,7 @@ async def test_a_broken_transform_is_fixed_by_reload_and_retry(
         'transform failed: jq: number (1) and string ("x") cannot be added'
     )
     assert dead["attempt_log"][0]["error"] == dead["last_error"]
+    assert await transform_failures(client, daemon) == {"audit": 1.0}
     tried = run_cli(
         "transform", "-c", str(daemon.config_path), "--destination", "audit", "--message",
         accepted["id"],

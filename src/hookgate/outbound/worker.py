@@ -412,6 +412,7 @@ class DestinationWorker:
     ) -> list[AttemptRecord]:
         """A dead delivery with the transform's error; the destination is not to blame
         (no circuit, no attempt metrics)."""
+        metrics.transform_failures.labels(self.name).inc()
         ended = time.time()
         return [
             AttemptRecord(
