@@ -11,8 +11,9 @@ before and right after what it is compared with, and their mean is the baseline.
 4. the backlog over --hold seconds at 90 % of (2), printed as it goes
                                                      target: at the end < 1 s of traffic
 5. end to end: webhooks/s arriving at the sink after a warm-up, over a window in which
-   the backlog does not grow / wrk straight to the sink, and / bare aiohttp
-                                                                    target >= 0.35x
+   the backlog does not grow / wrk straight to the sink, and / bare aiohttp, with the
+   destination's batch_max = 1 (and, with --batch-max N, again batching N per POST;
+   the sink counts the webhooks in each batch)                     target >= 0.35x
 6. added latency (p50, p99) at half of (5) / the same client straight to the sink
                                                                     target p99 < 10 ms
 7. peak RSS of hookgate (the daemon and its delivery processes) with --pending
@@ -20,7 +21,7 @@ before and right after what it is compared with, and their mean is the baseline.
 
 Usage: python bench/targets.py [--seconds 10] [--hold 60] [--pending 1000000]
                                [--delivery-processes N] [--ingest-processes N]
-                               [--daemon-src DIR]
+                               [--batch-max N] [--daemon-src DIR]
 --daemon-src runs the daemon from another checkout's src/ (to compare with main).
 --ingest-processes N: every part runs with server.ingest_processes = N, and part 1
 measures ingest alone both with 0 (the daemon serves the ingress) and with N.
@@ -201,7 +202,11 @@ def hold(
 
 
 def end_to_end(
-    folder: Path, args: argparse.Namespace, rate: float | None, latency_ms: float = 0.0
+    folder: Path,
+    args: argparse.Namespace,
+    rate: float | None,
+    latency_ms: float = 0.0,
+    batch_max: int = 1,
 ) -> dict[str, float]:
     """wrk (full speed, or paced at ``rate``) for warm-up + window; the window's figures."""
     total = args.warmup + args.seconds
@@ -209,7 +214,7 @@ def end_to_end(
         script, connections = delivery.wrk_script(folder), args.connections
     else:
         script, connections = paced_script(folder, "e2e", rate, latency_ms), PACED_CONNECTIONS
-    with relay(folder, args) as (daemon, port, _):
+    with relay(folder, args, batch_max=batch_max) as (daemon, port, _):
         thread, load = in_thread(
             lambda: harness.run_wrk(daemon.ingress, script, connections=connections, seconds=total)
         )
@@ -298,6 +303,31 @@ def part_1(place: Callable[[str], Path], args: argparse.Namespace) -> None:
         )
 
 
+def part_5(place: Callable[[str], Path], args: argparse.Namespace) -> float:
+    """End to end with batch_max = 1 (and with --batch-max N); returns the batch_max = 1 rate."""
+    print(f"\n== 5. end to end, {args.warmup}s warm-up then a {args.seconds}s window")
+    rates: dict[int, float] = {}
+    for batch_max in sorted({1, args.batch_max}):
+        print(f"-- destination batch_max = {batch_max}")
+        sink_base, full, (s1, s2) = interleaved(
+            lambda: straight_to_sink(place("direct"), args),
+            lambda batch_max=batch_max: end_to_end(  # type: ignore[misc]
+                place("e2e-max"), args, None, batch_max=batch_max
+            ),
+        )
+        bare_rate = bare(place("bare-e2e"), args)
+        report_e2e("wrk at full speed", full, sink_base, bare_rate)
+        rate = full["delivered_per_s"]
+        if full["backlog_end"] > full["backlog_start"]:
+            # The backlog grew: pace ingest at what was delivered, and measure again.
+            paced = end_to_end(place("e2e-paced"), args, rate, full["p50_ms"], batch_max)
+            report_e2e(f"paced at {rate:.0f}/s", paced, sink_base, bare_rate)
+            rate = paced["delivered_per_s"]
+        print(f"baselines: wrk to the sink {s1:.0f} / {s2:.0f} req/s, bare aiohttp {bare_rate:.0f}")
+        rates[batch_max] = rate
+    return rates[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run / e2e window")
@@ -311,6 +341,9 @@ def main() -> None:
         "--latency-rate", type=int, default=None, help="part 6's rate when part 5 is not run"
     )
     parser.add_argument("--pending", type=int, default=1_000_000)
+    parser.add_argument(
+        "--batch-max", type=int, default=1, help="part 5 also with a destination batching N"
+    )
     parser.add_argument("--rss-seconds", type=float, default=10.0)
     parser.add_argument("--delivery-processes", type=int, default=None)
     parser.add_argument("--ingest-processes", type=int, default=None)
@@ -369,20 +402,7 @@ def run(folder: Path, args: argparse.Namespace, parts: set[str]) -> None:
             f" = {held['backlog_s']:.2f} s of traffic  (target < 1 s)"
         )
     if "5" in parts:
-        print(f"\n== 5. end to end, {args.warmup}s warm-up then a {args.seconds}s window")
-        sink_base, full, (s1, s2) = interleaved(
-            lambda: straight_to_sink(place("direct"), args),
-            lambda: end_to_end(place("e2e-max"), args, None),
-        )
-        bare_rate = bare(place("bare-e2e"), args)
-        report_e2e("wrk at full speed", full, sink_base, bare_rate)
-        e2e_rate = full["delivered_per_s"]
-        if full["backlog_end"] > full["backlog_start"]:
-            # The backlog grew: pace ingest at what was delivered, and measure again.
-            paced = end_to_end(place("e2e-paced"), args, e2e_rate, full["p50_ms"])
-            report_e2e(f"paced at {e2e_rate:.0f}/s", paced, sink_base, bare_rate)
-            e2e_rate = paced["delivered_per_s"]
-        print(f"baselines: wrk to the sink {s1:.0f} / {s2:.0f} req/s, bare aiohttp {bare_rate:.0f}")
+        e2e_rate = part_5(place, args)
     if "6" in parts:
         rate = int(e2e_rate / 2) if e2e_rate else args.latency_rate or 500
         lat = added_latency(place("latency"), args, rate)
