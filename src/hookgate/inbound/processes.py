@@ -24,6 +24,7 @@ A reloaded config is sent to every child.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import pathlib
 import socket
@@ -241,9 +242,10 @@ class _Daemon:
         self.identity = ""
         self.waiting: dict[int, asyncio.Future[Accepted]] = {}
         self._ids = itertools.count(1)
-        loop = asyncio.get_running_loop()
+        # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self._loop = asyncio.get_running_loop()
         self.configs: asyncio.Queue[Config] = asyncio.Queue()
-        self.stop = loop.create_future()
+        self.stop = self._loop.create_future()
 
     def on_frame(self, frame: memoryview) -> None:
         message = _TO_CHILD.decode(frame)
@@ -262,15 +264,14 @@ class _Daemon:
             self.stop.set_result(None)
 
     # Outbox
-    async def accept(self, message: NewMessage) -> Accepted:
+    def accept(self, message: NewMessage) -> asyncio.Future[Accepted]:
+        """The daemon's answer to come; a plain future, no coroutine per request. The
+        daemon answers every frame (or goes away: ``fail_waiting``), which removes it."""
         request_id = next(self._ids)
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Accepted] = self._loop.create_future()
         self.waiting[request_id] = future
         self.link.write(_ENCODER.encode(Commit(request_id, message)))
-        try:
-            return await future
-        finally:
-            self.waiting.pop(request_id, None)
+        return future
 
     def fail_waiting(self) -> None:
         """The daemon is gone: no request waiting for a commit may answer 2xx."""
@@ -309,6 +310,9 @@ async def serve_child(fd: int, listen_fds: Sequence[int]) -> None:
             runner, sock, ssl_context=tls, shutdown_timeout=float(server.shutdown_grace)
         )
         await site.start()
+    # What start-up made lives as long as the process: out of the collector's way, so
+    # that its collections walk only what requests allocate (docs/bench-notes-ingest.md).
+    gc.freeze()
     daemon.link.write(_ENCODER.encode(Serving()))
     reloads = asyncio.create_task(_apply_configs(daemon, ingress))
     await asyncio.wait([daemon.stop, daemon.link.lost], return_when=asyncio.FIRST_COMPLETED)

@@ -25,7 +25,7 @@ import pytest
 import hookgate.store.sqlite
 from hookgate import config
 from hookgate.errors import StoreError
-from hookgate.store import MessageFilter, parse_message_id
+from hookgate.store import Accepted, MessageFilter, parse_message_id
 from hookgate.store.sqlite import QUERIES, SQLiteStore
 from hookgate.store.sqlite.writer import dedup_lookup
 
@@ -260,6 +260,31 @@ async def test_failing_write_call_does_not_fail_webhooks_in_its_commit(
     assert len({a.message_id for a in accepted}) == 6
     assert store.failure is None
     assert (await store.delivery_counts())["orders"] == {"pending": 6}
+
+
+async def test_write_call_is_committed_while_webhooks_keep_coming(store: SQLiteStore) -> None:
+    """The SQLite thread commits webhooks batch after batch while more are queued; a write
+    call queued meanwhile (it runs through the event loop) must still get its commit."""
+    stop = asyncio.Event()
+    accepted: list[asyncio.Future[Accepted]] = []
+
+    async def keep_sending() -> None:
+        # One more webhook every turn of the loop, whether the last ones committed or not:
+        # the SQLite thread finds some queued after every commit.
+        while not stop.is_set():
+            accepted.append(store.accept(new_message()))
+            await asyncio.sleep(0)
+
+    sender = asyncio.create_task(keep_sending())
+    try:
+        await wait_for(lambda: sum(f.done() for f in accepted) >= 100)
+        await store.set_paused("orders", True)
+    finally:
+        stop.set()
+        await sender
+    results = await asyncio.gather(*accepted)
+    assert await store.paused_destinations() == {"orders"}
+    assert db_rows(store.path, "SELECT count(*) FROM messages") == [(len(results),)]
 
 
 async def test_replay_of_a_pruned_message_creates_nothing(store: SQLiteStore) -> None:

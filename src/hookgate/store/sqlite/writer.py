@@ -4,6 +4,12 @@ Callers enqueue and await a future; the writer drains everything queued, commits
 in one transaction (one fsync for many webhooks), then resolves the futures. Idle, it
 adds no delay; busy, batches grow by themselves. A write call runs in a savepoint of
 its own, so that its failure is only its caller's.
+
+Messages and outcomes are committed by a drain on the SQLite thread: it commits what
+is queued, hands the results to the event loop, and starts the next commit with what
+was queued meanwhile, without waiting for the loop. Under load, a commit's end used to
+wait for the loop to wake, and the next commit for the SQLite thread to wake; on two
+busy cores those two wake-ups were about a third of a commit (docs/bench-notes-ingest.md).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +51,12 @@ _LOOKUP_CHUNK = 400
 
 @dataclass(slots=True)
 class _Pending:
-    messages: list[tuple[NewMessage, asyncio.Future[Accepted]]] = field(default_factory=list)
-    attempts: list[tuple[AttemptRecord, asyncio.Future[None]]] = field(default_factory=list)
-    calls: list[tuple[WriteCall, asyncio.Future[Any]]] = field(default_factory=list)
+    """Writes queued by the event loop. Deques: the drain on the SQLite thread takes
+    from them while the loop appends (each ``append``/``popleft`` is atomic)."""
+
+    messages: deque[tuple[NewMessage, asyncio.Future[Accepted]]] = field(default_factory=deque)
+    attempts: deque[tuple[AttemptRecord, asyncio.Future[None]]] = field(default_factory=deque)
+    calls: deque[tuple[WriteCall, asyncio.Future[Any]]] = field(default_factory=deque)
 
     def __bool__(self) -> bool:
         return bool(self.messages or self.attempts or self.calls)
@@ -55,6 +65,20 @@ class _Pending:
         yield from (f for _, f in self.messages)
         yield from (f for _, f in self.attempts)
         yield from (f for _, f in self.calls)
+
+    def take(self, calls: bool) -> _Pending:
+        """What is queued now (the write calls too when ``calls``), as a batch."""
+        batch = _Pending()
+        _move(self.messages, batch.messages)
+        _move(self.attempts, batch.attempts)
+        if calls:
+            _move(self.calls, batch.calls)
+        return batch
+
+
+def _move(source: deque[Any], target: deque[Any]) -> None:
+    for _ in range(len(source)):
+        target.append(source.popleft())
 
 
 class Writer:
@@ -127,18 +151,57 @@ class Writer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._pending = self._pending, _Pending()
-            if batch:
+            if self._pending:
                 self._committing = True
                 try:
                     # Shielded: once a batch is taken, it is committed or failed, never dropped.
-                    await asyncio.shield(self._commit(batch))
+                    if self._pending.calls:
+                        await asyncio.shield(self._commit(self._pending.take(calls=True)))
+                    else:
+                        await asyncio.shield(self._drain())
                 finally:
                     self._committing = False
             if self._closing and not self._pending:
                 return
 
+    async def _drain(self) -> None:
+        """Commit messages and outcomes on the SQLite thread until none is queued."""
+        conn, loop = self._conn, self._loop
+        try:
+            if conn is None or loop is None:
+                raise StoreError("the store is not open")
+            await in_thread(conn, lambda raw: self._commit_while_queued(raw, loop))
+        except Exception as exc:  # no connection, or it closed under the drain
+            self._commit_failed(self._pending.take(calls=False), exc)
+
+    def _commit_while_queued(
+        self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """On the SQLite thread: commit what is queued, batch after batch, handing each
+        outcome to the event loop; stop when nothing is queued, when a write call waits
+        (it runs through the loop: ``_commit``) or after a failed commit."""
+        while not self._pending.calls:
+            batch = self._pending.take(calls=False)
+            if not batch:
+                return
+            started = time.monotonic()
+            try:
+                self._health.raise_if_broken()
+                messages = [m for m, _ in batch.messages]
+                ids = [self._next_id(m.received_at) for m in messages]
+                records = [r for r, _ in batch.attempts]
+                accepted = commit_batch(conn, messages, ids, records)
+                # After the commit, before any 2xx: a vanished file means nothing was kept.
+                self._health.check_file()
+                self._health.raise_if_broken()
+            except Exception as exc:  # any failure fails this batch, never the writer
+                loop.call_soon_threadsafe(self._commit_failed, batch, exc)
+                return
+            took = time.monotonic() - started
+            loop.call_soon_threadsafe(self._committed, batch, accepted, [], took)
+
     async def _commit(self, batch: _Pending) -> None:
+        """Commit a batch with write calls, each call in a savepoint of its own."""
         conn = self._conn
         started = time.monotonic()
         try:
@@ -148,21 +211,10 @@ class Writer:
             messages = [m for m, _ in batch.messages]
             ids = [self._next_id(m.received_at) for m in messages]
             records = [r for r, _ in batch.attempts]
-            results: list[Any] = []
-            if batch.calls:
-                await conn.execute("BEGIN IMMEDIATE")
-                accepted = await in_thread(
-                    conn, lambda raw: write_batch(raw, messages, ids, records)
-                )
-                results = [await in_savepoint(conn, call) for call, _ in batch.calls]
-                await conn.execute("COMMIT")
-            else:
-                # The whole transaction in one trip to the SQLite thread: each trip
-                # waits for a turn of the event loop, and under load those turns, not
-                # the SQL or the fsync, were most of a commit's time (docs/benchmarks.md).
-                accepted = await in_thread(
-                    conn, lambda raw: commit_batch(raw, messages, ids, records)
-                )
+            await conn.execute("BEGIN IMMEDIATE")
+            accepted = await in_thread(conn, lambda raw: write_batch(raw, messages, ids, records))
+            results = [await in_savepoint(conn, call) for call, _ in batch.calls]
+            await conn.execute("COMMIT")
             # After the commit, before any 2xx: a vanished file means nothing was kept.
             self._health.check_file()
             self._health.raise_if_broken()
@@ -172,8 +224,13 @@ class Writer:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
             return
+        self._committed(batch, accepted, results, time.monotonic() - started)
+
+    def _committed(
+        self, batch: _Pending, accepted: list[Accepted], results: list[Any], took: float
+    ) -> None:
         self._health.committed()
-        metrics.commit_seconds.observe(time.monotonic() - started)
+        metrics.commit_seconds.observe(took)
         if batch.messages:
             metrics.commit_size.observe(len(batch.messages))
         _resolve(batch.futures(), [*accepted, *(None for _ in batch.attempts), *results])
