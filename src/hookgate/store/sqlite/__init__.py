@@ -258,6 +258,28 @@ class SQLiteStore(AdminQueries):
         return due_deliveries(await self._claims_read(head, limit), destination)
 
     async def claim_due(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
+        claim = self._claim(destination, now, limit)
+        rows, next_due = await self._claims_read(claim, limit)
+        if len(rows) < limit:
+            self._next_due[destination] = (now, next_due)
+        return self._lease(rows, destination)
+
+    def claim_due_at_once(
+        self, destination: str, now: float, limit: int
+    ) -> tuple[list[DueDelivery], float | None] | None:
+        """A page of few rows, read on this thread; not when a lock is in the way."""
+        if limit > _LOOP_CLAIM_ROWS:
+            return None
+        read = self._read_here(self._claim(destination, now, limit))
+        if read is None:
+            return None
+        rows, next_due = read
+        return self._lease(rows, destination), None if next_due is None else float(next_due)
+
+    def _claim(
+        self, destination: str, now: float, limit: int
+    ) -> Callable[[sqlite3.Connection], tuple[list[Any], float | None]]:
+        """The reads of a claim: the due page and, if not full, when the next comes due."""
         # Leased as of now: one settled while the query runs committed its outcome
         # before its lease ended, so it is either excluded or read in its new state.
         params = (destination, now, orjson.dumps(list(self._leased)), limit)
@@ -270,9 +292,9 @@ class SQLiteStore(AdminQueries):
             found = conn.execute(QUERIES["select_next_due"], (destination, now)).fetchone()
             return rows, None if found is None else found[0]
 
-        rows, next_due = await self._claims_read(claim, limit)
-        if len(rows) < limit:
-            self._next_due[destination] = (now, next_due)
+        return claim
+
+    def _lease(self, rows: list[Any], destination: str) -> list[DueDelivery]:
         due = due_deliveries(rows, destination)
         self._leased.update(d.id for d in due)
         return due
@@ -280,17 +302,23 @@ class SQLiteStore(AdminQueries):
     async def _claims_read(self, work: Callable[[sqlite3.Connection], T], rows: int) -> T:
         """``work``'s reads of up to ``rows`` rows, in one go: a few on this thread, unless a
         lock is in the way (the loop never waits for one); more on the claims thread."""
-        if rows <= _LOOP_CLAIM_ROWS:
-            conn = self._claims_here
-            if conn is None:
-                raise StoreError("the store is not open")
-            try:
-                return work(conn)
-            except sqlite3.Error as exc:
-                if exc.sqlite_errorcode not in _WOULD_WAIT:
-                    self._health.note_error(exc)
-                    raise StoreError(f"read failed: {exc}") from None
+        if rows <= _LOOP_CLAIM_ROWS and (done := self._read_here(work)) is not None:
+            return done
         return await read_in_one_trip(self._claims, work, self._health)
+
+    def _read_here(self, work: Callable[[sqlite3.Connection], T]) -> T | None:
+        """``work`` (whose result is never None) run on the event loop's connection, or
+        None if it would wait for a lock."""
+        conn = self._claims_here
+        if conn is None:
+            raise StoreError("the store is not open")
+        try:
+            return work(conn)
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _WOULD_WAIT:
+                return None
+            self._health.note_error(exc)
+            raise StoreError(f"read failed: {exc}") from None
 
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         claimed = [d for d in deliveries if d.id not in self._leased]
