@@ -14,6 +14,9 @@ daemon itself writes down:
   (not part of the latency: the slot is free once answered)
 
 Usage: python bench/latency_stages.py [--rate 700] [--seconds 6] [--warmup 4]
+                                      [--delivery-processes N] [--ingest-processes N]
+                                      [--daemon-src DIR]
+--daemon-src runs the daemon from another checkout's src/ (to compare with main).
 Prints figures; asserts nothing.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sqlite3
 import tempfile
 import time
@@ -39,7 +43,11 @@ def run(folder: Path, args: argparse.Namespace) -> None:
         port = stack.enter_context(delivery.sink(folder, "sink"))
         sink_url = f"http://127.0.0.1:{port}/in"
         daemon = delivery.Daemon(
-            folder / "daemon", {"sink": {"url": sink_url}}, "full", args.delivery_processes
+            folder / "daemon",
+            {"sink": {"url": sink_url}},
+            "full",
+            args.delivery_processes,
+            args.ingest_processes,
         )
         stack.enter_context(daemon.running())
         daemon.ready_after(time.monotonic())
@@ -66,7 +74,10 @@ def run(folder: Path, args: argparse.Namespace) -> None:
     }
     print(
         f"paced {args.rate}/s (achieved {achieved:.0f}/s) for {args.latency_seconds}s after"
-        f" {args.warmup}s of warm-up; {ok} accepted, {len(rows)} attempts in the window"
+        f" {args.warmup}s of warm-up; {ok} accepted, {len(rows)} attempts in the window;"
+        f" ingest_processes = {args.ingest_processes or 'default'}"
+        f"{f', daemon from {args.daemon_src}' if args.daemon_src else ''};"
+        f" load average {os.getloadavg()[0]:.2f}"
     )
     for name, values in stages.items():
         if not values:
@@ -83,7 +94,11 @@ def main() -> None:
     parser.add_argument("--seconds", dest="latency_seconds", type=float, default=6.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--delivery-processes", type=int, default=None)
+    parser.add_argument("--ingest-processes", type=int, default=None)
+    parser.add_argument("--daemon-src", type=Path, default=None)
     args = parser.parse_args()
+    if args.daemon_src is not None:
+        os.environ["PYTHONPATH"] = str(args.daemon_src.resolve())
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-stages-") as tmp:
         run(Path(tmp), args)
 

@@ -118,6 +118,8 @@ class DestinationWorker:
         # a slot without a claim. Only with the store to itself: shared stores are polled.
         self._changes = 0
         self._drained: tuple[int, float | None] | None = None
+        # The worker's loop sleeps (between two steps): an arrival may claim for it.
+        self._parked = False
 
     @property
     def name(self) -> str:
@@ -151,7 +153,55 @@ class DestinationWorker:
     def work_arrived(self) -> None:
         """Deliveries may have come due (a commit, a retry, a release): claim again."""
         self._changes += 1
-        self.wake.set()
+        if not self._claimed_at_once():
+            self.wake.set()
+
+    def _claimed_at_once(self) -> bool:
+        """Make the worker's next step here and now, if it is a claim the store makes at once.
+
+        Called where work arrives (a commit of new deliveries, from the writer; a retry
+        recorded; a release), this starts their requests in that same turn of the event
+        loop, where waking the worker would take another turn, and its claim maybe a
+        trip to the store's thread. The step is the one the worker would make: only
+        while it sleeps, with a free slot, a closed circuit, no claimed page waiting,
+        one delivery per request, unordered, and a store that holds the leases alone
+        (SQLite) and can read the page now. Returns whether the worker may sleep on;
+        if not, it wakes and steps as always.
+        """
+        if (
+            not self._parked
+            or self._stopping
+            or self.coordination is not None
+            or self.destination.ordered
+            or self.destination.batch_max != 1
+            or self.paused
+            or self.ready
+            or self.circuit.state != "closed"
+        ):
+            return False
+        free = self.policy.concurrency - self.sending
+        if free <= 0:
+            return False
+        changes = self._changes
+        now = time.time()
+        limit = self.policy.concurrency
+        try:
+            claimed = self.store.claim_due_at_once(self.name, now, limit)
+        except StoreError:
+            return False  # the worker's own claim meets the error, and reports it
+        if claimed is None:
+            return False
+        fresh, next_due = claimed
+        groups = group_into_requests(fresh, 1)
+        for group in groups[:free]:
+            self._start(group)
+        self.ready.extend(groups[free:])
+        if len(fresh) == limit or len(groups) > free:
+            return False  # more may be due, or some wait for a slot: the worker goes on
+        before, self._drained = self._drained, (changes, next_due)
+        # The worker sleeps until what its last claim found next: unless that still
+        # holds (nothing else happened since), it wakes to work out its sleep again.
+        return before == (changes - 1, next_due)
 
     async def run(self) -> None:
         try:
@@ -172,12 +222,16 @@ class DestinationWorker:
             if self.coordination is not None:
                 poll = self.coordination.poll_interval
                 wait = poll if wait is None else min(wait, poll)
-            if wait is None:  # the common case under load: no timer to arm and cancel
-                await self.wake.wait()
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+            self._parked = True
+            try:
+                if wait is None:  # the common case under load: no timer to arm and cancel
                     await self.wake.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self.wake.wait()
+            finally:
+                self._parked = False
 
     async def _step(self) -> float | None:
         """Start what may start now; return how long to sleep (None: until woken)."""

@@ -136,6 +136,19 @@ class Store(Protocol):
         """
         ...
 
+    def claim_due_at_once(
+        self, destination: str, now: float, limit: int
+    ) -> tuple[list[DueDelivery], float | None] | None:
+        """``claim_due`` made at once, without waiting for anything (I/O, a lock, a
+        thread), or None when this store cannot: then ``claim_due`` is the way.
+
+        With the claimed page comes, when the page is not full, the earliest
+        ``next_attempt_at`` after ``now`` (``next_due_at``), read with it. Lets a
+        worker claim what a commit made due from within the commit's own turn of the
+        event loop. A store that other processes share always answers None.
+        """
+        ...
+
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         """Lease those of ``deliveries`` still pending and unleased; in the order given."""
         ...

@@ -400,6 +400,11 @@ class LateReadStore(SQLiteStore):
         await asyncio.sleep(0.1)
         return due
 
+    def claim_due_at_once(
+        self, destination: str, now: float, limit: int
+    ) -> tuple[list[DueDelivery], float | None] | None:
+        return None  # every claim is the late one
+
 
 async def test_attempt_ending_during_a_claim_is_not_sent_again(
     sqlite_relay: Relay, downstream: Downstream
@@ -452,12 +457,20 @@ async def test_a_request_that_ends_claims_nothing_unless_work_may_be_due(
     assert relay.store is not None
     claims: list[float] = []
     claim_due = relay.store.claim_due
+    claim_due_at_once = relay.store.claim_due_at_once
 
     async def counted(destination: str, now: float, limit: int) -> list[DueDelivery]:
         claims.append(now)
         return await claim_due(destination, now, limit)
 
+    def counted_at_once(
+        destination: str, now: float, limit: int
+    ) -> tuple[list[DueDelivery], float | None] | None:
+        claims.append(now)
+        return claim_due_at_once(destination, now, limit)
+
     relay.store.claim_due = counted  # type: ignore[method-assign]
+    relay.store.claim_due_at_once = counted_at_once  # type: ignore[method-assign]
     await relay.wait_state(await relay.accept(), "delivered")
     claims.clear()  # the worker's first look at the store may have come before
     for _ in range(10):
@@ -474,6 +487,26 @@ async def test_a_request_that_ends_claims_nothing_unless_work_may_be_due(
     downstream.handler = flaky
     await relay.wait_state(await relay.accept(), "delivered")
     assert len(downstream.received) == 14
+
+
+async def test_a_commit_starts_its_deliveries_in_its_own_turn_of_the_loop(
+    sqlite_relay: Relay, downstream: Downstream
+) -> None:
+    """With the store to itself, a worker that sleeps with nothing due is not woken to
+    claim what a commit brought: the commit's notice claims it and starts its request
+    at once, before the one who committed hears of the commit."""
+    relay = sqlite_relay
+    await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n')
+    assert relay.dispatcher is not None
+    worker = relay.dispatcher.workers["orders"]
+    ids = [await relay.accept()]
+    for _ in range(5):
+        await relay.wait_state(ids[-1], "delivered")
+        await relay.run_until_idle()  # the worker sleeps, its last request ended
+        ids.append(await relay.accept())
+        assert len(worker.requests) == 1  # already started
+    ids.append(await relay.settle())
+    assert sorted(r.headers["webhook-id"] for r in downstream.received) == sorted(ids)
 
 
 async def test_ordered_destination_delivers_everything_in_order(

@@ -7,8 +7,9 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -16,8 +17,11 @@ from hookgate.errors import StoreError
 from hookgate.store import format_message_id, parse_message_id
 from hookgate.store import sqlite as sqlite_store
 from hookgate.store.sqlite import SQLiteStore
+from hookgate.store.sqlite.database import connect_here
 
 from ..harness import db_rows, new_message, query_plan
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -172,6 +176,68 @@ def test_message_id_text_form() -> None:
 
 
 # -- due deliveries and attempts ----------------------------------------------------------
+
+
+# -- claims on the event loop's thread ----------------------------------------------------
+
+
+def run_without_suspending(coro: Coroutine[Any, Any, T]) -> T:
+    """``coro``'s result if it finishes without giving the event loop a turn, else fail."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast("T", done.value)
+    coro.close()
+    pytest.fail("the coroutine waited for the event loop (a trip to another thread)")
+
+
+async def test_a_small_claim_reads_on_the_event_loop_thread(store: SQLiteStore) -> None:
+    """No trip to the claims thread and back: under load that trip was most of a claim."""
+    await store.accept(new_message(destinations=("orders",)))
+    claimed = run_without_suspending(store.claim_due("orders", time.time(), 16))
+    assert len(claimed) == 1
+    # Leased like any claim: the next one skips it.
+    assert run_without_suspending(store.claim_due("orders", time.time(), 16)) == []
+    await store.release([claimed[0].id])
+    head = run_without_suspending(store.head_deliveries("orders", 16))
+    assert [d.id for d in head] == [claimed[0].id]
+
+
+async def test_a_claim_that_would_wait_for_a_lock_reads_on_the_claims_thread(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """The event loop never waits for a lock: a read that would gets its answer elsewhere.
+
+    A WAL reader of hookgate's own database hardly ever meets a lock, so the loop's
+    connection is pointed at a file that another connection holds exclusively: its
+    read fails at once (SQLITE_BUSY), and the claim is read on the claims thread.
+    """
+    await store.accept(new_message(destinations=("orders",)))
+    locked = tmp_path / "locked.db"
+    with contextlib.closing(sqlite3.connect(locked, isolation_level=None)) as locker:
+        locker.execute("BEGIN EXCLUSIVE")
+        own, store._claims_here = store._claims_here, connect_here(str(locked))
+        try:
+            claim = asyncio.ensure_future(store.claim_due("orders", time.time(), 16))
+            await asyncio.sleep(0)  # its first step: the loop's read, refused
+            assert not claim.done()
+            claimed = await claim
+        finally:
+            assert store._claims_here is not None
+            store._claims_here.close()
+            store._claims_here = own
+    assert len(claimed) == 1
+
+
+async def test_a_large_claim_reads_on_the_claims_thread(store: SQLiteStore) -> None:
+    """A page too large to read on the loop goes to the claims thread, leased the same."""
+    for _ in range(3):
+        await store.accept(new_message(destinations=("orders",)))
+    claim = asyncio.ensure_future(store.claim_due("orders", time.time(), 1000))
+    await asyncio.sleep(0)
+    assert not claim.done()
+    assert len(await claim) == 3
+    assert await store.claim_due("orders", time.time(), 16) == []
 
 
 # -- query plans -----------------------------------------------------------------------------

@@ -568,3 +568,30 @@ async def test_claims_lease_until_an_outcome_or_a_release(any_store: Store) -> N
     await any_store.record_attempt(record(first.id, next_attempt_at=now - 1))
     (again,) = await any_store.claim_due("orders", time.time(), 10)
     assert (again.id, again.attempts) == (first.id, 1)
+
+
+async def test_a_claim_at_once_leases_like_any_claim_or_is_not_offered(
+    any_store: Store, backend: Backend
+) -> None:
+    """SQLite claims a small page at once, with when the next comes due; a shared store
+    (PostgreSQL) never does, and its workers claim as always."""
+    await any_store.accept(new_message())
+    await any_store.accept(new_message())
+    now = time.time()
+    first, second = await any_store.claim_due("orders", now, 10)
+    retry_at = now + 60
+    await any_store.record_attempt(record(second.id, next_attempt_at=retry_at))
+    await any_store.release([first.id])
+    claimed = any_store.claim_due_at_once("orders", time.time(), 10)
+    if backend.kind != "sqlite":
+        assert claimed is None
+        return
+    assert claimed is not None
+    deliveries, next_due = claimed
+    assert [d.id for d in deliveries] == [first.id]
+    assert next_due == pytest.approx(retry_at)  # read in the same go
+    assert any_store.claim_due_at_once("orders", time.time(), 10) == ([], next_due)  # leased
+    assert await any_store.claim_due("orders", time.time(), 10) == []
+    # A full page says nothing of the next: there may be more due.
+    await any_store.release([first.id])
+    assert any_store.claim_due_at_once("orders", time.time(), 1) == (deliveries, None)

@@ -280,6 +280,10 @@ class PostgresStore(AdminQueries):
         self._leased.update(row[0] for row in rows)
         return sorted(due_deliveries(rows, destination), key=lambda d: (d.next_attempt_at, d.id))
 
+    def claim_due_at_once(self, destination: str, now: float, limit: int) -> None:
+        """A claim here is a round trip to the server: never at once."""
+        return None
+
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         if not deliveries:
             return []

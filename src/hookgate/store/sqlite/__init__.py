@@ -1,9 +1,13 @@
 """The SQLite outbox: WAL, one writer task with group commit, two read connections.
 
-Every write goes through the writer (writer.py). Reads use two more connections,
-which WAL lets run beside the writer: one for the dispatcher's claims, one for
-everything else (admin API, health, metrics), so that a slow admin query never
-delays a claim. Each read runs start to finish in one call (database.py).
+Every write goes through the writer (writer.py). Reads use more connections, which
+WAL lets run beside the writer: for the dispatcher's claims, and one for everything
+else (admin API, health, metrics), so that a slow admin query never delays a claim.
+Each read runs start to finish in one call (database.py). A claim of a small page
+runs on the event loop's own thread, on a connection of its own that never waits for
+a lock: an indexed read of a few rows costs less than the trip to a connection's
+thread and back, which under load was most of a claim's time (docs/benchmarks.md);
+a larger page, or a claim that would have to wait, goes to the claims thread.
 
 Claims lease deliveries to the process as the ``Store`` protocol says; with one
 process per database, a lease is a set in memory that an outcome or a release
@@ -25,9 +29,9 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
@@ -48,6 +52,7 @@ from hookgate.store.sqlite.admin import AdminQueries
 from hookgate.store.sqlite.database import (
     Health,
     connect,
+    connect_here,
     fetch,
     migrate,
     read_in_one_trip,
@@ -59,8 +64,17 @@ from hookgate.store.sqlite.writer import WriteCall, Writer
 
 __all__ = ["MIGRATIONS", "QUERIES", "SQLiteStore"]
 
+T = TypeVar("T")
+
 # A write that succeeded this recently shows the database takes writes: no heartbeat needed.
 _HEARTBEAT_FRESH = 1.0
+# The largest claim read on the event loop's thread: a page of this many rows (bodies of
+# a few KB, indexed) reads in well under a millisecond; a larger one goes to a thread.
+# Large bodies cost the loop in proportion, as they already do several times over: the
+# loop reads them at ingest, and copies them into the frame to the delivery process.
+_LOOP_CLAIM_ROWS = 64
+# SQLite's answers to a read that would have to wait for a lock (WAL readers rarely do).
+_WOULD_WAIT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 class SQLiteStore(AdminQueries):
@@ -75,6 +89,8 @@ class SQLiteStore(AdminQueries):
         self._writer = Writer(self._health)
         self._write: aiosqlite.Connection | None = None
         self._claims: aiosqlite.Connection | None = None
+        # Claims of small pages, on the event loop's thread (never waits: busy_timeout 0).
+        self._claims_here: sqlite3.Connection | None = None
         self._read: aiosqlite.Connection | None = None
         self._leased: set[int] = set()
         # Per destination: the time of its last claim that did not fill its page, and
@@ -121,6 +137,7 @@ class SQLiteStore(AdminQueries):
         self._lock.record(self.identity)
         self._health.remember_file()
         self._claims = await connect(self.path, self.sync)
+        self._claims_here = await asyncio.to_thread(connect_here, self.path)
         self._read = await connect(self.path, self.sync)
         return write, int(await self._scalar(self._read, QUERIES["select_max_message_id"]))
 
@@ -131,8 +148,10 @@ class SQLiteStore(AdminQueries):
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
+            if self._claims_here is not None:
+                self._claims_here.close()
         finally:
-            self._read = self._claims = self._write = None
+            self._read = self._claims = self._write = self._claims_here = None
             self._lock.release()
 
     @property
@@ -231,9 +250,36 @@ class SQLiteStore(AdminQueries):
         return await self._deliveries(QUERIES["select_due"], params, destination)
 
     async def head_deliveries(self, destination: str, limit: int) -> list[DueDelivery]:
-        return await self._deliveries(QUERIES["select_head"], (destination, limit), destination)
+        params = (destination, limit)
+
+        def head(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(QUERIES["select_head"], params).fetchall()
+
+        return due_deliveries(await self._claims_read(head, limit), destination)
 
     async def claim_due(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
+        claim = self._claim(destination, now, limit)
+        rows, next_due = await self._claims_read(claim, limit)
+        if len(rows) < limit:
+            self._next_due[destination] = (now, next_due)
+        return self._lease(rows, destination)
+
+    def claim_due_at_once(
+        self, destination: str, now: float, limit: int
+    ) -> tuple[list[DueDelivery], float | None] | None:
+        """A page of few rows, read on this thread; not when a lock is in the way."""
+        if limit > _LOOP_CLAIM_ROWS:
+            return None
+        read = self._read_here(self._claim(destination, now, limit))
+        if read is None:
+            return None
+        rows, next_due = read
+        return self._lease(rows, destination), None if next_due is None else float(next_due)
+
+    def _claim(
+        self, destination: str, now: float, limit: int
+    ) -> Callable[[sqlite3.Connection], tuple[list[Any], float | None]]:
+        """The reads of a claim: the due page and, if not full, when the next comes due."""
         # Leased as of now: one settled while the query runs committed its outcome
         # before its lease ended, so it is either excluded or read in its new state.
         params = (destination, now, orjson.dumps(list(self._leased)), limit)
@@ -246,12 +292,33 @@ class SQLiteStore(AdminQueries):
             found = conn.execute(QUERIES["select_next_due"], (destination, now)).fetchone()
             return rows, None if found is None else found[0]
 
-        rows, next_due = await read_in_one_trip(self._claims, claim, self._health)
-        if len(rows) < limit:
-            self._next_due[destination] = (now, next_due)
+        return claim
+
+    def _lease(self, rows: list[Any], destination: str) -> list[DueDelivery]:
         due = due_deliveries(rows, destination)
         self._leased.update(d.id for d in due)
         return due
+
+    async def _claims_read(self, work: Callable[[sqlite3.Connection], T], rows: int) -> T:
+        """``work``'s reads of up to ``rows`` rows, in one go: a few on this thread, unless a
+        lock is in the way (the loop never waits for one); more on the claims thread."""
+        if rows <= _LOOP_CLAIM_ROWS and (done := self._read_here(work)) is not None:
+            return done
+        return await read_in_one_trip(self._claims, work, self._health)
+
+    def _read_here(self, work: Callable[[sqlite3.Connection], T]) -> T | None:
+        """``work`` (whose result is never None) run on the event loop's connection, or
+        None if it would wait for a lock."""
+        conn = self._claims_here
+        if conn is None:
+            raise StoreError("the store is not open")
+        try:
+            return work(conn)
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _WOULD_WAIT:
+                return None
+            self._health.note_error(exc)
+            raise StoreError(f"read failed: {exc}") from None
 
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         claimed = [d for d in deliveries if d.id not in self._leased]

@@ -83,6 +83,23 @@ async def connect(path: str, sync: str) -> aiosqlite.Connection:
     return conn
 
 
+def connect_here(path: str) -> sqlite3.Connection:
+    """A read-only connection for the event loop's thread, which never waits for a lock.
+
+    Opened on any thread (check_same_thread off), used on one at a time. A read that
+    would wait fails at once with SQLITE_BUSY instead (busy_timeout 0), for its caller
+    to take elsewhere: the event loop must never sleep on a lock.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 async def in_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
     """Run ``work`` with the sqlite3 connection on ``conn``'s thread, in one trip.
 
