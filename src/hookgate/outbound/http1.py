@@ -121,7 +121,8 @@ class Connection(asyncio.Protocol):
         self.retry_after: str | None = None
         self.snippet = b""
         self.reusable = False
-        self._head_bytes = 0
+        self._head_bytes = 0  # of the headers parsed
+        self._unparsed_head = 0  # received while the headers were not complete
         self._body_bytes = 0
         self._framed = False  # Content-Length or chunked; otherwise the body ends at close
         self._headers_done = False
@@ -164,14 +165,16 @@ class Connection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection is not reusable
             return
         if not self._headers_done:
-            self._head_bytes += len(data)
+            self._unparsed_head += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._finish(reusable=False)  # 101: not HTTP any more
         except httptools.HttpParserError as exc:
             self._fail(f"ClientResponseError: invalid HTTP answer: {exc}")
-        if not self._headers_done and self._head_bytes > HEAD_BYTES:
+        if self._head_bytes > HEAD_BYTES or (
+            not self._headers_done and self._unparsed_head > HEAD_BYTES
+        ):
             self._fail(f"ClientResponseError: answer headers over {HEAD_BYTES} bytes")
         elif self._body_bytes > DRAIN_BYTES:
             self._finish(reusable=False)
@@ -180,6 +183,7 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name)
+        self._head_bytes += size + len(value)
         if size == 11 and name.lower() == b"retry-after":
             if self.retry_after is None:
                 self.retry_after = value.decode("latin-1")
@@ -256,6 +260,11 @@ class Pool:
         else:
             connection.close()
         return connection
+
+    @property
+    def idle_connections(self) -> int:
+        """How many idle connections are open, ready for the next request."""
+        return sum(not c.closed for idle in self._idle.values() for c in idle)
 
     async def close(self) -> None:
         self.closed = True
