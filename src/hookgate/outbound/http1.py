@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
@@ -49,7 +50,7 @@ DRAIN_BYTES = 64 * 1024
 # The status line and headers of an answer: more is refused (llhttp sets no limit).
 HEAD_BYTES = 64 * 1024
 
-_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
+_FORBIDDEN = re.compile("[\r\n\0]")
 # Framing and the connection are the client's; a caller's value would break them.
 _OWN_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
@@ -66,7 +67,8 @@ class Endpoint:
 
     origin: Origin
     literal: bool  # the host is an IP address: no DNS
-    head: bytes  # request line and Host header
+    request_line: str
+    host: str  # the Host header's value, unless the caller gives one (as aiohttp)
     authorization: str | None  # from the URL's user:password, as aiohttp sent it
 
     @classmethod
@@ -75,34 +77,39 @@ class Endpoint:
         https = parsed.scheme == "https"
         host = parsed.raw_host or ""
         port = parsed.port or (443 if https else 80)
-        head = f"POST {parsed.raw_path_qs} HTTP/1.1\r\nHost: {parsed.host_port_subcomponent}\r\n"
         authorization = None
         if parsed.user is not None:
             credentials = f"{parsed.user}:{parsed.password or ''}".encode()
             authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
-        literal = addresses.parse_address(host) is not None
-        return cls((https, host, port), literal, head.encode("ascii"), authorization)
+        return cls(
+            (https, host, port),
+            addresses.parse_address(host) is not None,
+            f"POST {parsed.raw_path_qs} HTTP/1.1\r\n",
+            parsed.host_port_subcomponent or host,
+            authorization,
+        )
 
 
 def request_head(endpoint: Endpoint, headers: Iterable[tuple[str, str]], length: int) -> bytes:
     """The request's head; a header holding CR, LF or NUL is refused (``RequestFailed``)."""
-    lines = [endpoint.head]
-    content_type = authorization = False
+    lines = [endpoint.request_line]
+    given: set[str] = set()
     for name, value in headers:
-        if any(c in name or c in value for c in _FORBIDDEN_IN_HEADERS) or ":" in name:
+        line = f"{name}: {value}\r\n"
+        if _FORBIDDEN.search(line, 0, len(line) - 2) or ":" in name:
             raise RequestFailed(f"ValueError: header {name!r} holds a line break, NUL or colon")
         lowered = name.lower()
-        if lowered in _OWN_HEADERS:
-            continue
-        content_type = content_type or lowered == "content-type"
-        authorization = authorization or lowered == "authorization"
-        lines.append(f"{name}: {value}\r\n".encode())
-    if not content_type:
-        lines.append(b"Content-Type: application/octet-stream\r\n")
-    if endpoint.authorization is not None and not authorization:
-        lines.append(f"Authorization: {endpoint.authorization}\r\n".encode())
-    lines.append(b"Content-Length: %d\r\n\r\n" % length)
-    return b"".join(lines)
+        if lowered not in _OWN_HEADERS:
+            given.add(lowered)
+            lines.append(line)
+    if "host" not in given:
+        lines.append(f"Host: {endpoint.host}\r\n")
+    if "content-type" not in given:
+        lines.append("Content-Type: application/octet-stream\r\n")
+    if endpoint.authorization is not None and "authorization" not in given:
+        lines.append(f"Authorization: {endpoint.authorization}\r\n")
+    lines.append(f"Content-Length: {length}\r\n\r\n")
+    return "".join(lines).encode()
 
 
 class Connection(asyncio.Protocol):

@@ -318,9 +318,11 @@ async def test_the_request_on_the_wire(destination: Destination) -> None:
         assert sent.status == 200
         typed = await client.send("auth", b"{}", {"Content-Type": "application/json"})
         assert typed.status == 200
+        hosted = await client.send("plain", b"", {"host": "hooks.example", "Connection": "x"})
+        assert hosted.status == 200
     finally:
         await client.close()
-    (first, body), (second, _) = destination.requests
+    (first, body), (second, _), (third, _) = destination.requests
     assert (first.method, first.path_qs, body) == ("POST", "/in/hook?team=7&x=%20", b"\x00\x01body")
     assert first.version == (1, 1)
     assert first.headers["Host"] == f"{HOST}:{destination.port}"
@@ -330,6 +332,10 @@ async def test_the_request_on_the_wire(destination: Destination) -> None:
     assert "Authorization" not in first.headers
     assert second.headers["Content-Type"] == "application/json"
     assert second.headers["Authorization"] == "Basic cmVsYXk6czNjcmV0"  # the URL's user:password
+    # A given Host replaces the URL's (as aiohttp); framing and Connection stay the client's.
+    assert third.headers.getall("Host") == ["hooks.example"]
+    assert third.headers.getall("Content-Length") == ["0"]
+    assert "Connection" not in third.headers
 
 
 @pytest.mark.parametrize(
