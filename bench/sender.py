@@ -9,7 +9,8 @@ itself (the daemon's side: building, hand-off) and of the child over the window.
 ``--floor`` sends the same requests (built the same way) from this process through a
 minimal keep-alive HTTP/1.1 client (an asyncio protocol and httptools' parser; no
 pool limits, DNS, deny list, TLS or error mapping): what a request's client side
-costs at least here, against aiohttp's client in ``--direct``.
+costs at least here, against ``HttpClient`` in ``--direct`` (aiohttp's client before
+outbound/http1.py: ``--daemon-src`` with an older checkout's src/ measures that one).
 
 Usage: python bench/sender.py [--requests 30000] [--concurrency 16] [--rounds 3]
                               [--direct | --floor] [--daemon-src DIR]
