@@ -5,26 +5,23 @@
 describe a destination with a ``Target``, so the request that crosses between
 processes is a body, headers and a target name.
 
-All requests go through pooled ``aiohttp.ClientSession``s (one per ``deny_networks``
-list, most destinations share the default one), so connections are kept alive
-across deliveries.
+Requests go through keep-alive connection pools (http1.py), one per
+``deny_networks`` list (most destinations share the default one).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import aiohttp
 import msgspec
+from aiohttp.abc import AbstractResolver
 
 from hookgate import addresses
 from hookgate.config import DestinationConfig
-from hookgate.outbound import egress, retry
-
-SNIPPET_BYTES = 1024
-# Read (and drop) at most this much of a response so the connection can be reused.
-_DRAIN_BYTES = 64 * 1024
+from hookgate.outbound import retry
+from hookgate.outbound.http1 import Endpoint, Pool, RequestFailed, request_head
 
 
 class Target(msgspec.Struct, frozen=True, array_like=True):
@@ -72,87 +69,63 @@ class Sender(Protocol):
 
 
 class HttpClient:
-    """Sends requests to targets over pooled, keep-alive sessions."""
+    """Sends requests to targets over pooled, keep-alive connections.
 
-    def __init__(self) -> None:
-        self._targets: dict[str, tuple[Target, aiohttp.ClientTimeout, aiohttp.ClientSession]] = {}
-        self._sessions: dict[tuple[addresses.IPNetwork, ...], aiohttp.ClientSession] = {}
+    ``resolver`` replaces the system's DNS under the deny filter (tests script DNS
+    answers with it).
+    """
+
+    def __init__(self, *, resolver: AbstractResolver | None = None) -> None:
+        self._resolver = resolver
+        self._targets: dict[str, tuple[Target, Endpoint, Pool]] = {}
+        self._pools: dict[tuple[addresses.IPNetwork, ...], Pool] = {}
 
     def set_targets(self, targets: Sequence[Target]) -> None:
         """Send to these targets from now on (a reload replaces them all)."""
-        self._targets = {
-            t.name: (t, aiohttp.ClientTimeout(total=t.timeout), self._session_for(t))
-            for t in targets
-        }
+        self._targets = {t.name: (t, Endpoint.of(t.url), self._pool_for(t)) for t in targets}
 
-    def _session_for(self, target: Target) -> aiohttp.ClientSession:
+    def _pool_for(self, target: Target) -> Pool:
         deny = addresses.parse_networks(list(target.deny_networks))
-        session = self._sessions.get(deny)
-        if session is None:
-            # No per-host cap: each worker's own concurrency is the limit, so one
-            # destination's slow requests never queue another's behind them. Cookies
-            # are never kept and the process's proxy variables never used.
-            session = aiohttp.ClientSession(
-                connector=egress.make_connector(deny),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-            )
-            self._sessions[deny] = session
-        return session
+        pool = self._pools.get(deny)
+        if pool is None:
+            pool = self._pools[deny] = Pool(deny, resolver=self._resolver)
+        return pool
 
-    def session(self, target: str) -> aiohttp.ClientSession:
+    def pool(self, target: str) -> Pool:
         """The pool that ``target``'s requests go through."""
         return self._targets[target][2]
 
     async def close_unused(self) -> None:
         """A reload may leave a deny list that no target uses: close its pool."""
-        used = {id(session) for _, _, session in self._targets.values()}
-        for deny, session in list(self._sessions.items()):
-            if id(session) not in used:
-                del self._sessions[deny]
-                await session.close()
+        used = {id(pool) for _, _, pool in self._targets.values()}
+        for deny, pool in list(self._pools.items()):
+            if id(pool) not in used:
+                del self._pools[deny]
+                await pool.close()
 
     async def close(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()
 
     async def send(self, target: str, body: bytes, headers: Headers) -> Answer:
-        """POST ``body`` to ``target``; every failure is an answer, never an exception."""
-        url_target, timeout, session = self._targets[target]
+        """POST ``body`` to ``target``; every failure is an answer, never an exception.
+
+        Redirects are not followed, no cookie is kept, no proxy is used.
+        """
+        url_target, endpoint, pool = self._targets[target]
+        items = headers.items() if isinstance(headers, Mapping) else headers
         try:
-            async with session.post(
-                url_target.url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as response:
-                snippet = await response.content.read(SNIPPET_BYTES)
-                await _drain(response)
-                status = response.status
-                return Answer(
-                    status,
-                    None if status < 300 else f"HTTP {status}",
-                    response.headers.get("Retry-After"),
-                    snippet,
-                )
+            head = request_head(endpoint, items, len(body))
+            async with asyncio.timeout(url_target.timeout):
+                reply = await pool.send(endpoint, head, body)
         except TimeoutError:
             return Answer(None, "timeout", None, b"")
-        except aiohttp.ClientError as exc:
-            return Answer(None, f"{type(exc).__name__}: {exc}"[:500], None, b"")
+        except RequestFailed as exc:
+            return Answer(None, str(exc)[:500], None, b"")
         except (ValueError, OSError) as exc:
-            # aiohttp raises these for a request it will not send (a bad header value)
-            # or a socket failing outside its own error types.
+            # Whatever else the socket layer raises (a host name IDNA cannot encode).
             return Answer(None, f"{type(exc).__name__}: {exc}"[:500], None, b"")
-
-
-async def _drain(response: aiohttp.ClientResponse) -> None:
-    """Read what is left of a small answer so its connection goes back to the pool."""
-    content = response.content
-    remaining = _DRAIN_BYTES
-    while remaining > 0 and not content.at_eof():
-        chunk = await content.read(min(remaining, 16384))
-        if not chunk:
-            return
-        remaining -= len(chunk)
+        status = reply.status
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+        return Answer(status, error, reply.retry_after, reply.snippet)

@@ -6,11 +6,11 @@ to comes from DNS at send time, and an answer from a cloud metadata service
 is enforced where the address is known:
 
 - ``DenyingResolver`` wraps aiohttp's resolver and drops denied addresses from each
-  answer; a host left with none fails with ``EgressDenied`` (an ``OSError``, which
-  aiohttp raises as ``aiohttp.ClientConnectorDNSError``, a ``ClientConnectorError``);
-- the connector's socket factory checks every address once more before a socket is
-  made, which also covers IP literals (aiohttp does not resolve those; the config
-  loader already refuses a destination URL whose literal IP is denied).
+  answer; a host left with none fails with ``EgressDenied`` (an ``OSError``; the
+  attempt's error reads ``ClientConnectorDNSError: Cannot connect to host ...``);
+- the client (http1.py) checks every address once more right before its socket is
+  made, which also covers IP literals (they are not resolved; the config loader
+  already refuses a destination URL whose literal IP is denied).
 
 The connection is made to the very address that was checked, so a DNS answer that
 changes between the check and the connect (rebinding) gains nothing.
@@ -24,17 +24,11 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Sequence
-from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hookgate.addresses import IPNetwork, within
-
-# The connector settings the dispatcher has always used: no pool-wide cap (each
-# destination's own concurrency is its limit), idle connections kept for 30 s.
-CONNECTOR_LIMIT = 0
-KEEPALIVE_TIMEOUT = 30.0
 
 
 class EgressDenied(OSError):
@@ -71,41 +65,3 @@ class DenyingResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._resolver.close()
-
-
-class _EgressConnector(aiohttp.TCPConnector):
-    """A TCPConnector that also closes the resolver it was given."""
-
-    def __init__(self, resolver: DenyingResolver, **kwargs: Any) -> None:
-        super().__init__(resolver=resolver, **kwargs)
-        self._denying_resolver = resolver
-
-    async def close(self, *, abort_ssl: bool = False) -> None:
-        await super().close(abort_ssl=abort_ssl)
-        await self._denying_resolver.close()
-
-
-def make_connector(
-    deny: Sequence[IPNetwork], *, resolver: AbstractResolver | None = None
-) -> aiohttp.TCPConnector:
-    """The dispatcher's connector, refusing every address in ``deny``.
-
-    ``limit=0, keepalive_timeout=30`` as before. ``resolver`` replaces aiohttp's
-    default resolver under the deny filter (tests use it to script DNS answers).
-    Call it inside a running event loop; an empty ``deny`` allows every address.
-    """
-    networks = tuple(deny)
-
-    def socket_factory(addr_info: tuple[Any, ...]) -> socket.socket:
-        family, kind, proto, _, sockaddr = addr_info
-        host = str(sockaddr[0])
-        if within(host, networks):
-            raise EgressDenied(host, "this address is in deny_networks")
-        return socket.socket(family=family, type=kind, proto=proto)
-
-    return _EgressConnector(
-        DenyingResolver(networks, resolver),
-        limit=CONNECTOR_LIMIT,
-        keepalive_timeout=KEEPALIVE_TIMEOUT,
-        socket_factory=socket_factory,
-    )

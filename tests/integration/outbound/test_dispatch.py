@@ -538,8 +538,8 @@ async def test_reload_closes_the_pool_of_a_deny_list_no_longer_used(relay: Relay
     assert relay.dispatcher is not None
     client = relay.dispatcher.sender
     assert isinstance(client, HttpClient)
-    narrow = client.session("orders")
-    shared = client.session("audit")
+    narrow = client.pool("orders")
+    shared = client.pool("audit")
     assert narrow is not shared
     # orders takes the default deny list: it now shares audit's pool, and its old one goes.
     default = config.DeliveryPolicy().deny_networks
@@ -548,7 +548,7 @@ async def test_reload_closes_the_pool_of_a_deny_list_no_longer_used(relay: Relay
         policy=msgspec.structs.replace(cfg.destinations["orders"].policy, deny_networks=default),
     )
     await relay.dispatcher.apply([moved, cfg.destinations["audit"]], grace=1.0)
-    assert client.session("orders") is shared
+    assert client.pool("orders") is shared
     assert narrow.closed
     assert not shared.closed
     message_id = await relay.accept(destinations=("orders",))

@@ -1,5 +1,5 @@
-"""The outbound address policy: a real ClientSession over ``egress.make_connector``
-against a real HTTP server on 127.0.0.1, and the config's check of literal IPs.
+"""The outbound address policy: the delivery client (``HttpClient``) against a real
+HTTP server on 127.0.0.1, and the config's check of literal IPs.
 
 127.0.0.0/8 stands in for a denied network (in production: 169.254.0.0/16 and the
 other defaults), since a test can only listen on loopback. Where DNS answers must
@@ -14,20 +14,19 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hookgate import addresses, config
 from hookgate.errors import ConfigError
-from hookgate.outbound import egress
+from hookgate.outbound.client import Answer, HttpClient, Target
 
-from ..harness import HOST, Downstream, Received
+from ..harness import HOST, WAIT, Downstream, Received
 
-WAIT = aiohttp.ClientTimeout(total=10)  # a bound, not an expectation of speed
 DEFAULTS = addresses.parse_networks(config.DEFAULT_DENY_NETWORKS)
-LOOPBACK = addresses.parse_networks(["127.0.0.0/8", "::1/128"])
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+DEFAULT_LIST = tuple(config.DEFAULT_DENY_NETWORKS)
 
 
 async def metadata(received: Received, number: int) -> web.StreamResponse:
@@ -67,22 +66,23 @@ class ScriptedResolver(AbstractResolver):
         self.closed = True
 
 
-async def get(
-    url: str, deny: Sequence[egress.IPNetwork], resolver: AbstractResolver | None = None
-) -> tuple[int, str]:
-    """GET ``url`` as the dispatcher's session does: its connector, no proxy variables."""
-    connector = egress.make_connector(deny, resolver=resolver)
-    async with (
-        aiohttp.ClientSession(connector=connector, trust_env=False, timeout=WAIT) as session,
-        session.get(url, allow_redirects=False) as response,
-    ):
-        return response.status, await response.text()
+async def post(url: str, deny: Sequence[str], resolver: AbstractResolver | None = None) -> Answer:
+    """POST to ``url`` as a delivery does: the client, its pools and their deny list."""
+    client = HttpClient(resolver=resolver)
+    client.set_targets([Target("t", url, WAIT, tuple(deny))])
+    try:
+        return await client.send("t", b"{}", {})
+    finally:
+        await client.close()
 
 
-def refusal(info: pytest.ExceptionInfo[aiohttp.ClientConnectorError]) -> egress.EgressDenied:
-    """The policy's own error under aiohttp's, not some other connection failure."""
-    assert isinstance(info.value.os_error, egress.EgressDenied), repr(info.value.os_error)
-    return info.value.os_error
+def refused(answer: Answer, kind: str, host: str, reason: str) -> None:
+    """Refused by the policy, with aiohttp's wording, not some other connection failure."""
+    assert answer.status is None
+    assert answer.error is not None
+    assert answer.error.startswith(f"{kind}: Cannot connect to host {host}:"), answer.error
+    assert answer.error.endswith(f"[{host}: {reason}]"), answer.error
+    assert answer.outcome.kind == "connection_error"
 
 
 # -- connecting ---------------------------------------------------------------------
@@ -90,46 +90,49 @@ def refusal(info: pytest.ExceptionInfo[aiohttp.ClientConnectorError]) -> egress.
 
 async def test_the_default_policy_allows_loopback_by_name_and_address(server: Downstream) -> None:
     for host in (HOST, "localhost"):
-        assert await get(f"http://{host}:{server.port}/", DEFAULTS) == (200, "secret metadata")
+        answer = await post(f"http://{host}:{server.port}/", DEFAULT_LIST)
+        assert (answer.status, answer.snippet) == (200, b"secret metadata")
     assert len(server.received) == 2
 
 
 async def test_a_name_resolving_only_to_denied_addresses_is_refused(server: Downstream) -> None:
-    with pytest.raises(aiohttp.ClientConnectorError) as info:
-        await get(f"http://localhost:{server.port}/", LOOPBACK)
-    denied = refusal(info)
-    assert denied.host == "localhost"
-    assert "localhost: every address it resolves to is in deny_networks" in str(info.value)
+    answer = await post(f"http://localhost:{server.port}/", LOOPBACK)
+    refused(
+        answer,
+        "ClientConnectorDNSError",
+        "localhost",
+        "every address it resolves to is in deny_networks",
+    )
     assert len(server.received) == 0
 
 
 async def test_denying_127_0_0_0_8_alone_keeps_localhost_off_the_server(server: Downstream) -> None:
     """The brief's case: whatever else localhost resolves to (::1), 127.0.0.1 is not used."""
-    with pytest.raises(aiohttp.ClientConnectorError):
-        await get(f"http://localhost:{server.port}/", addresses.parse_networks(["127.0.0.0/8"]))
+    answer = await post(f"http://localhost:{server.port}/", ["127.0.0.0/8"])
+    assert answer.status is None
+    assert answer.error is not None and answer.error.startswith("ClientConnector")
     assert len(server.received) == 0
 
 
 async def test_a_literal_denied_address_is_refused_at_the_socket(server: Downstream) -> None:
-    """aiohttp does not resolve IP literals; the socket factory checks them instead."""
-    with pytest.raises(aiohttp.ClientConnectorError) as info:
-        await get(f"http://{HOST}:{server.port}/", LOOPBACK)
-    assert refusal(info).host == HOST
+    """IP literals are not resolved; the address is checked before its socket is made."""
+    answer = await post(f"http://{HOST}:{server.port}/", LOOPBACK)
+    refused(answer, "ClientConnectorError", HOST, "this address is in deny_networks")
     assert len(server.received) == 0
 
 
 async def test_an_empty_deny_list_allows_everything(server: Downstream) -> None:
-    assert (await get(f"http://localhost:{server.port}/", []))[0] == 200
+    assert (await post(f"http://localhost:{server.port}/", [])).status == 200
     assert len(server.received) == 1
 
 
 async def test_denied_answers_are_dropped_and_the_others_used(server: Downstream) -> None:
     """A name answering a metadata address and a loopback one reaches only the latter."""
     resolver = ScriptedResolver(["169.254.169.254", HOST])
-    status, _ = await get(f"http://mixed.example:{server.port}/", DEFAULTS, resolver)
-    assert status == 200
+    answer = await post(f"http://mixed.example:{server.port}/", DEFAULT_LIST, resolver)
+    assert answer.status == 200
     assert len(server.received) == 1
-    assert resolver.closed  # closing the session closes the resolver it was given
+    assert resolver.closed  # closing the client closes the resolver it was given
 
 
 @pytest.mark.parametrize(
@@ -143,22 +146,18 @@ async def test_denied_answers_are_dropped_and_the_others_used(server: Downstream
     ],
 )
 async def test_names_resolving_to_metadata_addresses_are_refused(answers: list[str]) -> None:
-    with pytest.raises(aiohttp.ClientConnectorError) as info:
-        await get("http://metadata.example/latest/meta-data/", DEFAULTS, ScriptedResolver(answers))
-    assert refusal(info).host == "metadata.example"
+    answer = await post(
+        "http://metadata.example/latest/meta-data/", DEFAULT_LIST, ScriptedResolver(answers)
+    )
+    refused(
+        answer,
+        "ClientConnectorDNSError",
+        "metadata.example",
+        "every address it resolves to is in deny_networks",
+    )
     # The resolved addresses are internal: the error (stored, shown by the API) omits them.
     for address in answers:
-        assert address not in str(info.value)
-
-
-async def test_connector_keeps_the_dispatchers_settings() -> None:
-    connector = egress.make_connector(DEFAULTS)
-    try:
-        assert isinstance(connector, aiohttp.TCPConnector)
-        assert (connector.limit, connector.limit_per_host) == (0, 0)
-        assert connector._keepalive_timeout == 30  # no public accessor
-    finally:
-        await connector.close()
+        assert address not in str(answer.error)
 
 
 # -- matching -----------------------------------------------------------------------
