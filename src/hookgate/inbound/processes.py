@@ -311,7 +311,8 @@ async def serve_child(fd: int, listen_fds: Sequence[int]) -> None:
         )
         await site.start()
     # What start-up made lives as long as the process: out of the collector's way, so
-    # that its collections walk only what requests allocate (docs/bench-notes-ingest.md).
+    # that its collections walk only what requests allocate (docs/benchmarks.md:
+    # "the group commit drained on the SQLite thread").
     gc.freeze()
     daemon.link.write(_ENCODER.encode(Serving()))
     reloads = asyncio.create_task(_apply_configs(daemon, ingress))

@@ -9,7 +9,8 @@ Messages and outcomes are committed by a drain on the SQLite thread: it commits 
 is queued, hands the results to the event loop, and starts the next commit with what
 was queued meanwhile, without waiting for the loop. Under load, a commit's end used to
 wait for the loop to wake, and the next commit for the SQLite thread to wake; on two
-busy cores those two wake-ups were about a third of a commit (docs/bench-notes-ingest.md).
+busy cores those two wake-ups were about a third of a commit (docs/benchmarks.md: "the
+group commit drained on the SQLite thread").
 """
 
 from __future__ import annotations
