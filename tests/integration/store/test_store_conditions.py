@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -329,6 +331,37 @@ async def test_database_deleted_while_open_is_never_acknowledged_into(tmp_path: 
         with pytest.raises(StoreError, match="deleted or replaced"):
             await store.check_writable()
         assert store.failure is not None
+    finally:
+        await store.close()
+
+
+async def test_a_wal_index_that_takes_no_writes_is_left_alone_until_it_does(
+    tmp_path: Path,
+) -> None:
+    # A write into the memory map of an immutable -shm would kill the process with
+    # SIGBUS: with the file frozen, commits and reads fail as store errors instead.
+    chattr = shutil.which("chattr")
+    assert chattr is not None, "chattr (e2fsprogs) is needed: .ci/setup installs it"
+    path = tmp_path / "hookgate.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        kept = await store.accept(new_message(destinations=("orders",)))
+        subprocess.run([chattr, "+i", f"{path}-shm"], check=True)
+        try:
+            with pytest.raises(StoreError, match="immutable"):
+                await store.accept(new_message())
+            with pytest.raises(StoreError, match="immutable"):
+                await store.claim_due("orders", time.time() + 60, 10)
+            with pytest.raises(StoreError, match="immutable"):
+                await store.message_count()
+            assert store.failure is not None
+        finally:
+            subprocess.run([chattr, "-i", f"{path}-shm"], check=True)
+        after = await store.accept(new_message())
+        assert store.failure is None
+        due = await store.claim_due("orders", time.time() + 60, 10)
+        assert [d.message_id for d in due] == [kept.message_id, after.message_id]
     finally:
         await store.close()
 

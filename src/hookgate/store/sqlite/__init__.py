@@ -312,6 +312,7 @@ class SQLiteStore(AdminQueries):
         conn = self._claims_here
         if conn is None:
             raise StoreError("the store is not open")
+        self._health.refuse_frozen_files()
         try:
             return work(conn)
         except sqlite3.Error as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import sqlite3
 import time
@@ -20,6 +22,11 @@ log = structlog.get_logger("hookgate.store")
 _CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 T = TypeVar("T")
+
+# Linux's FS_IOC_GETFLAGS, and the inode flags under which no write to the file is let
+# through (FS_IMMUTABLE_FL, FS_APPEND_FL).
+_FS_IOC_GETFLAGS = 0x80086601
+_NO_WRITE_FLAGS = 0x10 | 0x20
 
 
 class Health:
@@ -56,6 +63,19 @@ class Health:
     def raise_if_broken(self) -> None:
         if self.broken is not None:
             raise StoreError(self.broken)
+
+    def refuse_frozen_files(self) -> None:
+        """Raise StoreError while the WAL index (``-shm``) takes no writes.
+
+        Every connection writes into that file through a shared memory map, and the
+        kernel answers a write to a map of an immutable file, or of one on a file system
+        remounted read-only, with SIGBUS, which would kill the daemon. So nothing
+        touches the database until the file takes writes again: the caller's request
+        fails with 503 meanwhile, and the store reports the failure.
+        """
+        reason = _frozen(self.path + "-shm")
+        if reason is not None:
+            raise StoreError(reason)
 
     def committed(self) -> None:
         self.failure = None
@@ -136,6 +156,7 @@ async def fetch(
     """
     if conn is None:
         raise StoreError("the store is not open")
+    health.refuse_frozen_files()
     try:
         return list(await conn.execute_fetchall(sql, params))
     except sqlite3.Error as exc:
@@ -155,6 +176,7 @@ async def read_in_one_trip(
     """
     if conn is None:
         raise StoreError("the store is not open")
+    health.refuse_frozen_files()
     try:
         return await in_thread(conn, work)
     except sqlite3.Error as exc:
@@ -170,6 +192,27 @@ async def scalar(
     """The first column of the first row, or None."""
     rows = await fetch(conn, sql, params, health)
     return rows[0][0] if rows else None
+
+
+def _frozen(path: str) -> str | None:
+    """Why ``path`` cannot be written now (immutable, append-only, read-only file system),
+    or None: also when it is missing or the file system cannot say."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+            return f"the file system of {path} is read-only"
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags)
+        if flags[0] & _NO_WRITE_FLAGS:
+            return f"{path} is immutable or append-only: it takes no writes"
+        return None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _file_id(path: str) -> tuple[int, int]:

@@ -188,6 +188,7 @@ class Writer:
             started = time.monotonic()
             try:
                 self._health.raise_if_broken()
+                self._health.refuse_frozen_files()
                 messages = [m for m, _ in batch.messages]
                 ids = [self._next_id(m.received_at) for m in messages]
                 records = [r for r, _ in batch.attempts]
@@ -209,6 +210,7 @@ class Writer:
             if conn is None:
                 raise StoreError("the store is not open")
             self._health.raise_if_broken()
+            self._health.refuse_frozen_files()
             messages = [m for m, _ in batch.messages]
             ids = [self._next_id(m.received_at) for m in messages]
             records = [r for r, _ in batch.attempts]
