@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -362,6 +363,35 @@ async def test_a_wal_index_that_takes_no_writes_is_left_alone_until_it_does(
         assert store.failure is None
         due = await store.claim_due("orders", time.time() + 60, 10)
         assert [d.message_id for d in due] == [kept.message_id, after.message_id]
+    finally:
+        await store.close()
+
+
+async def test_the_store_keeps_its_lock_on_the_wal_index(tmp_path: Path) -> None:
+    # Checking the -shm for refuse_frozen_files must never close a descriptor of it:
+    # that drops every POSIX lock of this process on the file, SQLite's too, and the
+    # next process to open the database would take the WAL index for unused and
+    # truncate it under this one's memory map (SIGBUS). SQLite holds a shared lock on
+    # the -shm's byte 128 ("DMS") while a connection uses it: no other process may
+    # take that byte exclusively.
+    path = tmp_path / "hookgate.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    try_lock = (
+        "import fcntl, sys; f = open(sys.argv[1] + '-shm', 'r+b')\n"
+        "try:\n fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128); print('taken')\n"
+        "except OSError:\n print('held')"
+    )
+    try:
+        for _ in range(3):
+            await asyncio.gather(*(store.accept(new_message()) for _ in range(50)))
+            await store.message_count()
+            await store.claim_due("orders", time.time() + 60, 10)
+            outside = subprocess.run(
+                [sys.executable, "-c", try_lock, str(path)], capture_output=True, text=True
+            )
+            assert outside.stdout.strip() == "held", outside.stderr
+        assert await store.message_count() == 150
     finally:
         await store.close()
 

@@ -136,6 +136,7 @@ class SQLiteStore(AdminQueries):
             )
         self._lock.record(self.identity)
         self._health.remember_file()
+        self._health.watch_wal_index()
         self._claims = await connect(self.path, self.sync)
         self._claims_here = await asyncio.to_thread(connect_here, self.path)
         self._read = await connect(self.path, self.sync)
@@ -152,6 +153,7 @@ class SQLiteStore(AdminQueries):
                 self._claims_here.close()
         finally:
             self._read = self._claims = self._write = self._claims_here = None
+            self._health.close()
             self._lock.release()
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -38,6 +39,7 @@ class Health:
         self.broken: str | None = None  # why they never will again in this process
         self.last_good_write = float("-inf")
         self._file_id: tuple[int, int] | None = None
+        self._wal_index: int | None = None  # the -shm's descriptor: watch_wal_index
 
     def note_error(self, exc: sqlite3.Error) -> None:
         """Mark the store broken when ``exc`` says the file is damaged."""
@@ -73,9 +75,29 @@ class Health:
         touches the database until the file takes writes again: the caller's request
         fails with 503 meanwhile, and the store reports the failure.
         """
-        reason = _frozen(self.path + "-shm")
+        if self._wal_index is None:
+            return
+        reason = _frozen(self._wal_index, self.path + "-shm")
         if reason is not None:
             raise StoreError(reason)
+
+    def watch_wal_index(self) -> None:
+        """Open the ``-shm`` for ``refuse_frozen_files``, once the connections made it.
+
+        The descriptor stays open until ``close``, after the connections: closing any
+        descriptor of a file drops every POSIX lock this process holds on it, SQLite's
+        included, and another process would then take the WAL index for unused and
+        truncate it under this one's memory map (SIGBUS).
+        """
+        if self._wal_index is None:
+            with contextlib.suppress(OSError):
+                self._wal_index = os.open(self.path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        """Close the ``-shm`` descriptor: only once no connection is open."""
+        if self._wal_index is not None:
+            os.close(self._wal_index)
+            self._wal_index = None
 
     def committed(self) -> None:
         self.failure = None
@@ -194,25 +216,19 @@ async def scalar(
     return rows[0][0] if rows else None
 
 
-def _frozen(path: str) -> str | None:
-    """Why ``path`` cannot be written now (immutable, append-only, read-only file system),
-    or None: also when it is missing or the file system cannot say."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
+def _frozen(fd: int, name: str) -> str | None:
+    """Why the file open as ``fd`` cannot be written now (immutable, append-only, on a
+    read-only file system), or None: also when the file system cannot say."""
     try:
         if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
-            return f"the file system of {path} is read-only"
+            return f"the file system of {name} is read-only"
         flags = array.array("i", [0])
         fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags)
-        if flags[0] & _NO_WRITE_FLAGS:
-            return f"{path} is immutable or append-only: it takes no writes"
-        return None
     except OSError:
         return None
-    finally:
-        os.close(fd)
+    if flags[0] & _NO_WRITE_FLAGS:
+        return f"{name} is immutable or append-only: it takes no writes"
+    return None
 
 
 def _file_id(path: str) -> tuple[int, int]:
