@@ -391,7 +391,7 @@ def run(folder: Path, args: argparse.Namespace, parts: set[str]) -> None:
         print(f"\n== 3. one destination, batch_max = 1, draining {args.backlog}")
         print(
             f"delivery rate                          {drained['per_s']:>8.0f} deliveries/s"
-            f"  {ratio:5.2f}x the ingest rate of 2  (target >= 1.00x)"
+            f"  {ratio:5.2f}x the ingest rate of part 2  (target >= 1.00x)"
         )
     if "4" in parts:
         rate = 0.9 * with_destination["requests_per_s"]
