@@ -140,6 +140,16 @@ def url_of(server: Destination | RawServer, path: str = "/hook") -> str:
     return f"http://{HOST}:{server.port}{path}"
 
 
+async def answers_of(handler: Handler, times: int) -> tuple[list[Answer], Destination]:
+    """``times`` requests to a fresh Destination answering with ``handler``, then closed."""
+    server = Destination(handler)
+    await server.start()
+    try:
+        return await send_all(url_of(server), times), server
+    finally:
+        await server.close()
+
+
 # -- keep-alive ----------------------------------------------------------------------
 
 
@@ -213,12 +223,7 @@ async def test_a_chunked_answer_is_read_and_its_connection_reused() -> None:
         await response.write_eof()
         return response
 
-    server = Destination(chunked)
-    await server.start()
-    try:
-        answers = await send_all(url_of(server), 2)
-    finally:
-        await server.close()
+    answers, server = await answers_of(chunked, 2)
     for answer in answers:
         assert answer.status == 200
         assert answer.snippet == b"a" * 700 + b"b" * (SNIPPET_BYTES - 700)
@@ -231,12 +236,7 @@ async def test_a_big_answer_is_cut_and_its_connection_closed() -> None:
     async def huge(request: web.Request) -> web.StreamResponse:
         return web.Response(body=big, status=500)
 
-    server = Destination(huge)
-    await server.start()
-    try:
-        answers = await send_all(url_of(server), 2)
-    finally:
-        await server.close()
+    answers, server = await answers_of(huge, 2)
     for answer in answers:
         assert (answer.status, answer.error) == (500, "HTTP 500")
         assert answer.snippet == big[:SNIPPET_BYTES]
@@ -247,12 +247,7 @@ async def test_retry_after_and_the_snippet_are_kept() -> None:
     async def busy(request: web.Request) -> web.StreamResponse:
         return web.Response(status=503, text="later, please", headers={"Retry-After": "7"})
 
-    server = Destination(busy)
-    await server.start()
-    try:
-        (answer,) = await send_all(url_of(server), 1)
-    finally:
-        await server.close()
+    (answer,), _ = await answers_of(busy, 1)
     assert answer == Answer(503, "HTTP 503", "7", b"later, please")
     assert answer.outcome.kind == "http_error"
 
