@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,9 @@ async def run(url: str, args: argparse.Namespace) -> None:
         ok = 0
         for n in range(start, start + count):
             request = builder.single(due(n), int(time.time()))
-            answer = await sender.send("sink", request.body, request.headers)
+            # A worker sends the built pairs (before them: a case-insensitive mapping).
+            headers = getattr(request, "pairs", None) or request.headers
+            answer = await sender.send("sink", request.body, headers)
             ok += answer.status == 200
         return ok
 
@@ -176,7 +179,7 @@ class FloorClient:
     def set_targets(self, targets: object) -> None:
         pass
 
-    async def send(self, target: str, body: bytes, headers: object) -> Any:
+    async def send(self, target: str, body: bytes, headers: Any) -> Any:
         from hookgate.outbound.client import Answer
 
         connection = self.idle.pop() if self.idle else None
@@ -186,7 +189,8 @@ class FloorClient:
             )
         answer = connection.answer = self.loop.create_future()
         timer = self.loop.call_at(self.loop.time() + 10.0, answer.cancel)
-        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())  # type: ignore[attr-defined]
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        lines = "".join(f"{name}: {value}\r\n" for name, value in items)
         head = f"{self.head}{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
         assert connection.transport is not None
         connection.transport.write(head + body)

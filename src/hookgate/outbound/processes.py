@@ -44,7 +44,7 @@ class Request(msgspec.Struct, array_like=True, tag=1):
     id: int
     target: str
     body: bytes
-    headers: list[tuple[str, str]]
+    headers: Sequence[tuple[str, str]]
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -121,8 +121,12 @@ class DeliveryProcesses(children.Supervisor):
             live = self._next_live()
         child, link = live
         # str(): a header name may be multidict's istr, which msgpack does not encode.
-        items = headers.items() if isinstance(headers, Mapping) else headers
-        pairs = [(str(name), value) for name, value in items]
+        # A worker's list of pairs (requests.py) holds plain strings: sent as it is.
+        pairs: Sequence[tuple[str, str]]
+        if isinstance(headers, Mapping):
+            pairs = [(str(name), value) for name, value in headers.items()]
+        else:
+            pairs = headers
         request_id = next(self._ids)
         future: asyncio.Future[Answer] = self._loop.create_future()
         inflight = self._inflight[child.slot]

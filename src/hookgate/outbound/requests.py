@@ -20,15 +20,28 @@ from hookgate.store import DueDelivery, format_time
 from hookgate.transform import Transformed, TransformInput
 
 USER_AGENT = f"hookgate/{__version__}"
-# Headers that hookgate sets itself: forward_headers and headers cannot replace them.
+_VIA = wire.VIA.lower()
+
+
+Header = tuple[str, str]
+# Headers as they are built: by lower-cased name, so that a later header replaces an
+# earlier one of the same name in any case (a fixed "user-agent" replaces a forwarded
+# "User-Agent"), as a case-insensitive mapping would, for a fraction of its cost.
+_Built = dict[str, Header]
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundRequest:
     webhook_id: str
     body: bytes
-    headers: CIMultiDict[str]
+    pairs: list[Header]
+    """The headers as sent, each name once (in any case)."""
     deliveries: tuple[DueDelivery, ...]
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """The headers as a case-insensitive mapping (a copy)."""
+        return CIMultiDict(self.pairs)
 
 
 def is_json(body: bytes) -> bool:
@@ -43,10 +56,11 @@ def is_json(body: bytes) -> bool:
 class RequestBuilder:
     """Builds one destination's requests; its signer and fixed headers are prepared once."""
 
-    def __init__(self, destination: DestinationConfig, identity: str) -> None:
+    def __init__(self, destination: DestinationConfig, identity: str | None) -> None:
         # RFC 9110 Via: each hookgate a webhook passed through, so that one that comes
         # back to an ingress it already passed is refused instead of relayed forever.
-        self.via = via_entry(identity)
+        # None: no Via (a preview, which opens no database to name).
+        self.via = None if identity is None else via_entry(identity)
         self.signer = Signer(destination.sign, destination.secret)
         self.forward = [
             (name, name.lower())
@@ -54,37 +68,42 @@ class RequestBuilder:
             if name.lower() not in wire.OWN_HEADERS
         ]
         own = wire.OWN_HEADERS
-        self.fixed = {k: v for k, v in destination.headers.items() if k.lower() not in own}
+        self.fixed: _Built = {
+            k.lower(): (k, v) for k, v in destination.headers.items() if k.lower() not in own
+        }
 
     def single(
         self, delivery: DueDelivery, timestamp: int, transformed: Transformed | None = None
     ) -> OutboundRequest:
         """The request for one delivery; ``transformed``: what its transform made of it."""
         inbound: dict[str, str] = orjson.loads(delivery.headers)
-        # Case-insensitive: a fixed "user-agent" replaces a forwarded "User-Agent".
-        headers = CIMultiDict({"User-Agent": USER_AGENT})
-        if "content-type" in inbound:
-            headers["Content-Type"] = inbound["content-type"]
+        headers: _Built = {"user-agent": ("User-Agent", USER_AGENT)}
+        content_type = inbound.get("content-type")
+        if content_type is not None:
+            headers["content-type"] = ("Content-Type", content_type)
         for name, key in self.forward:
-            if key in inbound:
-                headers[name] = inbound[key]
+            value = inbound.get(key)
+            if value is not None:
+                headers[key] = (name, value)
         headers.update(self.fixed)
         body = delivery.body
         if transformed is not None:
             if transformed.body is not None:
                 body = transformed.body
-                headers["Content-Type"] = "application/json"
-            headers.update(transformed.headers)
-        headers[wire.WEBHOOK_ID] = delivery.message_id
-        headers[wire.WEBHOOK_TIMESTAMP] = str(timestamp)
-        headers[wire.SOURCE] = delivery.source
+                headers["content-type"] = ("Content-Type", "application/json")
+            headers.update((name.lower(), (name, value)) for name, value in transformed.headers)
+        pairs = list(headers.values())
+        pairs.append((wire.WEBHOOK_ID, delivery.message_id))
+        pairs.append((wire.WEBHOOK_TIMESTAMP, str(timestamp)))
+        pairs.append((wire.SOURCE, delivery.source))
         if delivery.event_type is not None:
-            headers[wire.EVENT_TYPE] = delivery.event_type
-        headers[wire.ATTEMPT] = str(delivery.attempts + 1)
-        upstream = inbound.get(wire.VIA.lower())
-        headers[wire.VIA] = f"{upstream}, {self.via}" if upstream else self.via
-        headers.update(self.signer.headers(delivery.message_id, timestamp, body))
-        return OutboundRequest(delivery.message_id, body, headers, (delivery,))
+            pairs.append((wire.EVENT_TYPE, delivery.event_type))
+        pairs.append((wire.ATTEMPT, str(delivery.attempts + 1)))
+        if self.via is not None:
+            upstream = inbound.get(_VIA)
+            pairs.append((wire.VIA, f"{upstream}, {self.via}" if upstream else self.via))
+        pairs.extend(self.signer.headers(delivery.message_id, timestamp, body).items())
+        return OutboundRequest(delivery.message_id, body, pairs, (delivery,))
 
     def batch(self, deliveries: Sequence[DueDelivery], timestamp: int) -> OutboundRequest:
         """One POST for several JSON deliveries, in the envelope of docs/interfaces.md."""
@@ -104,18 +123,23 @@ class RequestBuilder:
                 ],
             }
         )
-        headers = CIMultiDict({"User-Agent": USER_AGENT, "Content-Type": "application/json"})
+        headers: _Built = {
+            "user-agent": ("User-Agent", USER_AGENT),
+            "content-type": ("Content-Type", "application/json"),
+        }
         headers.update(self.fixed)
-        headers[wire.WEBHOOK_ID] = batch_id
-        headers[wire.WEBHOOK_TIMESTAMP] = str(timestamp)
+        pairs = list(headers.values())
+        pairs.append((wire.WEBHOOK_ID, batch_id))
+        pairs.append((wire.WEBHOOK_TIMESTAMP, str(timestamp)))
         sources = {d.source for d in deliveries}
         if len(sources) == 1:
-            headers[wire.SOURCE] = sources.pop()
-        headers[wire.ATTEMPT] = str(max(d.attempts for d in deliveries) + 1)
-        headers[wire.BATCH_SIZE] = str(len(deliveries))
-        headers[wire.VIA] = self.via
-        headers.update(self.signer.headers(batch_id, timestamp, body))
-        return OutboundRequest(batch_id, body, headers, tuple(deliveries))
+            pairs.append((wire.SOURCE, sources.pop()))
+        pairs.append((wire.ATTEMPT, str(max(d.attempts for d in deliveries) + 1)))
+        pairs.append((wire.BATCH_SIZE, str(len(deliveries))))
+        if self.via is not None:
+            pairs.append((wire.VIA, self.via))
+        pairs.extend(self.signer.headers(batch_id, timestamp, body).items())
+        return OutboundRequest(batch_id, body, pairs, tuple(deliveries))
 
 
 def preview(
@@ -141,9 +165,7 @@ def preview(
         headers=message.headers,
         body=message.body,
     )
-    request = RequestBuilder(destination, identity="").single(delivery, timestamp, transformed)
-    del request.headers[wire.VIA]
-    return request
+    return RequestBuilder(destination, identity=None).single(delivery, timestamp, transformed)
 
 
 def via_entry(identity: str) -> str:

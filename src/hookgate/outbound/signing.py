@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 
+from hookgate import wire
 from hookgate.config import SignMode
 
 
@@ -15,20 +16,30 @@ def standard_key(secret: str) -> bytes:
 
 
 class Signer:
-    """Signs outbound requests for one destination; keys are decoded once."""
+    """Signs outbound requests for one destination; keys are decoded once.
+
+    The HMAC's keyed state is made once too, and copied for each request: copying it
+    costs about half of keying a new one (``hmac.new``) per request.
+    """
 
     def __init__(self, mode: SignMode, secret: str | None) -> None:
         self.mode = mode
         if mode == "standard" and secret:
-            self._key = standard_key(secret)
+            key = standard_key(secret)
         else:
-            self._key = (secret or "").encode()
+            key = (secret or "").encode()
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def headers(self, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+        """The signature headers of a request (none without signing)."""
         if self.mode == "standard":
-            signed = f"{webhook_id}.{timestamp}.".encode() + body
-            digest = hmac.new(self._key, signed, hashlib.sha256).digest()
-            return {"webhook-signature": "v1," + base64.b64encode(digest).decode()}
+            mac = self._keyed.copy()
+            mac.update(f"{webhook_id}.{timestamp}.".encode())
+            mac.update(body)
+            signature = "v1," + base64.b64encode(mac.digest()).decode()
+            return {wire.WEBHOOK_SIGNATURE: signature}
         if self.mode == "hmac-sha256":
-            return {"X-Webhook-Signature": hmac.new(self._key, body, hashlib.sha256).hexdigest()}
+            mac = self._keyed.copy()
+            mac.update(body)
+            return {wire.HMAC_SIGNATURE: mac.hexdigest()}
         return {}

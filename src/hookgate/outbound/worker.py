@@ -427,7 +427,8 @@ class DestinationWorker:
                 transformed = await self._transform(deliveries[0])
             except TransformFailed as exc:
                 return self._transform_failed(deliveries[0], str(exc), started), None
-        slot = await self._take_rate_slot()
+        limited = self.limiter is not None or self.shared_limiter is not None
+        slot = await self._take_rate_slot() if limited else None
         started = time.time()
         try:
             timestamp = int(started)
@@ -435,13 +436,15 @@ class DestinationWorker:
                 request = self.builder.single(deliveries[0], timestamp, transformed)
             else:
                 request = self.builder.batch(deliveries, timestamp)
-            outcome, snippet = await self._post(request)
+            answer = await self.sender.send(self.name, request.body, request.pairs)
+            outcome, snippet = answer.outcome, answer.snippet
         except Exception as exc:
             # Never a bare re-claim: a crash here would otherwise repeat at once, forever.
             log.error("delivery.internal_error", destination=self.name, error=repr(exc))
             outcome, snippet = retry.Outcome(None, f"internal error: {type(exc).__name__}"), b""
         finally:
-            await self._free_rate_slot(slot)
+            if limited:
+                await self._free_rate_slot(slot)
         return self._settle(deliveries, outcome, snippet, started), request
 
     async def _transform(self, delivery: DueDelivery) -> Transformed:
@@ -591,10 +594,6 @@ class DestinationWorker:
             await coordination.set_circuit(self.name, open_until)
         except StoreError as exc:
             log.error("circuit.share_failed", destination=self.name, error=str(exc))
-
-    async def _post(self, request: OutboundRequest) -> tuple[retry.Outcome, bytes]:
-        answer = await self.sender.send(self.name, request.body, request.headers)
-        return answer.outcome, answer.snippet
 
     def _report(
         self,
