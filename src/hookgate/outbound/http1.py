@@ -32,7 +32,7 @@ import base64
 import re
 import socket
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -90,18 +90,19 @@ class Endpoint:
         )
 
 
-def request_head(endpoint: Endpoint, headers: Iterable[tuple[str, str]], length: int) -> bytes:
+def request_head(endpoint: Endpoint, headers: Collection[tuple[str, str]], length: int) -> bytes:
     """The request's head; a header holding CR, LF or NUL is refused (``RequestFailed``)."""
     lines = [endpoint.request_line]
     given: set[str] = set()
     for name, value in headers:
-        line = f"{name}: {value}\r\n"
-        if _FORBIDDEN.search(line, 0, len(line) - 2) or ":" in name:
-            raise RequestFailed(f"ValueError: header {name!r} holds a line break, NUL or colon")
         lowered = name.lower()
         if lowered not in _OWN_HEADERS:
             given.add(lowered)
-            lines.append(line)
+            lines.append(f"{name}: {value}\r\n")
+        elif _FORBIDDEN.search(name) or _FORBIDDEN.search(value):
+            _refuse(name)
+        if ":" in name:
+            _refuse(name)
     if "host" not in given:
         lines.append(f"Host: {endpoint.host}\r\n")
     if "content-type" not in given:
@@ -109,7 +110,19 @@ def request_head(endpoint: Endpoint, headers: Iterable[tuple[str, str]], length:
     if endpoint.authorization is not None and "authorization" not in given:
         lines.append(f"Authorization: {endpoint.authorization}\r\n")
     lines.append(f"Content-Length: {length}\r\n\r\n")
-    return "".join(lines).encode()
+    head = "".join(lines)
+    # Each line ends with the one CR LF it was given (the last one with two): a CR, LF
+    # or NUL inside a name or value shows in the counts, checked at once for all lines.
+    ends = len(lines) + 1
+    if head.count("\n") != ends or head.count("\r") != ends or "\0" in head:
+        for name, value in headers:
+            if _FORBIDDEN.search(name) or _FORBIDDEN.search(value):
+                _refuse(name)
+    return head.encode()
+
+
+def _refuse(name: str) -> None:
+    raise RequestFailed(f"ValueError: header {name!r} holds a line break, NUL or colon")
 
 
 class Connection(asyncio.Protocol):
@@ -121,6 +134,8 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
+        # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self.loop = asyncio.get_running_loop()
         self._begin_answer()
 
     def _begin_answer(self) -> None:
@@ -138,7 +153,7 @@ class Connection(asyncio.Protocol):
 
     async def exchange(self, head: bytes, body: bytes) -> None:
         """Send a request and wait until its answer is read (or fails: ``RequestFailed``)."""
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self.loop.create_future()
         self._begin_answer()
         cast(asyncio.Transport, self.transport).write(head + body)
         try:
@@ -300,7 +315,7 @@ class Pool:
         return None
 
     def _keep(self, origin: Origin, connection: Connection) -> None:
-        loop = asyncio.get_running_loop()
+        loop = connection.loop
         connection.idle_since = loop.time()
         self._idle.setdefault(origin, []).append(connection)
         if self._sweep is None:
