@@ -11,7 +11,6 @@ Requests go through keep-alive connection pools (http1.py), one per
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -117,8 +116,7 @@ class HttpClient:
         items = headers.items() if isinstance(headers, Mapping) else headers
         try:
             head = request_head(endpoint, items, len(body))
-            async with asyncio.timeout(url_target.timeout):
-                reply = await pool.send(endpoint, head, body)
+            reply = await pool.send(endpoint, head, body, url_target.timeout)
         except TimeoutError:
             return Answer(None, "timeout", None, b"")
         except RequestFailed as exc:

@@ -151,15 +151,25 @@ class Connection(asyncio.Protocol):
 
     # -- the caller's side
 
-    async def exchange(self, head: bytes, body: bytes) -> None:
-        """Send a request and wait until its answer is read (or fails: ``RequestFailed``)."""
-        self._waiter = self.loop.create_future()
+    async def exchange(self, head: bytes, body: bytes, deadline: float) -> None:
+        """Send a request and wait until its answer is read (or fails: ``RequestFailed``,
+        or ``TimeoutError`` at ``deadline``, in the loop's time)."""
+        waiter = self._waiter = self.loop.create_future()
         self._begin_answer()
         cast(asyncio.Transport, self.transport).write(head + body)
+        # A timer, not asyncio.timeout(): that costs a task lookup, two getpid() calls
+        # on 3.11 and a cancel to undo, per request.
+        timer = self.loop.call_at(deadline, self._time_out)
         try:
-            await self._waiter
+            await waiter
         finally:
+            timer.cancel()
             self._waiter = None
+
+    def _time_out(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def close(self) -> None:
         self.closed = True
@@ -263,15 +273,27 @@ class Pool:
         self._busy: set[Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
         self._tls: ssl.SSLContext | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the first send's
 
-    async def send(self, endpoint: Endpoint, head: bytes, body: bytes) -> Connection:
-        """POST and read the answer; the connection holds it (status, snippet...)."""
+    async def send(
+        self, endpoint: Endpoint, head: bytes, body: bytes, timeout: float
+    ) -> Connection:
+        """POST and read the answer; the connection holds it (status, snippet...).
+
+        ``TimeoutError`` once ``timeout`` seconds passed, a new connection's set-up
+        (DNS, connect, TLS) included.
+        """
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         connection = self._idle_connection(endpoint.origin)
         if connection is None:
-            connection = await self._connect(endpoint)
+            async with asyncio.timeout_at(deadline):
+                connection = await self._connect(endpoint)
         self._busy.add(connection)
         try:
-            await connection.exchange(head, body)
+            await connection.exchange(head, body, deadline)
         except BaseException:
             connection.close()  # a timeout or a cancel too: its answer may still come
             raise

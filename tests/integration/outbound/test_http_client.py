@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -183,7 +185,7 @@ async def test_idle_connections_close_after_the_keepalive_time(destination: Dest
     endpoint = Endpoint.of(url_of(destination))
     head = b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
     try:
-        reply = await pool.send(endpoint, head, b"")
+        reply = await pool.send(endpoint, head, b"", WAIT)
         assert reply.status == 200
         assert pool.idle_connections == 1
         await wait_for(lambda: pool.idle_connections == 0)
@@ -390,6 +392,30 @@ async def test_a_timeout_closes_the_connection_and_the_next_request_succeeds() -
         await client.close()
         await server.close()
     assert len(set(server.peers)) == 2
+
+
+class SilentResolver(AbstractResolver):
+    """DNS that never answers."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_connection_that_cannot_be_made_in_time_is_a_timeout() -> None:
+    """The timeout covers a new connection's set-up too (here: DNS that never answers)."""
+    client = HttpClient(resolver=SilentResolver())
+    client.set_targets([Target("t", "http://hooks.example/hook", 0.2, ())])
+    try:
+        answer = await client.send("t", b"{}", {})
+    finally:
+        await client.close()
+    assert answer == Answer(None, "timeout", None, b"")
 
 
 async def test_a_refused_connection_keeps_aiohttps_wording() -> None:
