@@ -14,6 +14,9 @@ before and right after what it is compared with, and their mean is the baseline.
    the backlog does not grow / wrk straight to the sink, and / bare aiohttp, with the
    destination's batch_max = 1 (and, with --batch-max N, again batching N per POST;
    the sink counts the webhooks in each batch)                     target >= 0.35x
+   Also prints the CPU time each hookgate process used in the window per webhook
+   delivered (from /proc: the daemon, its event loop thread, its delivery and ingest
+   processes): on 2 cores shared with wrk and the sink, end to end is bound by it.
 6. added latency (p50, p99) at half of (5) / the same client straight to the sink
                                                                     target p99 < 10 ms
 7. peak RSS of hookgate (the daemon and its delivery processes) with --pending
@@ -146,9 +149,10 @@ def ingest_alone(
     return figures
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) that ``pid`` used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """CPU time (user + system) that ``pid`` used so far: all its threads, or ``thread``."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -214,23 +218,46 @@ def end_to_end(
         script, connections = delivery.wrk_script(folder), args.connections
     else:
         script, connections = paced_script(folder, "e2e", rate, latency_ms), PACED_CONNECTIONS
-    with relay(folder, args, batch_max=batch_max) as (daemon, port, _):
+    with relay(folder, args, batch_max=batch_max) as (daemon, port, proc):
         thread, load = in_thread(
             lambda: harness.run_wrk(daemon.ingress, script, connections=connections, seconds=total)
         )
         time.sleep(args.warmup)
+        processes = hookgate_processes(proc.pid)
+        cpu = {name: -seconds() for name, seconds in processes.items()}
         first = (delivery.sink_stats(port)["events"], pending(daemon.db), time.monotonic())
         time.sleep(args.seconds)
         last = (delivery.sink_stats(port)["events"], pending(daemon.db), time.monotonic())
+        for name, seconds in processes.items():
+            cpu[name] += seconds()
         thread.join()
     window = last[2] - first[2]
+    delivered = max(1, last[0] - first[0])
     return {
         "ingest_per_s": load["requests"] / total,
         "delivered_per_s": (last[0] - first[0]) / window,
         "backlog_start": first[1],
         "backlog_end": last[1],
         "p50_ms": load.get("p50_ms", 0.0),
+        **{f"us {name}": 1e6 * used / delivered for name, used in cpu.items()},
     }
+
+
+def hookgate_processes(pid: int) -> dict[str, Callable[[], float]]:
+    """Each hookgate process's CPU-time reader (all threads; the daemon's loop thread apart),
+    by what it is; children of a kind are summed."""
+    readers: dict[str, Callable[[], float]] = {
+        "daemon": lambda: cpu_seconds(pid),
+        "daemon loop": lambda: cpu_seconds(pid, thread=pid),
+    }
+    kinds: dict[str, list[int]] = {}
+    for child in children(pid):
+        command = Path(f"/proc/{child}/cmdline").read_bytes()
+        kind = "delivery" if b"cli.delivery" in command else "ingest"
+        kinds.setdefault(f"{kind} processes", []).append(child)
+    for name, pids in kinds.items():
+        readers[name] = lambda pids=pids: sum(cpu_seconds(p) for p in pids)  # type: ignore[misc]
+    return readers
 
 
 def added_latency(folder: Path, args: argparse.Namespace, rate: int) -> dict[str, float]:
@@ -442,6 +469,13 @@ def report_e2e(name: str, figures: dict[str, float], sink_rate: float, bare_rate
         f" wrk-to-sink, {figures['delivered_per_s'] / bare_rate:5.3f}x bare  (target >= 0.35x);"
         f" backlog {figures['backlog_start']:.0f} -> {figures['backlog_end']:.0f}"
         f" ({'growing' if grew > 0 else 'not growing'})"
+    )
+    cpu = {k.removeprefix("us "): v for k, v in figures.items() if k.startswith("us ")}
+    total = sum(v for k, v in cpu.items() if k != "daemon loop")
+    print(
+        "   CPU per webhook delivered in the window: "
+        + ", ".join(f"{k} {v:.0f} us" for k, v in cpu.items())
+        + f"; hookgate in all {total:.0f} us"
     )
 
 
