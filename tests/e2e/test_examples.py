@@ -276,12 +276,17 @@ async def test_receiver_deduplicates_batched_events_by_event_id(
 
     await receiver.wait_ids("accepted", set(sent))
     await wait_delivered(daemon, set(sent))
-    batch_ids = {
-        e["webhook_id"]
-        for e in daemon.log_events()
-        if e.get("event") == "delivery.delivered" and e["webhook_id"].startswith("batch_")
-    }
-    assert batch_ids, f"hookgate delivered no batch: {daemon.stdout()[-3000:]}"
+
+    def batch_ids() -> set[str]:
+        return {
+            e["webhook_id"]
+            for e in daemon.log_events()
+            if e.get("event") == "delivery.delivered" and e["webhook_id"].startswith("batch_")
+        }
+
+    # The log line is written once the outcome's commit returned, which under load can
+    # come after the rows read as delivered.
+    await wait_for(batch_ids, message=lambda: f"no batch delivered: {daemon.stdout()[-3000:]}")
     # Each event counted under its own id, never under the batch's webhook-id.
     assert sorted(receiver.ids("accepted")) == sorted(sent), receiver.describe()
 
