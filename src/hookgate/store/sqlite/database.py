@@ -1,8 +1,9 @@
-"""The SQLite file: connection settings, migrations, one-call reads, and its health."""
+"""The SQLite file: connection settings, migrations, one-call reads, checkpoints, health."""
 
 from __future__ import annotations
 
 import array
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -24,6 +25,13 @@ _CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 T = TypeVar("T")
 
+# The WAL is checkpointed by the Checkpointer at most this often (seconds) while commits
+# come, so it holds about this much of the writes, however fast they come.
+_CHECKPOINT_EVERY = 0.25
+# The writer's own automatic checkpoint, inside a COMMIT: only a backstop for a
+# Checkpointer that falls behind (pages of the WAL; SQLite's default is 1,000).
+BACKSTOP_CHECKPOINT_PAGES = 10_000
+
 # Linux's FS_IOC_GETFLAGS, and the inode flags under which no write to the file is let
 # through (FS_IMMUTABLE_FL, FS_APPEND_FL).
 _FS_IOC_GETFLAGS = 0x80086601
@@ -40,6 +48,11 @@ class Health:
         self.last_good_write = float("-inf")
         self._file_id: tuple[int, int] | None = None
         self._wal_index: int | None = None  # the -shm's descriptor: watch_wal_index
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop after each good commit."""
+        self._after_commit.append(listener)
 
     def note_error(self, exc: sqlite3.Error) -> None:
         """Mark the store broken when ``exc`` says the file is damaged."""
@@ -102,6 +115,8 @@ class Health:
     def committed(self) -> None:
         self.failure = None
         self.last_good_write = time.monotonic()
+        for listener in self._after_commit:
+            listener()
 
     def commit_failed(self, exc: Exception) -> None:
         if isinstance(exc, sqlite3.Error):
@@ -118,6 +133,8 @@ async def connect(path: str, sync: str) -> aiosqlite.Connection:
         synchronous = "FULL" if sync == "full" else "NORMAL"
         await conn.execute(f"PRAGMA synchronous = {synchronous}")
         await conn.execute("PRAGMA foreign_keys = ON")
+        # Only the write connection commits, and its checkpoints are the Checkpointer's.
+        await conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
     except BaseException:
         # An unclosed connection's thread would keep a failed start from exiting.
         await conn.close()
@@ -150,6 +167,81 @@ async def in_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connecti
     """
     result: T = await conn._execute(work, conn._conn)  # type: ignore[no-untyped-call]
     return result
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file beside the writer's commits.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past its
+    limit, and with ``sync = "full"`` it writes and fsyncs the database file there: that
+    commit, and every webhook queued behind it, waited 5-30 ms for it under load
+    (docs/benchmarks.md: "latency at half the end-to-end rate"). Here a connection of
+    its own, on its own thread, runs PASSIVE checkpoints, which take no write lock and
+    wait for no reader or writer: commits go on meanwhile. A checkpoint writes no rows;
+    the WAL is restarted by the writer's next transaction once all of it is copied, as
+    with the automatic one. One starts after a commit, at most once per
+    ``_CHECKPOINT_EVERY``; nothing runs while nothing is committed.
+    """
+
+    def __init__(self, health: Health) -> None:
+        self._health = health
+        self._conn: aiosqlite.Connection | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._later: asyncio.TimerHandle | None = None
+        self._last_start = float("-inf")
+        self._failing = False
+        health.on_commit(self.committed)
+
+    def start(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    def committed(self) -> None:
+        """Start a checkpoint, or plan one, unless one runs or is planned already."""
+        if self._conn is None or self._running is not None or self._later is not None:
+            return
+        wait = self._last_start + _CHECKPOINT_EVERY - time.monotonic()
+        if wait > 0:
+            self._later = asyncio.get_running_loop().call_later(wait, self._start)
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        self._later = None
+        self._last_start = time.monotonic()
+        self._running = asyncio.get_running_loop().create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        def checkpoint(conn: sqlite3.Connection) -> None:
+            # Checked on the thread, right before the checkpoint writes into the -shm.
+            self._health.refuse_frozen_files()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        try:
+            if self._conn is not None:
+                await in_thread(self._conn, checkpoint)
+        except (sqlite3.Error, StoreError, ValueError) as exc:
+            # The next commit tries again; commits themselves report the file's state.
+            if isinstance(exc, sqlite3.Error):
+                self._health.note_error(exc)
+            if not self._failing:
+                log.warning("store.checkpoint_failed", error=str(exc), path=self._health.path)
+            self._failing = True
+        else:
+            self._failing = False
+        finally:
+            self._running = None
+
+    async def close(self) -> None:
+        """Stop planning checkpoints, let the running one end, close the connection."""
+        conn, self._conn = self._conn, None
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        if self._running is not None:
+            await asyncio.shield(self._running)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 async def migrate(conn: aiosqlite.Connection, health: Health) -> None:

@@ -1,0 +1,92 @@
+"""The WAL is copied back into the database beside the commits, not inside them.
+
+SQLite's own automatic checkpoint runs inside the COMMIT that takes the WAL past
+1,000 pages: that commit waited for it, and every webhook queued behind it
+(docs/benchmarks.md). The store's Checkpointer does it on a connection of its own.
+The WAL's progress is read from its index (the ``-shm``), which every connection
+maps: ``mxFrame`` (frames in the WAL) at byte 16, ``nBackfill`` (frames copied
+back) at byte 96, in the machine's byte order.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from hookgate.store.sqlite import SQLiteStore, database
+
+from ..harness import new_message, wait_for
+
+
+def wal_progress(db_path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames of it already copied into the database file)."""
+    index = Path(f"{db_path}-shm").read_bytes()
+    (frames,) = struct.unpack_from("=I", index, 16)
+    (copied,) = struct.unpack_from("=I", index, 96)
+    return frames, copied
+
+
+async def test_the_wal_is_copied_back_after_commits_far_below_the_automatic_limit(
+    store: SQLiteStore, db_path: Path
+) -> None:
+    for _ in range(3):
+        await store.accept(new_message())
+    # A few pages per commit: SQLite's automatic checkpoint would wait for 1,000.
+
+    def all_copied() -> bool:
+        frames, copied = wal_progress(db_path)
+        return frames > 0 and copied == frames
+
+    await wait_for(all_copied)
+    assert await store.message_count() == 3
+
+
+async def test_a_commit_past_the_automatic_limit_does_not_checkpoint_itself(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the first checkpoint, no other is started within this test.
+    monkeypatch.setattr(database, "_CHECKPOINT_EVERY", 3600.0)
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        await store.accept(new_message())
+        await wait_for(lambda: wal_progress(db_path)[1] == wal_progress(db_path)[0] > 0)
+        await store.accept(new_message(body=b"x" * (6 * 1024 * 1024)))
+        frames, copied = wal_progress(db_path)
+        # More than SQLite's default limit of 1,000 pages, all still in the WAL: the
+        # commit returned without a checkpoint of its own.
+        assert frames > 1_000
+        assert copied < frames
+    finally:
+        await store.close()
+    assert not Path(f"{db_path}-wal").exists()  # the last connection's close copies it all
+
+
+def connection_threads() -> int:
+    return sum("connection_worker" in t.name for t in threading.enumerate())
+
+
+async def test_close_with_a_checkpoint_planned_leaves_no_thread(db_path: Path) -> None:
+    threads = connection_threads()
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        # The first commit starts a checkpoint; the next ones, right after, plan one.
+        for _ in range(3):
+            await store.accept(new_message())
+    finally:
+        await store.close()
+    await wait_for(lambda: connection_threads() == threads)
+    assert not Path(f"{db_path}-wal").exists()
+
+
+async def test_connections_leave_checkpoints_to_the_checkpointer(db_path: Path) -> None:
+    conn = await database.connect(str(db_path), "full")
+    try:
+        rows = await conn.execute_fetchall("PRAGMA wal_autocheckpoint")
+    finally:
+        await conn.close()
+    assert list(rows) == [(database.BACKSTOP_CHECKPOINT_PAGES,)]
