@@ -10,11 +10,14 @@ back) at byte 96, in the machine's byte order.
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog.testing
 
 from hookgate.store.sqlite import SQLiteStore, database
 
@@ -90,3 +93,37 @@ async def test_connections_leave_checkpoints_to_the_checkpointer(db_path: Path) 
     finally:
         await conn.close()
     assert list(rows) == [(database.BACKSTOP_CHECKPOINT_PAGES,)]
+
+
+async def test_a_failing_checkpoint_fails_no_commit_and_is_tried_again(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = True
+    real_in_thread = database.in_thread
+
+    async def checkpoint_thread(conn: Any, work: Any) -> Any:
+        if failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_in_thread(conn, work)
+
+    # Only the Checkpointer (and claims of large pages) go through database.in_thread;
+    # the writer commits through its own reference.
+    monkeypatch.setattr(database, "in_thread", checkpoint_thread)
+    monkeypatch.setattr(database, "_CHECKPOINT_EVERY", 0.0)
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(3):
+                await store.accept(new_message())
+            await wait_for(lambda: any(e["event"] == "store.checkpoint_failed" for e in logs))
+            assert store.failure is None
+            assert wal_progress(db_path)[1] == 0
+            failing = False
+            await store.accept(new_message())
+            await wait_for(lambda: wal_progress(db_path)[1] == wal_progress(db_path)[0] > 0)
+        # Logged once for the failures in a row, not once per commit.
+        assert [e["event"] for e in logs].count("store.checkpoint_failed") == 1
+        assert await store.message_count() == 4
+    finally:
+        await store.close()
