@@ -2,7 +2,8 @@
 
 SQLite's own automatic checkpoint runs inside the COMMIT that takes the WAL past
 1,000 pages: that commit waited for it, and every webhook queued behind it
-(docs/benchmarks.md). The store's Checkpointer does it on a connection of its own.
+(docs/benchmarks.md). The store's Checkpointer does it on a connection of its own,
+after such a commit.
 The WAL's progress is read from its index (the ``-shm``), which every connection
 maps: ``mxFrame`` (frames in the WAL) at byte 16, ``nBackfill`` (frames copied
 back) at byte 96, in the machine's byte order.
@@ -32,35 +33,20 @@ def wal_progress(db_path: Path) -> tuple[int, int]:
     return frames, copied
 
 
-async def test_the_wal_is_copied_back_after_commits_far_below_the_automatic_limit(
-    store: SQLiteStore, db_path: Path
-) -> None:
-    for _ in range(3):
-        await store.accept(new_message())
-    # A few pages per commit: SQLite's automatic checkpoint would wait for 1,000.
-
-    def all_copied() -> bool:
-        frames, copied = wal_progress(db_path)
-        return frames > 0 and copied == frames
-
-    await wait_for(all_copied)
-    assert await store.message_count() == 3
+# About 1,550 pages of WAL in one commit: past SQLite's automatic limit (1,000).
+BIG_BODY = b"x" * (6 * 1024 * 1024)
 
 
 async def test_a_commit_past_the_automatic_limit_does_not_checkpoint_itself(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # After the first checkpoint, no other is started within this test.
-    monkeypatch.setattr(database, "_CHECKPOINT_EVERY", 3600.0)
+    monkeypatch.setattr(database, "CHECKPOINT_FRAMES", 10**9)  # no checkpointer here
     store = SQLiteStore(str(db_path))
     await store.open()
     try:
-        await store.accept(new_message())
-        await wait_for(lambda: wal_progress(db_path)[1] == wal_progress(db_path)[0] > 0)
-        await store.accept(new_message(body=b"x" * (6 * 1024 * 1024)))
+        await store.accept(new_message(body=BIG_BODY))
         frames, copied = wal_progress(db_path)
-        # More than SQLite's default limit of 1,000 pages, all still in the WAL: the
-        # commit returned without a checkpoint of its own.
+        # All still in the WAL: the commit returned without a checkpoint of its own.
         assert frames > 1_000
         assert copied < frames
     finally:
@@ -68,11 +54,27 @@ async def test_a_commit_past_the_automatic_limit_does_not_checkpoint_itself(
     assert not Path(f"{db_path}-wal").exists()  # the last connection's close copies it all
 
 
+async def test_the_checkpointer_copies_a_large_wal_back(store: SQLiteStore, db_path: Path) -> None:
+    await store.accept(new_message(body=BIG_BODY))
+
+    def all_copied() -> bool:
+        frames, copied = wal_progress(db_path)
+        return frames > 1_000 and copied == frames
+
+    await wait_for(all_copied)
+    await store.accept(new_message())  # the WAL restarts from its start
+    assert wal_progress(db_path)[0] < 1_000
+    assert await store.message_count() == 2
+
+
 def connection_threads() -> int:
     return sum("connection_worker" in t.name for t in threading.enumerate())
 
 
-async def test_close_with_a_checkpoint_planned_leaves_no_thread(db_path: Path) -> None:
+async def test_close_with_a_checkpoint_running_leaves_no_thread(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "CHECKPOINT_FRAMES", 1)
     threads = connection_threads()
     store = SQLiteStore(str(db_path))
     await store.open()
@@ -109,7 +111,7 @@ async def test_a_failing_checkpoint_fails_no_commit_and_is_tried_again(
     # Only the Checkpointer (and claims of large pages) go through database.in_thread;
     # the writer commits through its own reference.
     monkeypatch.setattr(database, "in_thread", checkpoint_thread)
-    monkeypatch.setattr(database, "_CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(database, "CHECKPOINT_FRAMES", 1)
     store = SQLiteStore(str(db_path))
     await store.open()
     try:

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -25,12 +26,15 @@ _CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 T = TypeVar("T")
 
-# The WAL is checkpointed by the Checkpointer at most this often (seconds) while commits
-# come, so it holds about this much of the writes, however fast they come.
-_CHECKPOINT_EVERY = 0.25
+# The Checkpointer starts a checkpoint after a commit that leaves at least this many
+# frames of the WAL not yet copied back: SQLite's own automatic limit (pages).
+CHECKPOINT_FRAMES = 1_000
 # The writer's own automatic checkpoint, inside a COMMIT: only a backstop for a
-# Checkpointer that falls behind (pages of the WAL; SQLite's default is 1,000).
+# Checkpointer that falls behind (pages of the WAL).
 BACKSTOP_CHECKPOINT_PAGES = 10_000
+# Where the WAL index (the -shm) keeps mxFrame (the WAL's last frame, in its header) and
+# nBackfill (the frames copied back): native 32-bit integers (sqlite.org/walformat.html).
+_MX_FRAME_AT, _N_BACKFILL_AT = 16, 96
 
 # Linux's FS_IOC_GETFLAGS, and the inode flags under which no write to the file is let
 # through (FS_IMMUTABLE_FL, FS_APPEND_FL).
@@ -93,6 +97,24 @@ class Health:
         reason = _frozen(self._wal_index, self.path + "-shm")
         if reason is not None:
             raise StoreError(reason)
+
+    def wal_frames_not_copied(self) -> int:
+        """Frames of the WAL not yet copied back into the database, as its index says.
+
+        Read without a lock, as a hint: a header being rewritten can read wrong, and
+        the next commit reads it again.
+        """
+        if self._wal_index is None:
+            return 0
+        try:
+            index = os.pread(self._wal_index, _N_BACKFILL_AT + 4, 0)
+        except OSError:
+            return 0
+        if len(index) < _N_BACKFILL_AT + 4:
+            return 0
+        frames: int = struct.unpack_from("=I", index, _MX_FRAME_AT)[0]
+        copied: int = struct.unpack_from("=I", index, _N_BACKFILL_AT)[0]
+        return max(0, frames - copied)
 
     def watch_wal_index(self) -> None:
         """Open the ``-shm`` for ``refuse_frozen_files``, once the connections made it.
@@ -172,23 +194,21 @@ async def in_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connecti
 class Checkpointer:
     """Copies the WAL back into the database file beside the writer's commits.
 
-    SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past its
-    limit, and with ``sync = "full"`` it writes and fsyncs the database file there: that
-    commit, and every webhook queued behind it, waited 5-30 ms for it under load
-    (docs/benchmarks.md: "latency at half the end-to-end rate"). Here a connection of
-    its own, on its own thread, runs PASSIVE checkpoints, which take no write lock and
-    wait for no reader or writer: commits go on meanwhile. A checkpoint writes no rows;
-    the WAL is restarted by the writer's next transaction once all of it is copied, as
-    with the automatic one. One starts after a commit, at most once per
-    ``_CHECKPOINT_EVERY``; nothing runs while nothing is committed.
+    SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past
+    1,000 pages, and with ``sync = "full"`` it writes and fsyncs the database file
+    there: that commit, and every webhook queued behind it, waited 5-30 ms for it under
+    load (docs/benchmarks.md: "latency at half the end-to-end rate"). Here, once a
+    commit leaves as many frames not copied back, a connection of its own, on its own
+    thread, runs a PASSIVE checkpoint, which takes no write lock and waits for no reader
+    or writer: commits go on meanwhile. A checkpoint writes no rows; the WAL is
+    restarted by the writer's next transaction once all of it is copied, as with the
+    automatic one. Like it, nothing runs after commits that leave a smaller WAL.
     """
 
     def __init__(self, health: Health) -> None:
         self._health = health
         self._conn: aiosqlite.Connection | None = None
         self._running: asyncio.Task[None] | None = None
-        self._later: asyncio.TimerHandle | None = None
-        self._last_start = float("-inf")
         self._failing = False
         health.on_commit(self.committed)
 
@@ -196,19 +216,11 @@ class Checkpointer:
         self._conn = conn
 
     def committed(self) -> None:
-        """Start a checkpoint, or plan one, unless one runs or is planned already."""
-        if self._conn is None or self._running is not None or self._later is not None:
+        """Start a checkpoint if the WAL holds enough to copy and none runs."""
+        if self._conn is None or self._running is not None:
             return
-        wait = self._last_start + _CHECKPOINT_EVERY - time.monotonic()
-        if wait > 0:
-            self._later = asyncio.get_running_loop().call_later(wait, self._start)
-        else:
-            self._start()
-
-    def _start(self) -> None:
-        self._later = None
-        self._last_start = time.monotonic()
-        self._running = asyncio.get_running_loop().create_task(self._checkpoint())
+        if self._health.wal_frames_not_copied() >= CHECKPOINT_FRAMES:
+            self._running = asyncio.get_running_loop().create_task(self._checkpoint())
 
     async def _checkpoint(self) -> None:
         def checkpoint(conn: sqlite3.Connection) -> None:
@@ -232,11 +244,8 @@ class Checkpointer:
             self._running = None
 
     async def close(self) -> None:
-        """Stop planning checkpoints, let the running one end, close the connection."""
+        """Start no more checkpoints, let the running one end, close the connection."""
         conn, self._conn = self._conn, None
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
         if self._running is not None:
             await asyncio.shield(self._running)
         if conn is not None:
