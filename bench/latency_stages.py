@@ -1,6 +1,7 @@
 """Where a webhook's latency goes at a paced rate, stage by stage, from hookgate's own records.
 
-A paced client posts signed ~1 KB JSON (each carrying its send time) through the
+A paced client (``--client``: wrk with a Lua schedule, or the Python client; see
+bench/delivery.py) posts signed ~1 KB JSON, each with its send time, through the
 daemon to the bare sink, with one destination at its defaults and ``sync = "full"``.
 After a warm-up at the same rate, the window's webhooks are split by the times the
 daemon itself writes down:
@@ -12,6 +13,10 @@ daemon itself writes down:
   the sink, the answer back)
 - answered -> outcome committed: ``deliveries.updated_at`` less the attempt's end
   (not part of the latency: the slot is free once answered)
+
+and the window's group commits by duration, from the daemon's own histogram
+``hookgate_group_commit_seconds`` (GET /metrics before and after the window): a commit
+that stalls (an fsync, a WAL checkpoint) holds every webhook queued behind it.
 
 Usage: python bench/latency_stages.py [--rate 700] [--seconds 6] [--warmup 4]
                                       [--delivery-processes N] [--ingest-processes N]
@@ -28,6 +33,7 @@ import os
 import sqlite3
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import delivery
@@ -38,13 +44,38 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
+def commit_buckets(admin_port: int) -> dict[float, float]:
+    """The cumulative counts of ``hookgate_group_commit_seconds``, by upper bound (s)."""
+    url = f"http://127.0.0.1:{admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("hookgate_group_commit_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def commit_histogram(before: dict[float, float], after: dict[float, float]) -> str:
+    """The window's commits per duration bucket: ``<= 1 ms: 812, <= 2.5 ms: 40, ...``."""
+    parts, below = [], 0.0
+    for bound in sorted(after):
+        count = after[bound] - before.get(bound, 0.0)
+        if count - below:
+            label = "more" if bound == float("inf") else f"<= {bound * 1000:g} ms"
+            parts.append(f"{label}: {count - below:.0f}")
+        below = count
+    return ", ".join(parts)
+
+
 def run(folder: Path, args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(delivery.sink(folder, "sink"))
         sink_url = f"http://127.0.0.1:{port}/in"
         daemon = delivery.Daemon(
             folder / "daemon",
-            {"sink": {"url": sink_url}},
+            {"sink": {"url": sink_url, **delivery.LATENCY_DESTINATION}},
             "full",
             args.delivery_processes,
             args.ingest_processes,
@@ -55,8 +86,10 @@ def run(folder: Path, args: argparse.Namespace) -> None:
         sent, _ = delivery.run_paced(daemon.ingress, warm_args)
         warm = delivery.wait_for_events(port, sent, timeout=60)["events"]
         window_start = time.time()
+        commits_before = commit_buckets(daemon.admin)
         ok, achieved = delivery.run_paced(daemon.ingress, args)
         stats = delivery.wait_for_events(port, warm + ok, timeout=60)
+        commits = commit_histogram(commits_before, commit_buckets(daemon.admin))
     with contextlib.closing(sqlite3.connect(daemon.db)) as db:
         rows = db.execute(
             "SELECT m.received_at, a.started_at, a.duration_ms, d.updated_at"
@@ -75,7 +108,8 @@ def run(folder: Path, args: argparse.Namespace) -> None:
     print(
         f"paced {args.rate}/s (achieved {achieved:.0f}/s) for {args.latency_seconds}s after"
         f" {args.warmup}s of warm-up; {ok} accepted, {len(rows)} attempts in the window;"
-        f" ingest_processes = {args.ingest_processes or 'default'}"
+        f" ingest_processes = {args.ingest_processes or 'default'};"
+        f" client {args.latency_client}"
         f"{f', daemon from {args.daemon_src}' if args.daemon_src else ''};"
         f" load average {os.getloadavg()[0]:.2f}"
     )
@@ -86,6 +120,7 @@ def run(folder: Path, args: argparse.Namespace) -> None:
             f"{name:<36} p50 {percentile(values, 0.5):7.2f}  p90 {percentile(values, 0.9):7.2f}"
             f"  p99 {percentile(values, 0.99):7.2f}  max {percentile(values, 1.0):7.2f} ms"
         )
+    print(f"group commits in the window: {commits}")
 
 
 def main() -> None:
@@ -96,6 +131,13 @@ def main() -> None:
     parser.add_argument("--delivery-processes", type=int, default=None)
     parser.add_argument("--ingest-processes", type=int, default=None)
     parser.add_argument("--daemon-src", type=Path, default=None)
+    parser.add_argument(
+        "--client",
+        dest="latency_client",
+        choices=("wrk", "python"),
+        default="wrk",
+        help="the paced sender (bench/delivery.py: PACED_WRK, paced_client)",
+    )
     args = parser.parse_args()
     if args.daemon_src is not None:
         os.environ["PYTHONPATH"] = str(args.daemon_src.resolve())

@@ -18,7 +18,8 @@ before and right after what it is compared with, and their mean is the baseline.
    delivered (from /proc: the daemon, its event loop thread, its delivery and ingest
    processes): on 2 cores shared with wrk and the sink, end to end is bound by it.
 6. added latency (p50, p99) at half of (5) / the same client straight to the sink
-                                                                    target p99 < 10 ms
+   (--latency-client: wrk paced by a Lua schedule, the default, or the Python client;
+   bench/delivery.py: PACED_WRK and its caveat)                    target p99 < 10 ms
 7. peak RSS of hookgate (the daemon and its delivery processes) with --pending
    deliveries / an empty database                                  target < 200 MB
 
@@ -367,6 +368,12 @@ def main() -> None:
     parser.add_argument(
         "--latency-rate", type=int, default=None, help="part 6's rate when part 5 is not run"
     )
+    parser.add_argument(
+        "--latency-client",
+        choices=("wrk", "python"),
+        default="wrk",
+        help="part 6's paced sender (bench/delivery.py: PACED_WRK, paced_client)",
+    )
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument(
         "--batch-max", type=int, default=1, help="part 5 also with a destination batching N"
@@ -435,7 +442,7 @@ def run(folder: Path, args: argparse.Namespace, parts: set[str]) -> None:
         lat = added_latency(place("latency"), args, rate)
         print(
             f"\n== 6. latency at half of 5: paced {rate}/s for {args.latency_seconds}s"
-            f" after {args.warmup}s of warm-up at that rate"
+            f" after {args.warmup}s of warm-up at that rate ({args.latency_client} client)"
         )
         print(
             f"straight to the sink (baseline)   p50 {lat['direct_p50']:6.2f} ms"

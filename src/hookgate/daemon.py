@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -84,12 +85,18 @@ class Daemon:
         if running.store.writer_task is not None:
             watched.append(running.store.writer_task)
         watcher = asyncio.create_task(self._watch(watched))
+        # What start-up made (modules, config, connections) lives as long as the daemon:
+        # out of the collector's way, so that its collections walk only what requests
+        # allocate. A full collection of the whole heap stalled the event loop for tens of
+        # milliseconds under load (docs/benchmarks.md: "latency at half the end-to-end rate").
+        gc.freeze()
         notify("READY=1")
         log.info(
             "daemon.ready",
             version=__version__,
             ingress=self.config.server.listen,
             admin=self.config.admin.listen,
+            frozen_objects=gc.get_freeze_count(),
         )
         await self._stop.wait()
         notify("STOPPING=1")

@@ -8,6 +8,8 @@ runs on the event loop's own thread, on a connection of its own that never waits
 a lock: an indexed read of a few rows costs less than the trip to a connection's
 thread and back, which under load was most of a claim's time (docs/benchmarks.md);
 a larger page, or a claim that would have to wait, goes to the claims thread.
+The WAL is checkpointed beside the commits, on a connection of its own, not inside
+them (database.py: ``Checkpointer``).
 
 Claims lease deliveries to the process as the ``Store`` protocol says; with one
 process per database, a lease is a set in memory that an outcome or a release
@@ -50,6 +52,7 @@ from hookgate.store import (
 from hookgate.store.rows import due_deliveries
 from hookgate.store.sqlite.admin import AdminQueries
 from hookgate.store.sqlite.database import (
+    Checkpointer,
     Health,
     connect,
     connect_here,
@@ -87,6 +90,7 @@ class SQLiteStore(AdminQueries):
         self._lock = LockFile(Path(path))
         self._health = Health(path)
         self._writer = Writer(self._health)
+        self._checkpointer = Checkpointer(self._health)
         self._write: aiosqlite.Connection | None = None
         self._claims: aiosqlite.Connection | None = None
         # Claims of small pages, on the event loop's thread (never waits: busy_timeout 0).
@@ -140,11 +144,13 @@ class SQLiteStore(AdminQueries):
         self._claims = await connect(self.path, self.sync)
         self._claims_here = await asyncio.to_thread(connect_here, self.path)
         self._read = await connect(self.path, self.sync)
+        self._checkpointer.start(await connect(self.path, self.sync))
         return write, int(await self._scalar(self._read, QUERIES["select_max_message_id"]))
 
     async def close(self) -> None:
         try:
             await self._writer.stop()
+            await self._checkpointer.close()
             for conn in (self._read, self._claims, self._write):
                 if conn is not None:
                     with contextlib.suppress(Exception):

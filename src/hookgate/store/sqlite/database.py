@@ -1,12 +1,14 @@
-"""The SQLite file: connection settings, migrations, one-call reads, and its health."""
+"""The SQLite file: connection settings, migrations, one-call reads, checkpoints, health."""
 
 from __future__ import annotations
 
 import array
+import asyncio
 import contextlib
 import fcntl
 import os
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -24,6 +26,16 @@ _CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 T = TypeVar("T")
 
+# The Checkpointer starts a checkpoint after a commit that leaves at least this many
+# frames of the WAL not yet copied back: SQLite's own automatic limit (pages).
+CHECKPOINT_FRAMES = 1_000
+# The writer's own automatic checkpoint, inside a COMMIT: only a backstop for a
+# Checkpointer that falls behind (pages of the WAL).
+BACKSTOP_CHECKPOINT_PAGES = 10_000
+# Where the WAL index (the -shm) keeps mxFrame (the WAL's last frame, in its header) and
+# nBackfill (the frames copied back): native 32-bit integers (sqlite.org/walformat.html).
+_MX_FRAME_AT, _N_BACKFILL_AT = 16, 96
+
 # Linux's FS_IOC_GETFLAGS, and the inode flags under which no write to the file is let
 # through (FS_IMMUTABLE_FL, FS_APPEND_FL).
 _FS_IOC_GETFLAGS = 0x80086601
@@ -40,6 +52,11 @@ class Health:
         self.last_good_write = float("-inf")
         self._file_id: tuple[int, int] | None = None
         self._wal_index: int | None = None  # the -shm's descriptor: watch_wal_index
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop after each good commit."""
+        self._after_commit.append(listener)
 
     def note_error(self, exc: sqlite3.Error) -> None:
         """Mark the store broken when ``exc`` says the file is damaged."""
@@ -81,6 +98,24 @@ class Health:
         if reason is not None:
             raise StoreError(reason)
 
+    def wal_frames_not_copied(self) -> int:
+        """Frames of the WAL not yet copied back into the database, as its index says.
+
+        Read without a lock, as a hint: a header being rewritten can read wrong, and
+        the next commit reads it again.
+        """
+        if self._wal_index is None:
+            return 0
+        try:
+            index = os.pread(self._wal_index, _N_BACKFILL_AT + 4, 0)
+        except OSError:
+            return 0
+        if len(index) < _N_BACKFILL_AT + 4:
+            return 0
+        frames: int = struct.unpack_from("=I", index, _MX_FRAME_AT)[0]
+        copied: int = struct.unpack_from("=I", index, _N_BACKFILL_AT)[0]
+        return max(0, frames - copied)
+
     def watch_wal_index(self) -> None:
         """Open the ``-shm`` for ``refuse_frozen_files``, once the connections made it.
 
@@ -102,6 +137,8 @@ class Health:
     def committed(self) -> None:
         self.failure = None
         self.last_good_write = time.monotonic()
+        for listener in self._after_commit:
+            listener()
 
     def commit_failed(self, exc: Exception) -> None:
         if isinstance(exc, sqlite3.Error):
@@ -118,6 +155,8 @@ async def connect(path: str, sync: str) -> aiosqlite.Connection:
         synchronous = "FULL" if sync == "full" else "NORMAL"
         await conn.execute(f"PRAGMA synchronous = {synchronous}")
         await conn.execute("PRAGMA foreign_keys = ON")
+        # Only the write connection commits, and its checkpoints are the Checkpointer's.
+        await conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
     except BaseException:
         # An unclosed connection's thread would keep a failed start from exiting.
         await conn.close()
@@ -150,6 +189,68 @@ async def in_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connecti
     """
     result: T = await conn._execute(work, conn._conn)  # type: ignore[no-untyped-call]
     return result
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file beside the writer's commits.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past
+    1,000 pages, and with ``sync = "full"`` it writes and fsyncs the database file
+    there: that commit, and every webhook queued behind it, waited 5-30 ms for it under
+    load (docs/benchmarks.md: "latency at half the end-to-end rate"). Here, once a
+    commit leaves as many frames not copied back, a connection of its own, on its own
+    thread, runs a PASSIVE checkpoint, which takes no write lock and waits for no reader
+    or writer: commits go on meanwhile. A checkpoint writes no rows; the WAL is
+    restarted by the writer's next transaction once all of it is copied, as with the
+    automatic one. Like it, nothing runs after commits that leave a smaller WAL.
+    """
+
+    def __init__(self, health: Health) -> None:
+        self._health = health
+        self._conn: aiosqlite.Connection | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._failing = False
+        health.on_commit(self.committed)
+
+    def start(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    def committed(self) -> None:
+        """Start a checkpoint if the WAL holds enough to copy and none runs."""
+        if self._conn is None or self._running is not None:
+            return
+        if self._health.wal_frames_not_copied() >= CHECKPOINT_FRAMES:
+            self._running = asyncio.get_running_loop().create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        def checkpoint(conn: sqlite3.Connection) -> None:
+            # Checked on the thread, right before the checkpoint writes into the -shm.
+            self._health.refuse_frozen_files()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        try:
+            if self._conn is not None:
+                await in_thread(self._conn, checkpoint)
+        except (sqlite3.Error, StoreError, ValueError) as exc:
+            # The next commit tries again; commits themselves report the file's state.
+            if isinstance(exc, sqlite3.Error):
+                self._health.note_error(exc)
+            if not self._failing:
+                log.warning("store.checkpoint_failed", error=str(exc), path=self._health.path)
+            self._failing = True
+        else:
+            self._failing = False
+        finally:
+            self._running = None
+
+    async def close(self) -> None:
+        """Start no more checkpoints, let the running one end, close the connection."""
+        conn, self._conn = self._conn, None
+        if self._running is not None:
+            await asyncio.shield(self._running)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 async def migrate(conn: aiosqlite.Connection, health: Health) -> None:

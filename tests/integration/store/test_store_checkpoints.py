@@ -1,0 +1,131 @@
+"""The WAL is copied back into the database beside the commits, not inside them.
+
+SQLite's own automatic checkpoint runs inside the COMMIT that takes the WAL past
+1,000 pages: that commit waited for it, and every webhook queued behind it
+(docs/benchmarks.md). The store's Checkpointer does it on a connection of its own,
+after such a commit.
+The WAL's progress is read from its index (the ``-shm``), which every connection
+maps: ``mxFrame`` (frames in the WAL) at byte 16, ``nBackfill`` (frames copied
+back) at byte 96, in the machine's byte order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from hookgate.store.sqlite import SQLiteStore, database
+
+from ..harness import new_message, wait_for
+
+
+def wal_progress(db_path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames of it already copied into the database file)."""
+    index = Path(f"{db_path}-shm").read_bytes()
+    (frames,) = struct.unpack_from("=I", index, 16)
+    (copied,) = struct.unpack_from("=I", index, 96)
+    return frames, copied
+
+
+# About 1,550 pages of WAL in one commit: past SQLite's automatic limit (1,000).
+BIG_BODY = b"x" * (6 * 1024 * 1024)
+
+
+async def test_a_commit_past_the_automatic_limit_does_not_checkpoint_itself(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "CHECKPOINT_FRAMES", 10**9)  # no checkpointer here
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        await store.accept(new_message(body=BIG_BODY))
+        frames, copied = wal_progress(db_path)
+        # All still in the WAL: the commit returned without a checkpoint of its own.
+        assert frames > 1_000
+        assert copied < frames
+    finally:
+        await store.close()
+    assert not Path(f"{db_path}-wal").exists()  # the last connection's close copies it all
+
+
+async def test_the_checkpointer_copies_a_large_wal_back(store: SQLiteStore, db_path: Path) -> None:
+    await store.accept(new_message(body=BIG_BODY))
+
+    def all_copied() -> bool:
+        frames, copied = wal_progress(db_path)
+        return frames > 1_000 and copied == frames
+
+    await wait_for(all_copied)
+    await store.accept(new_message())  # the WAL restarts from its start
+    assert wal_progress(db_path)[0] < 1_000
+    assert await store.message_count() == 2
+
+
+def connection_threads() -> int:
+    return sum("connection_worker" in t.name for t in threading.enumerate())
+
+
+async def test_close_with_a_checkpoint_running_leaves_no_thread(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "CHECKPOINT_FRAMES", 1)
+    threads = connection_threads()
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        # The first commit starts a checkpoint; the next ones, right after, plan one.
+        for _ in range(3):
+            await store.accept(new_message())
+    finally:
+        await store.close()
+    await wait_for(lambda: connection_threads() == threads)
+    assert not Path(f"{db_path}-wal").exists()
+
+
+async def test_connections_leave_checkpoints_to_the_checkpointer(db_path: Path) -> None:
+    conn = await database.connect(str(db_path), "full")
+    try:
+        rows = await conn.execute_fetchall("PRAGMA wal_autocheckpoint")
+    finally:
+        await conn.close()
+    assert list(rows) == [(database.BACKSTOP_CHECKPOINT_PAGES,)]
+
+
+async def test_a_failing_checkpoint_fails_no_commit_and_is_tried_again(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = True
+    real_in_thread = database.in_thread
+
+    async def checkpoint_thread(conn: Any, work: Any) -> Any:
+        if failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_in_thread(conn, work)
+
+    # Only the Checkpointer (and claims of large pages) go through database.in_thread;
+    # the writer commits through its own reference.
+    monkeypatch.setattr(database, "in_thread", checkpoint_thread)
+    monkeypatch.setattr(database, "CHECKPOINT_FRAMES", 1)
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(3):
+                await store.accept(new_message())
+            await wait_for(lambda: any(e["event"] == "store.checkpoint_failed" for e in logs))
+            assert store.failure is None
+            assert wal_progress(db_path)[1] == 0
+            failing = False
+            await store.accept(new_message())
+            await wait_for(lambda: wal_progress(db_path)[1] == wal_progress(db_path)[0] > 0)
+        # Logged once for the failures in a row, not once per commit.
+        assert [e["event"] for e in logs].count("store.checkpoint_failed") == 1
+        assert await store.message_count() == 4
+    finally:
+        await store.close()
