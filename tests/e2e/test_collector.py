@@ -20,3 +20,20 @@ async def test_start_up_objects_are_frozen_out_of_the_collectors_way(
     frozen = await wait_for(ready)
     # aiohttp, structlog, msgspec and hookgate's own modules: many thousands of objects.
     assert frozen[0] > 10_000
+
+
+async def test_a_delivery_process_freezes_its_start_up_objects(
+    start_daemon: Callable[..., Awaitable[Daemon]],
+) -> None:
+    # Its full collections paused its sends for 17-28 ms under load (docs/benchmarks.md).
+    daemon = await start_daemon()
+
+    def serving() -> list[int]:
+        return [
+            e["frozen_objects"]
+            for e in daemon.log_events()
+            if e["event"] == "delivery_process.serving"
+        ]
+
+    frozen = await wait_for(serving)
+    assert frozen[0] > 10_000
