@@ -9,13 +9,15 @@ microseconds of one core per webhook.
 
 Usage: python bench/profile.py [--seconds 8] [--delivery-processes N] [--raw FILE]
                                [--drain N] [--daemon-src DIR] [--cpu] [--native]
-                               [--ingest-processes N] [--alone]
+                               [--ingest-processes N] [--alone] [--sync full]
 --alone: ingest alone, no destination (issue 11's part 1); with --ingest-processes N
 the ingest children are sampled too, and their stages are named "ingest process: ...".
+--sync sets storage.sync (the targets use full; normal shows what the fsync costs).
 --drain profiles delivery alone (a pre-built backlog of N, batch_max = 1) instead of
 wrk's load; --daemon-src runs the daemon from another checkout's src/ (main: before).
 --cpu samples nothing: it reads each hookgate process's CPU time (user + system, all
-threads, from /proc) over the same window, per webhook. py-spy's samples say where the
+threads, from /proc) over the same window, per webhook, and wrk's and the machine's idle
+time beside them. py-spy's samples say where the
 time goes but lean towards lines that make system calls, and pausing the process to
 sample costs it time too; these totals are the figures to compare before and after.
 Prints figures; asserts nothing.
