@@ -9,10 +9,15 @@ microseconds of one core per webhook.
 
 Usage: python bench/profile.py [--seconds 8] [--delivery-processes N] [--raw FILE]
                                [--drain N] [--daemon-src DIR] [--cpu] [--native]
+                               [--ingest-processes N] [--alone] [--sync full]
+--alone: ingest alone, no destination (issue 11's part 1); with --ingest-processes N
+the ingest children are sampled too, and their stages are named "ingest process: ...".
+--sync sets storage.sync (the targets use full; normal shows what the fsync costs).
 --drain profiles delivery alone (a pre-built backlog of N, batch_max = 1) instead of
 wrk's load; --daemon-src runs the daemon from another checkout's src/ (main: before).
 --cpu samples nothing: it reads each hookgate process's CPU time (user + system, all
-threads, from /proc) over the same window, per webhook. py-spy's samples say where the
+threads, from /proc) over the same window, per webhook, and wrk's and the machine's idle
+time beside them. py-spy's samples say where the
 time goes but lean towards lines that make system calls, and pausing the process to
 sample costs it time too; these totals are the figures to compare before and after.
 Prints figures; asserts nothing.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -61,6 +67,21 @@ def _waiting_line() -> str:
 
 WAITING = _waiting_line()
 
+# An ingest process's stages (inbound/processes.py): all its time is the webhooks'.
+INGEST_STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("verification (providers)", ("hookgate/providers/",)),
+    ("commit frame to the daemon, answer frames", ("inbound/processes.py", "hookgate/children.py")),
+    ("hookgate handler: answer (web.Response)", ("_json (", "_error (")),
+    ("hookgate handler: message (JSON, extraction, headers)", ("_message (",)),
+    ("hookgate handler: other (head checks, body, routing)", ("inbound/listener.py",)),
+    ("aiohttp server", ("aiohttp/",)),
+]
+# The daemon's stages when ingest processes serve the ingress.
+DAEMON_INGEST_STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("writer: group commit, event loop side", ("store/sqlite/writer.py",)),
+    ("frames from ingest processes (decode, answer)", ("inbound/processes.py", "children.py")),
+]
+
 
 # The SQLite threads (aiosqlite's, one per connection) by what they run: the writer runs
 # a whole commit there in one trip (store/sqlite/writer.py's commit_batch).
@@ -72,7 +93,9 @@ THREAD_STAGES: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-def stage_of(stack: str) -> str:
+def stage_of(stack: str, process: str = "", ingest_children: bool = False) -> str:
+    """The stage of one py-spy sample; ``process`` is its process's part of the stack,
+    ``ingest_children`` whether the daemon ran ingest processes."""
     if stack.endswith(WAITING):
         return "SQLite threads waiting for work (idle)"
     if "_connection_worker_thread" in stack:
@@ -80,7 +103,13 @@ def stage_of(stack: str) -> str:
             if any(needle in stack for needle in needles):
                 return stage
         return "SQLite thread: other"
-    for stage, needles in STAGES:
+    if "hookgate.cli.ingest" in process:
+        stages = INGEST_STAGES
+    elif ingest_children:
+        stages = DAEMON_INGEST_STAGES + STAGES
+    else:
+        stages = STAGES
+    for stage, needles in stages:
         if any(needle in stack for needle in needles):
             return stage
     return "event loop, other"
@@ -117,6 +146,8 @@ def family(pid: int) -> dict[str, int]:
             command = Path(f"/proc/{child}/cmdline").read_bytes()
             if b"hookgate.cli.delivery" in command:
                 members[f"delivery process {child}"] = int(child)
+            elif b"hookgate.cli.ingest" in command:
+                members[f"ingest process {child}"] = int(child)
     return members
 
 
@@ -126,12 +157,18 @@ class CpuWindow:
     def __init__(self, pid: int) -> None:
         self.members = family(pid)
         self.used: dict[str, float] = {}
+        self.idle = 0.0
 
     def start(self) -> None:
         self.used = {name: -cpu_seconds(pid) for name, pid in self.members.items()}
         self.used["daemon: event loop thread"] = -thread_cpu_seconds(self.members["daemon"])
+        # wrk is the only child of this script that ends (is waited for) in the window.
+        self.used["wrk (the load)"] = -waited_children_cpu_seconds()
+        self.idle = -machine_idle_seconds()
 
     def stop(self) -> None:
+        self.idle += machine_idle_seconds()
+        self.used["wrk (the load)"] += waited_children_cpu_seconds()
         for name, pid in self.members.items():
             self.used[name] += cpu_seconds(pid)
         self.used["daemon: event loop thread"] += thread_cpu_seconds(self.members["daemon"])
@@ -143,11 +180,26 @@ class CpuWindow:
         print(f"ingested {ingested:.0f} ({ingested / seconds:.0f}/s), delivered {delivered:.0f}")
         print(f"({delivered / seconds:.0f}/s) in {seconds:.1f}s; CPU (user + system) used:")
         for name, used in self.used.items():
-            per = f"{used / ingested * 1e6:7.1f} us per webhook ingested, " if ingested else ""
-            per += f"{used / max(delivered, 1) * 1e6:7.1f} us per delivery"
+            per = f"{used / ingested * 1e6:7.1f} us per webhook ingested" if ingested else ""
+            if delivered:
+                per += f"{', ' if per else ''}{used / delivered * 1e6:7.1f} us per delivery"
             print(f"  {name:<28} {used / seconds * 100:5.1f}% of a core  {per}")
-        total = sum(v for k, v in self.used.items() if not k.startswith("daemon:"))
-        print(f"  {'all':<28} {total / seconds * 100:5.1f}% of a core")
+        total = sum(v for k, v in self.used.items() if not k.startswith(("daemon:", "wrk")))
+        print(f"  {'all of hookgate':<28} {total / seconds * 100:5.1f}% of a core")
+        idle = self.idle / seconds * 100
+        print(f"  (the machine's {os.cpu_count()} cores idle: {idle:5.1f}% of a core)")
+
+
+def waited_children_cpu_seconds() -> float:
+    """User + system CPU of this script's children that ended and were waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_idle_seconds() -> float:
+    """Idle (and I/O wait) time of all the machine's cores so far, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -162,6 +214,9 @@ def main() -> None:
     parser.add_argument("--daemon-src", type=Path, default=None, help="another checkout's src/")
     parser.add_argument("--cpu", action="store_true", help="CPU time from /proc, no py-spy")
     parser.add_argument("--native", action="store_true", help="py-spy --native: C frames too")
+    parser.add_argument("--ingest-processes", type=int, default=None)
+    parser.add_argument("--alone", action="store_true", help="ingest alone: no destination")
+    parser.add_argument("--sync", default="full", help="storage.sync (full: the targets')")
     args = parser.parse_args()
     if args.native:
         NATIVE.append("--native")
@@ -175,7 +230,13 @@ def main() -> None:
         script = delivery.wrk_script(folder)
         with delivery.sink(folder, "sink") as port:
             table: dict[str, object] = {"url": f"http://127.0.0.1:{port}/in"}
-            d = delivery.Daemon(folder / "daemon", {"sink": table}, "full", args.delivery_processes)
+            d = delivery.Daemon(
+                folder / "daemon",
+                {} if args.alone else {"sink": table},
+                args.sync,
+                args.delivery_processes,
+                args.ingest_processes,
+            )
             with d.running() as proc:
                 d.ready_after(time.monotonic())
                 if args.cpu:
@@ -236,11 +297,16 @@ def profile_drain(args: argparse.Namespace) -> None:
 
 def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:
     samples: collections.Counter[str] = collections.Counter()
-    for line in raw.read_text().splitlines():
+    lines = raw.read_text().splitlines()
+    ingest_children = any("hookgate.cli.ingest" in line for line in lines)
+    for line in lines:
         stack, _, count = line.rpartition(" ")
         if stack:
-            child = "hookgate.cli.delivery" in stack.split(";thread", 1)[0]
-            stage = stage_of(stack)
+            process = stack.split(";thread", 1)[0]
+            child = "hookgate.cli.delivery" in process
+            stage = stage_of(stack, process, ingest_children)
+            if "hookgate.cli.ingest" in process:
+                stage = f"ingest process: {stage}"
             if child and not stage.endswith("(idle)"):
                 # The delivery process works for deliveries only: all its time is theirs.
                 stage = f"delivery process: {stage.removeprefix('delivery: ')}"
@@ -257,9 +323,9 @@ def report(raw: Path, ingested: float, delivered: float, seconds: int) -> None:
         cpu_s = count / RATE
         for_deliveries = stage.startswith("deliver") or "outcomes" in stage or "claims" in stage
         per = delivered if for_deliveries or not ingested else ingested
-        micros = cpu_s / max(per, 1) * 1e6
+        micros = f"{cpu_s / per * 1e6:7.1f} us" if per else "      -"
         total += cpu_s
-        print(f"  {stage:<44} {cpu_s / seconds * 100:5.1f}% of a core  {micros:7.1f} us")
+        print(f"  {stage:<44} {cpu_s / seconds * 100:5.1f}% of a core  {micros}")
     print(f"  {'all sampled threads':<44} {total / seconds * 100:5.1f}% of a core")
 
 
