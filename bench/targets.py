@@ -356,6 +356,11 @@ def part_5(place: Callable[[str], Path], args: argparse.Namespace) -> float:
     return rates[1]
 
 
+def _setting(value: int | None) -> str:
+    """A count as given on the command line; 0 is a setting too, not the default."""
+    return "default" if value is None else str(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run / e2e window")
@@ -392,8 +397,8 @@ def main() -> None:
     started = time.monotonic()
     print(
         f"wrk -t1 -c{args.connections}, ~1 KB signed JSON, sync = full,"
-        f" delivery_processes = {args.delivery_processes or 'default'},"
-        f" ingest_processes = {args.ingest_processes or 'default'}"
+        f" delivery_processes = {_setting(args.delivery_processes)},"
+        f" ingest_processes = {_setting(args.ingest_processes)}"
         f"{f', daemon from {args.daemon_src}' if args.daemon_src else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-targets-") as tmp:
