@@ -26,7 +26,7 @@ async def test_a_delivery_process_freezes_its_start_up_objects(
     start_daemon: Callable[..., Awaitable[Daemon]],
 ) -> None:
     # Its full collections paused its sends for 17-28 ms under load (docs/benchmarks.md).
-    daemon = await start_daemon()
+    daemon = await start_daemon(server={"delivery_processes": 1})
 
     def serving() -> list[int]:
         return [

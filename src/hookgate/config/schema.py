@@ -105,10 +105,11 @@ class ServerConfig(_Table, frozen=True):
     trusted_proxies: list[str] = []
     tls_cert: str | None = None
     tls_key: str | None = None
-    # Child processes that send the deliveries' HTTP requests (0: this process sends).
+    # Child processes that send the deliveries' HTTP requests (0: this process sends; on
+    # two cores that moved more end to end than a child: docs/benchmarks.md, session 19).
     delivery_processes: Annotated[
         int, setting("child processes sending deliveries; 0: none", DELIVERY_PROCESSES)
-    ] = 1
+    ] = 0
     # Child processes that serve the ingress listener (0: this process serves it).
     ingest_processes: Annotated[
         int, setting("child processes serving the ingress; 0: none", INGEST_PROCESSES)

@@ -284,7 +284,7 @@ def test_process_counts_out_of_range_name_their_key(tmp_path: Path, key: str, co
 
 
 @pytest.mark.parametrize(
-    ("key", "default", "chosen"), [("delivery_processes", 1, 0), ("ingest_processes", 0, 2)]
+    ("key", "default", "chosen"), [("delivery_processes", 0, 1), ("ingest_processes", 0, 2)]
 )
 def test_process_counts_default_and_set(
     tmp_path: Path, key: str, default: int, chosen: int
