@@ -313,6 +313,8 @@ async def serve_child(fd: int, listen_fds: Sequence[int]) -> None:
     # What start-up made lives as long as the process: out of the collector's way, so
     # that its collections walk only what requests allocate (docs/benchmarks.md:
     # "the group commit drained on the SQLite thread").
+    # Start-up's garbage first: a frozen cycle is never collected.
+    gc.collect()
     gc.freeze()
     daemon.link.write(_ENCODER.encode(Serving()))
     reloads = asyncio.create_task(_apply_configs(daemon, ingress))

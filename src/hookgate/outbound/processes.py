@@ -186,6 +186,8 @@ async def serve_child(fd: int) -> None:
     # that a full collection walks only what requests allocate (17-28 ms pauses under
     # load before, 0.1-0.5 ms after: docs/benchmarks.md, "latency at half the
     # end-to-end rate").
+    # Start-up's garbage first: a frozen cycle is never collected.
+    gc.collect()
     gc.freeze()
     structlog.get_logger("hookgate.delivery").info(
         "delivery_process.serving", frozen_objects=gc.get_freeze_count()

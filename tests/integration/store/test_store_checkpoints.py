@@ -11,6 +11,7 @@ back) at byte 96, in the machine's byte order.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import struct
 import threading
@@ -22,7 +23,7 @@ import structlog.testing
 
 from hookgate.store.sqlite import SQLiteStore, database
 
-from ..harness import new_message, wait_for
+from ..harness import WAIT, new_message, wait_for
 
 
 def wal_progress(db_path: Path) -> tuple[int, int]:
@@ -127,5 +128,47 @@ async def test_a_failing_checkpoint_fails_no_commit_and_is_tried_again(
         # Logged once for the failures in a row, not once per commit.
         assert [e["event"] for e in logs].count("store.checkpoint_failed") == 1
         assert await store.message_count() == 4
+    finally:
+        await store.close()
+
+
+async def test_a_checkpoint_that_fails_unexpectedly_still_lets_the_store_close(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_thread(conn: Any, work: Any) -> Any:
+        raise RuntimeError("not an SQLite error")
+
+    monkeypatch.setattr(database, "in_thread", broken_thread)
+    monkeypatch.setattr(database, "CHECKPOINT_FRAMES", 1)
+    threads = connection_threads()
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    with structlog.testing.capture_logs() as logs:
+        await store.accept(new_message())
+        await wait_for(lambda: any(e["event"] == "store.checkpoint_failed" for e in logs))
+        await store.close()
+    # Every connection closed, the checkpointer's included.
+    await wait_for(lambda: connection_threads() == threads)
+
+
+async def test_a_commit_listener_that_fails_keeps_no_answer_waiting(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_listener(self: database.Checkpointer) -> None:
+        raise RuntimeError("listener bug")
+
+    monkeypatch.setattr(database.Checkpointer, "committed", broken_listener)
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            # Bounded: before, the answers waited for ever.
+            first = await asyncio.wait_for(store.accept(new_message()), WAIT)
+            second = await asyncio.wait_for(store.accept(new_message()), WAIT)
+        assert (first.duplicate, second.duplicate) == (False, False)
+        assert store.failure is None
+        failed = [e for e in logs if e["event"] == "store.commit_listener_failed"]
+        assert len(failed) == 2
+        assert "listener bug" in failed[0]["error"]
     finally:
         await store.close()

@@ -138,7 +138,11 @@ class Health:
         self.failure = None
         self.last_good_write = time.monotonic()
         for listener in self._after_commit:
-            listener()
+            # The batch's answers come after this: nothing here may keep them waiting.
+            try:
+                listener()
+            except Exception as exc:
+                log.error("store.commit_listener_failed", error=repr(exc), path=self.path)
 
     def commit_failed(self, exc: Exception) -> None:
         if isinstance(exc, sqlite3.Error):
@@ -231,7 +235,7 @@ class Checkpointer:
         try:
             if self._conn is not None:
                 await in_thread(self._conn, checkpoint)
-        except (sqlite3.Error, StoreError, ValueError) as exc:
+        except Exception as exc:
             # The next commit tries again; commits themselves report the file's state.
             if isinstance(exc, sqlite3.Error):
                 self._health.note_error(exc)
@@ -246,11 +250,13 @@ class Checkpointer:
     async def close(self) -> None:
         """Start no more checkpoints, let the running one end, close the connection."""
         conn, self._conn = self._conn, None
-        if self._running is not None:
-            await asyncio.shield(self._running)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+        try:
+            if self._running is not None:
+                await asyncio.shield(self._running)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
 
 async def migrate(conn: aiosqlite.Connection, health: Health) -> None:
