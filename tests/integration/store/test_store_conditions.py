@@ -32,7 +32,16 @@ from hookgate.store import Accepted, MessageFilter, parse_message_id
 from hookgate.store.sqlite import QUERIES, SQLiteStore
 from hookgate.store.sqlite.writer import dedup_lookup
 
-from ..harness import Downstream, Relay, db_rows, new_message, query_plan, record, wait_for
+from ..harness import (
+    WAIT,
+    Downstream,
+    Relay,
+    db_rows,
+    new_message,
+    query_plan,
+    record,
+    wait_for,
+)
 
 ORDERS = """
 [destinations.orders]
@@ -270,18 +279,23 @@ async def test_write_call_is_committed_while_webhooks_keep_coming(store: SQLiteS
     call queued meanwhile (it runs through the event loop) must still get its commit."""
     stop = asyncio.Event()
     accepted: list[asyncio.Future[Accepted]] = []
+    not_taken = store._writer._pending.messages  # what the drain has not taken yet
 
     async def keep_sending() -> None:
-        # One more webhook every turn of the loop, whether the last ones committed or not:
-        # the SQLite thread finds some queued after every commit.
+        # More webhooks whenever the drain has taken what was queued, whether they
+        # committed or not: the SQLite thread finds some queued after every commit. A
+        # few at a time: a sender that never waited outran the commits, doubled every
+        # batch and took minutes on a slow machine.
         while not stop.is_set():
-            accepted.append(store.accept(new_message()))
+            if len(not_taken) < 20:
+                accepted.append(store.accept(new_message()))
             await asyncio.sleep(0)
 
     sender = asyncio.create_task(keep_sending())
     try:
         await wait_for(lambda: sum(f.done() for f in accepted) >= 100)
-        await store.set_paused("orders", True)
+        # Bounded: a drain that never stops for the call keeps it waiting for ever.
+        await asyncio.wait_for(store.set_paused("orders", True), WAIT)
     finally:
         stop.set()
         await sender
