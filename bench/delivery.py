@@ -479,6 +479,12 @@ def build_backlog(db: Path, count: int, destination: str, *, paused: bool) -> fl
                 ),
             )
             conn.execute("COMMIT")
+        # The store counts what its writer inserts (migration 0006): count these rows.
+        conn.executescript(
+            "BEGIN; UPDATE message_count SET count = (SELECT count(*) FROM messages);"
+            " DELETE FROM delivery_counts; INSERT INTO delivery_counts"
+            " SELECT destination, state, count(*) FROM deliveries GROUP BY 1, 2; COMMIT;"
+        )
         if paused:
             conn.execute(
                 "INSERT INTO destinations (name, paused, updated_at) VALUES (?, 1, ?)",

@@ -55,7 +55,7 @@ def test_migrations_in_order_give_schema_sql() -> None:
             migrated.executescript(script)
         kept.executescript((PACKAGE / "schema.sql").read_text(encoding="utf-8"))
         assert schema(migrated) == schema(kept)
-        assert len(schema(kept)) == 21  # 7 tables, 9 indexes, 5 triggers: none missed
+        assert len(schema(kept)) == 19  # 7 tables, 9 indexes, 3 triggers: none missed
 
 
 def test_migration_files_are_numbered_without_a_gap() -> None:
@@ -71,7 +71,7 @@ def test_sql_files_are_package_data() -> None:
     assert (files / "queries.sql").is_file()
     assert (files / "schema.sql").is_file()
     shipped = [f for f in (files / "migrations").iterdir() if f.name.endswith(".sql")]
-    assert len(shipped) == len(sql.MIGRATIONS) == 5
+    assert len(shipped) == len(sql.MIGRATIONS) == 6
 
 
 # -- named queries --------------------------------------------------------------------

@@ -53,6 +53,10 @@ class AdminQueries(admin.AdminQueries):
                 async with conn.execute(QUERIES["replay_delivery"], params) as cursor:
                     if cursor.rowcount:
                         ids.append(int(cursor.lastrowid or 0))
+                        # Inserts are counted by their writer, not by a trigger.
+                        await conn.execute(
+                            QUERIES["add_delivery_count"], (destination, "pending", 1)
+                        )
             return ids
 
         ids: list[int] = await self.write_call(write)
