@@ -21,7 +21,8 @@ CPU is the thread's own (``time.thread_time``: SQLite's work, not the fsync's wa
 wall is the commit's whole time, fsync included.
 
 Usage: python bench/commit_cost.py [--rows 1000000] [--batch 64] [--batches 300]
-                                   [--event-ids] [--folder /tmp/hookgate-commit-cost]
+                                   [--event-ids] [--page-size N] [--statements]
+                                   [--only NAME,...] [--folder /tmp/hookgate-commit-cost]
 Prints figures; asserts nothing.
 """
 
@@ -149,10 +150,14 @@ def event_id_stream(prefix: str) -> Iterator[str]:
         yield f"{prefix}-{n}"
 
 
-def build(path: Path, rows: int, event_ids: bool) -> None:
+def build(path: Path, rows: int, event_ids: bool, page_size: int) -> None:
     """The grown database, through the store's migrations and commit_batch only."""
     tmp = path.with_suffix(".partial")
     tmp.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(tmp)) as empty:
+        if page_size:  # before the file has a page, so before WAL mode
+            empty.execute(f"PRAGMA page_size = {page_size}")
+            empty.execute("VACUUM")
     conn = connect(tmp, "OFF")
     for number, script in enumerate(sql.MIGRATIONS, 1):
         conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
@@ -259,6 +264,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--event-ids", action="store_true", help="a new event id per webhook")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/hookgate-commit-cost"))  # noqa: S108
+    parser.add_argument(
+        "--page-size", type=int, default=0, help="SQLite page size of the database built"
+    )
     parser.add_argument("--only", default="", help="comma-separated variant names to run")
     parser.add_argument(
         "--statements", action="store_true", help="CPU per statement of the schema as it is"
@@ -267,10 +275,11 @@ def main() -> None:
 
     args.folder.mkdir(parents=True, exist_ok=True)
     keyed = "-keyed" if args.event_ids else ""
-    base = args.folder / f"base-{args.rows}-m{len(sql.MIGRATIONS)}{keyed}.db"
+    paged = f"-p{args.page_size}" if args.page_size else ""
+    base = args.folder / f"base-{args.rows}-m{len(sql.MIGRATIONS)}{keyed}{paged}.db"
     if not base.exists():
         print(f"growing {base} to {args.rows:,} messages")
-        build(base, args.rows, args.event_ids)
+        build(base, args.rows, args.event_ids, args.page_size)
     work = args.folder / "work.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{work}{suffix}").unlink(missing_ok=True)
