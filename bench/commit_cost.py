@@ -291,6 +291,8 @@ def main() -> None:
     ).fetchone()
     ids = Ids(message=last_message, delivery=last_delivery)
     objects = droppable(conn)
+    if args.event_ids:  # without it each dedup lookup and expiry scans every message
+        objects = [o for o in objects if o[1] != "messages_dedup"]
     variants: list[tuple[str, list[tuple[str, str, str]]]] = [("as is", [])]
     for obj in objects:
         variants += [(f"- {obj[1]}", [obj]), ("as is", [])]
