@@ -174,6 +174,31 @@ async def test_same_event_id_after_window_is_new(any_store: Store, backend: Back
     assert backend.rows("SELECT count(*) FROM deliveries") == [(2,)]
 
 
+async def test_same_event_id_after_window_within_one_batch(
+    any_store: Store, backend: Backend
+) -> None:
+    """The old holder gives its key up to the batch's first copy, whose window starts
+    after it; the later copies, the first's among them, are that copy's duplicates."""
+    now = time.time()
+    old = await any_store.accept(
+        new_message(event_id="evt_1", received_at=now - 100, dedup_window=60)
+    )
+    sizes = CommitSizes()
+    copies = await asyncio.gather(
+        *(
+            any_store.accept(new_message(event_id="evt_1", received_at=at, dedup_window=60))
+            for at in (now - 50, now, now + 1)
+        )
+    )
+    assert sizes.commits_and_webhooks() == (1, 3)
+    assert [c.duplicate for c in copies] == [False, True, True]
+    assert copies[0].message_id != old.message_id
+    assert {c.message_id for c in copies} == {copies[0].message_id}
+    assert backend.rows("SELECT count(*) FROM messages") == [(2,)]
+    assert await any_store.message_count() == 2
+    assert backend.rows("SELECT count(*) FROM deliveries") == [(2,)]
+
+
 async def test_same_event_id_after_window_with_real_time(
     any_store: Store, backend: Backend
 ) -> None:

@@ -17,13 +17,16 @@ SELECT coalesce(max(id), 0) FROM messages
 UPDATE meta SET value = ? WHERE key = 'heartbeat'
 
 -- expire_dedup_key --
--- An event id seen before the dedup window began no longer makes a duplicate.
+-- An event id seen before the dedup window began no longer makes a duplicate: run for
+-- the holders select_dedup_owners found too old, not for every message.
 UPDATE messages SET dedup_key = NULL WHERE source = ? AND dedup_key = ? AND received_at < ?
 
 -- insert_message --
+-- Only messages the dedup lookup found new: a conflict fails the commit (nothing is
+-- answered for a row that was not written).
 INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body,
     skipped)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- add_message_count --
 -- Inserts are counted here, once per commit, not by a trigger per row (about 1.3 µs a
@@ -38,10 +41,11 @@ INSERT INTO delivery_counts VALUES (?, ?, ?)
 ON CONFLICT (destination, state) DO UPDATE SET count = count + excluded.count
 
 -- select_dedup_owners --
--- Which message holds each event id: an equality and an IN list are what SQLite's
--- planner turns into index lookups (a row-value IN over VALUES scans the whole
--- table on SQLite 3.40).
-SELECT dedup_key, id FROM messages WHERE source = ? AND dedup_key IN ({keys})
+-- Which message holds each event id, before the batch's inserts: an equality and an
+-- IN list are what SQLite's planner turns into index lookups (a row-value IN over
+-- VALUES scans the whole table on SQLite 3.40). received_at is read from the table
+-- only for the keys found (duplicates), never for a new event id.
+SELECT dedup_key, id, received_at FROM messages WHERE source = ? AND dedup_key IN ({keys})
 
 -- insert_deliveries --
 -- A commit's new deliveries in one statement (cheaper than binding a row at a time):

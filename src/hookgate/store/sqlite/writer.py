@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sqlite3
 import time
 from collections import Counter, deque
@@ -294,20 +295,29 @@ def insert_messages(
     conn: sqlite3.Connection, messages: list[NewMessage], ids: list[int]
 ) -> list[Accepted]:
     """Insert the messages under ``ids`` and a delivery per destination of each new one,
-    and add them to the counts: once per commit, not per row (docs/benchmarks.md)."""
+    and add them to the counts: once per commit, not per row (docs/benchmarks.md).
+
+    A message is a duplicate when an earlier one holds its event id inside the dedup
+    window, in the database or earlier in the batch: it is answered with that one's
+    id and not inserted. What the lookup decided is what is inserted: a conflict
+    fails the whole batch rather than answer for a row that was not written.
+    """
     if not messages:
         return []
-    keyed = [m for m in messages if m.event_id is not None]
-    if keyed:
-        conn.executemany(
-            QUERIES["expire_dedup_key"],
-            [(m.source, m.event_id, m.received_at - m.dedup_window) for m in keyed],
-        )
-    inserted = conn.executemany(
-        QUERIES["insert_message"],
-        [
+    holders = live_dedup_holders(conn, messages)
+    results: list[Accepted] = []
+    new: list[tuple[Any, ...]] = []
+    rows: list[tuple[int, str, float]] = []
+    for message_id, m in zip(ids, messages, strict=True):
+        if m.event_id is not None:
+            owner = holders.setdefault((m.source, m.event_id), message_id)
+            if owner != message_id:  # held before, or by an earlier copy in the batch
+                results.append(Accepted(format_message_id(owner), duplicate=True))
+                continue
+        results.append(Accepted(format_message_id(message_id), duplicate=False))
+        new.append(
             (
-                i,
+                message_id,
                 m.source,
                 m.received_at,
                 m.event_type,
@@ -317,20 +327,11 @@ def insert_messages(
                 m.body,
                 encode_skipped(m.skipped),
             )
-            for i, m in zip(ids, messages, strict=True)
-        ],
-    ).rowcount  # a duplicate's row is not inserted (ON CONFLICT DO NOTHING)
-    if inserted:
-        conn.execute(QUERIES["add_message_count"], (inserted,))
-    owners = dedup_owners(conn, keyed) if keyed else {}
-    results: list[Accepted] = []
-    rows: list[tuple[int, str, float]] = []
-    for message_id, message in zip(ids, messages, strict=True):
-        owner = owners.get((message.source, message.event_id), message_id)
-        results.append(Accepted(format_message_id(owner), duplicate=owner != message_id))
-        if owner == message_id:
-            now = message.received_at
-            rows.extend((message_id, d, now) for d in message.destinations)
+        )
+        rows.extend((message_id, d, m.received_at) for d in m.destinations)
+    if new:
+        conn.executemany(QUERIES["insert_message"], new)
+        conn.execute(QUERIES["add_message_count"], (len(new),))
     if rows:
         conn.execute(QUERIES["insert_deliveries"], (orjson.dumps(rows),))
         pending = Counter(destination for _, destination, _ in rows)
@@ -340,25 +341,50 @@ def insert_messages(
     return results
 
 
-def dedup_owners(
+def live_dedup_holders(
     conn: sqlite3.Connection, messages: list[NewMessage]
-) -> dict[tuple[str, str | None], int]:
-    """Which message id holds each (source, event_id) after this batch's inserts.
+) -> dict[tuple[str, str], int]:
+    """The stored message holding each (source, event_id) of ``messages`` inside the
+    dedup window. A holder received before the window (of the batch's latest copy of
+    that event id) gives its key up, so that the event id makes a new message again.
 
-    One lookup per source and chunk of event ids, each an index search.
+    One lookup per source and chunk of event ids, each an index search; the key is
+    given up by an update only when that happens, not tried for every message (2.3 µs
+    a webhook: docs/benchmarks.md).
     """
+    cutoffs: dict[tuple[str, str], float] = {}
+    for m in messages:
+        if m.event_id is not None:
+            key = (m.source, m.event_id)
+            cutoffs[key] = max(cutoffs.get(key, -math.inf), m.received_at - m.dedup_window)
+    holders: dict[tuple[str, str], int] = {}
+    expired: list[tuple[str, str, float]] = []
+    for key, (message_id, received_at) in dedup_holders(conn, list(cutoffs)).items():
+        if received_at < cutoffs[key]:
+            expired.append((key[0], key[1], cutoffs[key]))
+        else:
+            holders[key] = message_id
+    if expired:
+        conn.executemany(QUERIES["expire_dedup_key"], expired)
+    return holders
+
+
+def dedup_holders(
+    conn: sqlite3.Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, float]]:
+    """(id, received_at) of the message holding each (source, event_id) of ``keys``."""
     by_source: dict[str, list[str]] = {}
-    for message in messages:
-        if message.event_id is not None:
-            by_source.setdefault(message.source, []).append(message.event_id)
-    owners: dict[tuple[str, str | None], int] = {}
+    for source, event_id in keys:
+        by_source.setdefault(source, []).append(event_id)
+    found: dict[tuple[str, str], tuple[int, float]] = {}
     for source, event_ids in by_source.items():
-        keys = list(dict.fromkeys(event_ids))
-        for start in range(0, len(keys), _LOOKUP_CHUNK):
-            chunk = keys[start : start + _LOOKUP_CHUNK]
-            for key, message_id in conn.execute(dedup_lookup(len(chunk)), (source, *chunk)):
-                owners[(source, key)] = message_id
-    return owners
+        for start in range(0, len(event_ids), _LOOKUP_CHUNK):
+            chunk = event_ids[start : start + _LOOKUP_CHUNK]
+            for key, message_id, received_at in conn.execute(
+                dedup_lookup(len(chunk)), (source, *chunk)
+            ):
+                found[(source, key)] = (message_id, received_at)
+    return found
 
 
 def dedup_lookup(keys: int) -> str:
