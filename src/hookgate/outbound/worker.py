@@ -718,25 +718,32 @@ class DestinationWorker:
     ) -> None:
         """Count, log and (for dead ones) alert each delivery's outcome."""
         for delivery, record in zip(deliveries, records, strict=True):
-            fields = {
-                "destination": self.name,
-                "message_id": delivery.message_id,
-                "webhook_id": webhook_id,
-                "attempt": record.attempts,
-                "status": record.status,
-                "duration_ms": round(record.duration_ms, 1),
-            }
             if record.state == "delivered":
                 self.delivered.inc()
                 if self._log_delivered:
+                    fields = self._log_fields(delivery, webhook_id, record)
                     log.debug("delivery.delivered", **fields)
             elif record.state == "dead":
                 self.dead.inc()
                 self.alerter.delivery_dead(self.name, delivery.message_id)
+                fields = self._log_fields(delivery, webhook_id, record)
                 log.error("delivery.dead", error=record.error, reason=record.dead_reason, **fields)
             else:
                 retry_in = round(record.next_attempt_at - time.time(), 3)
+                fields = self._log_fields(delivery, webhook_id, record)
                 log.warning("delivery.failed", error=record.error, retry_in_s=retry_in, **fields)
+
+    def _log_fields(
+        self, delivery: DueDelivery, webhook_id: str | None, record: AttemptRecord
+    ) -> dict[str, Any]:
+        return {
+            "destination": self.name,
+            "message_id": delivery.message_id,
+            "webhook_id": webhook_id,
+            "attempt": record.attempts,
+            "status": record.status,
+            "duration_ms": round(record.duration_ms, 1),
+        }
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for in-flight requests and the commits of their
