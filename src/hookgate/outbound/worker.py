@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
+import logging
 import random
 import time
 from collections.abc import Awaitable, Sequence
@@ -54,6 +56,13 @@ _RECORD_RETRY_FIRST = 0.5
 _RECORD_RETRY_MAX = 30.0
 # How long an attempt that crashed (a bug) keeps its deliveries from being claimed.
 _CRASH_HOLD = 30.0
+# With the store to itself, a claim reads at least this many deliveries: what does not
+# start at once waits in ``ready``. Under load a claim costs the event loop about 65 µs
+# before its first row (it steps over every leased delivery still pending in the
+# index) and about 5 µs a row after a commit (docs/benchmarks.md, "The delivery side,
+# stage by stage"): fewer, larger claims. At most the store's loop-side page, so that
+# the claim still reads on the event loop's thread.
+_CLAIM_ROWS = 64
 
 
 class DestinationWorker:
@@ -101,10 +110,18 @@ class DestinationWorker:
         self.wake = asyncio.Event()
         self.inflight: set[int] = set()
         self.requests: set[asyncio.Task[None]] = set()
+        # Outcomes handed to the store, not yet committed: no task waits for them (a
+        # task resumed per commit cost the loop a wake-up and a shield per delivery).
+        self.recording: set[asyncio.Future[Any]] = set()
         # Requests not yet answered. With the store to itself, an answered one's slot is
         # free while its outcome commits (its lease keeps it from a new claim); ordered
-        # or shared: only once committed.
+        # or shared: only once committed (``unsettled``).
         self.sending = 0
+        # Requests started whose outcome is not yet committed (or whose deliveries are
+        # not yet released).
+        self.unsettled = 0
+        # Read once: a filtered log call still costs about a microsecond per delivery.
+        self._log_delivered = log.is_enabled_for(logging.DEBUG)
         # Claimed, not yet started: requests for the next free slots (see _claim_due).
         self.ready: collections.deque[list[DueDelivery]] = collections.deque()
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -184,7 +201,7 @@ class DestinationWorker:
             return False
         changes = self._changes
         now = time.time()
-        limit = self.policy.concurrency
+        limit = self._page_rows()
         try:
             claimed = self.store.claim_due_at_once(self.name, now, limit)
         except StoreError:
@@ -227,6 +244,9 @@ class DestinationWorker:
                 if wait is None:  # the common case under load: no timer to arm and cancel
                     await self.wake.wait()
                     continue
+                if wait == 0:  # step again after one turn: a timeout of 0 raises to end
+                    await asyncio.sleep(0)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self.wake.wait()
@@ -239,10 +259,10 @@ class DestinationWorker:
             await self._release_ready()
             return None
         if self.destination.ordered:
-            free = 1 - len(self.requests)
+            free = 1 - self.unsettled
         elif self.coordination is not None:
             # Shared leases: a process killed holds no more than its concurrency.
-            free = self.policy.concurrency - len(self.requests)
+            free = self.policy.concurrency - self.unsettled
         else:
             free = self.policy.concurrency - self.sending
         if free <= 0:
@@ -292,8 +312,10 @@ class DestinationWorker:
     ) -> tuple[list[list[DueDelivery]], float | None]:
         # With leases that never expire, a whole page: what does not fit now is ready
         # for the next free slots. Shared leases expire: claim only what starts now.
-        pages = free if self.coordination is not None else self.policy.concurrency
-        limit = pages * self.destination.batch_max
+        if self.coordination is not None:
+            limit = free * self.destination.batch_max
+        else:
+            limit = self._page_rows()
         # Leased deliveries (in flight here or elsewhere) are not claimed again: one
         # that settles while the claim runs committed its result before its lease
         # ended, so it is either skipped or read in its new state, never restarted.
@@ -318,6 +340,10 @@ class DestinationWorker:
         if self.coordination is None:
             self._drained = (changes, next_due)
         return groups, None if next_due is None else max(0.0, next_due - now)
+
+    def _page_rows(self) -> int:
+        """How many deliveries a claim reads with the store to itself."""
+        return max(self.policy.concurrency * self.destination.batch_max, _CLAIM_ROWS)
 
     async def _claim_head(self, now: float) -> tuple[list[list[DueDelivery]], float | None]:
         """Ordered: only the oldest pending deliveries, and only once they are due."""
@@ -356,20 +382,20 @@ class DestinationWorker:
         task = self._event_loop.create_task(self._attempt(deliveries))
         self.requests.add(task)
         self.sending += 1
+        self.unsettled += 1
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        # Wake only once the task has left ``requests``: a wake-up that still
-        # counted it would see no free slot and sleep with work due.
+        # No wake-up: the slots free when the answer comes (``_answered``) or, ordered
+        # or shared, when the outcome commits or the deliveries are released (``_settled``).
         self.requests.discard(task)
-        self.wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "dispatch.attempt_crashed", destination=self.name, error=repr(task.exception())
             )
 
     async def _attempt(self, deliveries: list[DueDelivery]) -> None:
-        recorded = False
+        handed = False
         try:
             try:
                 records, request = await self._deliver(deliveries)
@@ -381,17 +407,110 @@ class DestinationWorker:
                 return
             finally:
                 self._answered()
-            await self._record(records)
-            recorded = True
-            if any(r.state == "pending" for r in records):
-                self.work_arrived()  # a retry: it may come due before the next known one
-            self._report(deliveries, request.webhook_id if request else None, records)
+            self._record_soon(deliveries, request, records)
+            handed = True
         finally:
-            self.inflight -= {d.id for d in deliveries}
-            if not recorded:
+            if not handed:
                 # Cancelled (a reload or a shutdown past its grace) or crashed: the
                 # deliveries are due again, here or in another process.
+                self._settled(deliveries)
                 self._release_soon([d.id for d in deliveries])
+
+    def _record_soon(
+        self,
+        deliveries: list[DueDelivery],
+        request: OutboundRequest | None,
+        records: list[AttemptRecord],
+    ) -> None:
+        """Queue the outcomes for the store's next commit; ``_recorded`` follows it.
+
+        The deliveries stay in flight (and leased) until then: one that reached its
+        destination is never claimed and sent again only because its result was not
+        yet written.
+        """
+        try:
+            writes = [self.store.record_attempt(r) for r in records]
+        except StoreError as exc:
+            self._record_later(deliveries, request, records, str(exc))
+            return
+        write = asyncio.ensure_future(writes[0]) if len(writes) == 1 else asyncio.gather(*writes)
+        self.recording.add(write)
+        write.add_done_callback(functools.partial(self._recorded, deliveries, request, records))
+
+    def _recorded(
+        self,
+        deliveries: list[DueDelivery],
+        request: OutboundRequest | None,
+        records: list[AttemptRecord],
+        write: asyncio.Future[Any],
+    ) -> None:
+        self.recording.discard(write)
+        error = None if write.cancelled() else write.exception()
+        if error is None and not write.cancelled():
+            self._committed(deliveries, request, records)
+            return
+        if isinstance(error, StoreError):
+            self._record_later(deliveries, request, records, str(error))
+            return
+        if error is not None:  # a bug in the store: as a crashed attempt
+            log.error("dispatch.attempt_crashed", destination=self.name, error=repr(error))
+        self._settled(deliveries)
+        self._release_soon([d.id for d in deliveries])
+
+    def _record_later(
+        self,
+        deliveries: list[DueDelivery],
+        request: OutboundRequest | None,
+        records: list[AttemptRecord],
+        error: str,
+    ) -> None:
+        """The store could not take the outcomes: write them again with backoff, in a
+        task that a shutdown waits for (and cancels past its grace)."""
+        log.error(
+            "delivery.record_failed",
+            destination=self.name,
+            deliveries=len(records),
+            error=error,
+            retry_in_s=_RECORD_RETRY_FIRST,
+        )
+        task = self._event_loop.create_task(self._record_again(deliveries, request, records))
+        self.requests.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _record_again(
+        self,
+        deliveries: list[DueDelivery],
+        request: OutboundRequest | None,
+        records: list[AttemptRecord],
+    ) -> None:
+        recorded = False
+        try:
+            await asyncio.sleep(_RECORD_RETRY_FIRST)
+            await self._record(records, _RECORD_RETRY_FIRST * 2)
+            recorded = True
+            self._committed(deliveries, request, records)
+        finally:
+            if not recorded:
+                self._settled(deliveries)
+                self._release_soon([d.id for d in deliveries])
+
+    def _committed(
+        self,
+        deliveries: list[DueDelivery],
+        request: OutboundRequest | None,
+        records: list[AttemptRecord],
+    ) -> None:
+        self._settled(deliveries)
+        if any(r.state == "pending" for r in records):
+            self.work_arrived()  # a retry: it may come due before the next known one
+        self._report(deliveries, request.webhook_id if request else None, records)
+
+    def _settled(self, deliveries: list[DueDelivery]) -> None:
+        """The attempt is over: committed, or its deliveries are being released."""
+        self.inflight.difference_update(d.id for d in deliveries)
+        self.unsettled -= 1
+        if self.destination.ordered or self.coordination is not None:
+            self.wake.set()  # their slot frees only now
 
     def _release_soon(self, delivery_ids: list[int]) -> None:
         """End leases from code that cannot await (a task being cancelled)."""
@@ -486,13 +605,9 @@ class DestinationWorker:
             )
         ]
 
-    async def _record(self, records: list[AttemptRecord]) -> None:
-        """Commit the outcomes, retrying with backoff while the store cannot write.
-
-        The deliveries stay in flight meanwhile: one that reached its destination is
-        never claimed and sent again only because its result was not yet written.
-        """
-        delay = _RECORD_RETRY_FIRST
+    async def _record(self, records: list[AttemptRecord], delay: float) -> None:
+        """Commit the outcomes, retrying with backoff (from ``delay``) while the store
+        cannot write. The deliveries stay in flight meanwhile (``_record_soon``)."""
         while True:
             try:
                 committed = [self.store.record_attempt(r) for r in records]
@@ -603,34 +718,48 @@ class DestinationWorker:
     ) -> None:
         """Count, log and (for dead ones) alert each delivery's outcome."""
         for delivery, record in zip(deliveries, records, strict=True):
-            fields = {
-                "destination": self.name,
-                "message_id": delivery.message_id,
-                "webhook_id": webhook_id,
-                "attempt": record.attempts,
-                "status": record.status,
-                "duration_ms": round(record.duration_ms, 1),
-            }
             if record.state == "delivered":
                 self.delivered.inc()
-                log.debug("delivery.delivered", **fields)
+                if self._log_delivered:
+                    fields = self._log_fields(delivery, webhook_id, record)
+                    log.debug("delivery.delivered", **fields)
             elif record.state == "dead":
                 self.dead.inc()
                 self.alerter.delivery_dead(self.name, delivery.message_id)
+                fields = self._log_fields(delivery, webhook_id, record)
                 log.error("delivery.dead", error=record.error, reason=record.dead_reason, **fields)
             else:
                 retry_in = round(record.next_attempt_at - time.time(), 3)
+                fields = self._log_fields(delivery, webhook_id, record)
                 log.warning("delivery.failed", error=record.error, retry_in_s=retry_in, **fields)
 
+    def _log_fields(
+        self, delivery: DueDelivery, webhook_id: str | None, record: AttemptRecord
+    ) -> dict[str, Any]:
+        return {
+            "destination": self.name,
+            "message_id": delivery.message_id,
+            "webhook_id": webhook_id,
+            "attempt": record.attempts,
+            "status": record.status,
+            "duration_ms": round(record.duration_ms, 1),
+        }
+
     async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for in-flight requests, then cancel the rest."""
-        tasks = set(self.requests)
-        if not tasks:
+        """Wait up to ``grace`` seconds for in-flight requests and the commits of their
+        outcomes, then cancel the requests still running.
+
+        An outcome already queued is left to its commit: the store commits what is
+        queued before it closes.
+        """
+        waiting: set[asyncio.Future[Any]] = {*self.requests, *self.recording}
+        if not waiting:
             return
-        _, still_running = await asyncio.wait(tasks, timeout=grace)
-        for task in still_running:
+        _, still_running = await asyncio.wait(waiting, timeout=grace)
+        tasks = [t for t in still_running if t in self.requests]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*still_running, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _unless_cancelled_first(write: Awaitable[Any]) -> None:

@@ -16,8 +16,9 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from hookgate import __version__, config
+from hookgate.errors import StoreError
 from hookgate.outbound.client import HttpClient
-from hookgate.store import DueDelivery, parse_message_id
+from hookgate.store import AttemptRecord, DueDelivery, parse_message_id
 from hookgate.store.sqlite import SQLiteStore
 
 from ..harness import Downstream, Received, Relay, wait_for
@@ -576,3 +577,42 @@ async def test_request_cut_off_by_a_reload_is_attempted_again(
     assert await relay.wait_state(message_id, "delivered") == ("delivered", 1, 200, None)
     release.set()
     assert [r.headers.get("X-New") for r in downstream.received] == [None, "1"]
+
+
+class FailingOutcomeStore(SQLiteStore):
+    """The real store, whose first ``failures`` outcome writes fail as a commit would."""
+
+    failures = 2
+
+    def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
+        if self.failures:
+            self.failures -= 1
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(StoreError("commit failed: disk I/O error"))
+            return failed
+        return super().record_attempt(record)
+
+
+async def test_an_outcome_whose_commit_fails_is_written_again_not_sent_again(
+    sqlite_relay: Relay, downstream: Downstream
+) -> None:
+    """The answered delivery stays in flight (leased) while its outcome cannot be
+    committed, so no claim sends it again; the outcome is written once the store takes it."""
+    relay = sqlite_relay
+    await relay.start(
+        '[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n',
+        store_type=FailingOutcomeStore,
+    )
+    assert relay.dispatcher is not None
+    worker = relay.dispatcher.workers["orders"]
+    first = await relay.accept()
+    await wait_for(lambda: len(downstream.received) == 1)
+    # Other commits wake the worker meanwhile: none may claim the held delivery.
+    others = [await relay.accept() for _ in range(3)]
+    for message_id in [first, *others]:
+        await relay.wait_state(message_id, "delivered")
+    await relay.run_until_idle()
+    assert not worker.inflight and not worker.recording and worker.unsettled == 0
+    sent = [r.headers["webhook-id"] for r in downstream.received]
+    assert sorted(sent) == sorted([first, *others])  # each once
+    assert relay.rows("SELECT count(*) FROM attempts") == [(4,)]
