@@ -293,6 +293,11 @@ class Connection(asyncio.Protocol):
         self._idle_deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def queued(self) -> int:
+        """Requests parsed and waiting behind the one being answered."""
+        return len(self._waiting)
+
     # -- asyncio's side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
