@@ -546,6 +546,7 @@ OBS_FOLD = http("/hooks/raw", b"{}", [b"X-Folded: a", b" folded"])
 SPACE_IN_NAME = http("/hooks/raw", b"{}", [b"X Bad: a"])
 SPACE_BEFORE_COLON = http("/hooks/raw", b"{}", [b"Content-Type : text/plain"])
 BARE_LF = http("/hooks/raw", b"{}").replace(b"\r\n", b"\n")
+NOT_UTF8 = http("/hooks/raw", b"{}", [b"X-Latin-1: caf\xe9"])
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ABSOLUTE_OPEN = legit("http://evil.example/hooks/raw", body_for("absolute-form-open"))
 A = "the HTTP server refuses it before the handler sees it (bad_request)"
@@ -636,6 +637,8 @@ CASES = [
     Case((400,), True, "TLS ClientHello on the plain port", send(TLS_CLIENT_HELLO), A),
     Case((400,), True, "HTTP/2 prior-knowledge preface", send(HTTP2_PREFACE), A),
     Case((400,), True, "NUL byte in the request target", send(http(b"/hooks/raw\0", b"{}")), A),
+    Case((400,), True, "header value not UTF-8", send(NOT_UTF8),
+         f"{A}: headers are stored as UTF-8 text (aiohttp answered 500)"),
     Case((401, 202), False, "1000 forged requests pipelined, then one valid", pipelined_flood),
 ]
 # fmt: on

@@ -10,9 +10,10 @@ written in one piece.
   bad header tokens, bare LF, unknown methods and versions. On top of it, the limits
   aiohttp's parser had (request target and each header name or value at most
   ``MAX_LINE`` bytes, at most ``MAX_HEADERS`` header lines), a whole head of at most
-  ``HEAD_BYTES``, and ``Transfer-Encoding`` only ``chunked``. A refused request gets
-  a JSON error (400 ``bad_request``, 414 ``uri_too_long``, 431 ``headers_too_large``),
-  one log line (``Application.refused``) and the connection closes.
+  ``HEAD_BYTES``, ``Transfer-Encoding`` only ``chunked``, header values in UTF-8. A
+  refused request gets a JSON error (400 ``bad_request``, 414 ``uri_too_long``, 431
+  ``headers_too_large``), one log line (``Application.refused``) and the connection
+  closes.
 - **Time**: a connection must deliver a request head within ``keepalive`` of
   connecting or of its last answer (partial data or not), else it is closed with no
   answer; the same deadline closes idle keep-alive connections. The body's deadline
@@ -394,7 +395,13 @@ class Connection(asyncio.Protocol):
                 raise _Refused()
         elif size == 6 and name.lower() == b"expect":
             self._expect_continue = value.strip().lower() == b"100-continue"
-        headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            # Headers are stored and forwarded as UTF-8 text; llhttp lets any byte through.
+            self._refuse(400, "bad_request", "a header value is not UTF-8")
+            raise _Refused() from None
+        headers.append((name.decode("latin-1"), text))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -549,7 +556,7 @@ class Connection(asyncio.Protocol):
     def shut_down(self) -> None:
         """The server stops: close now if idle, else after the current answer."""
         self._closing = True
-        if self._answering is None and self._refusal is None:
+        if self._answering is None:
             self.close()
 
     def close(self) -> None:
