@@ -27,10 +27,14 @@ written in one piece.
   answered in order; reading pauses while a parsed request waits for its turn or the
   transport's write buffer is full, so a client that does not read its answers holds
   at most a read's worth of requests and one body.
-- **Closing**: after an answer that leaves part of its request unread (413, 408, a
-  refused head), the connection reads and drops what comes for ``LINGER_TIME`` (so
-  that the client gets the answer rather than a reset) and closes; a connection
-  still not closed ``CLOSE_TIME`` later (its peer reads nothing) is aborted.
+- **Closing**: an answer given before its request's body arrived (413, 405, 408...)
+  keeps the connection, as aiohttp did: the rest of the body is parsed and dropped,
+  and the connection closes only if it does not end within ``LINGER_TIME``. (With
+  ``Connection: close`` on such an answer, a proxy streaming the body, Caddy, stopped
+  sending it and reset its client.) After a refused head nothing more can be parsed:
+  what comes is dropped for ``LINGER_TIME`` (so that the client gets the answer
+  rather than a reset), then the connection closes. A connection still not closed
+  ``CLOSE_TIME`` later (its peer reads nothing) is aborted.
 - **Shutdown** (``Server.close``): stop accepting, close idle connections, let the
   requests in flight reach their answers within the grace, then abort the rest.
 """
@@ -286,6 +290,8 @@ class Connection(asyncio.Protocol):
         # The connection's state
         self._refusal: Response | None = None  # answered once the requests before it are
         self._discarding = False  # nothing more is parsed
+        self._draining = False  # the body of a request already answered is dropped
+        self._drain_timer: asyncio.TimerHandle | None = None
         self._eof = False
         self._closing = False  # close after the current answer
         self._lost = False
@@ -425,7 +431,7 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         request = self._parsing
-        if request is not None:
+        if request is not None and not self._draining:
             request.receive(body)
 
     def on_message_complete(self) -> None:
@@ -434,6 +440,16 @@ class Connection(asyncio.Protocol):
         if request is not None:
             self._parsing = None
             request.finish()
+        if self._draining:
+            self._draining = False
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
+            self._go_idle()
+
+    def _drain_expired(self) -> None:
+        if self._draining:
+            self._draining = False
+            self._linger()
 
     # -- answering
 
@@ -458,13 +474,7 @@ class Connection(asyncio.Protocol):
         if self._lost:
             self.server.check_drained()
             return
-        keep = (
-            request.keep_alive
-            and request.body_complete
-            and not request.too_large
-            and not self._closing
-            and not self._eof
-        )
+        keep = request.keep_alive and not self._closing and not self._eof
         self.write(_encode(response, keep, request.method != "HEAD"))
         if not keep:
             unread = bool(self._waiting) or self._refusal is not None or self._parsing is not None
@@ -473,6 +483,16 @@ class Connection(asyncio.Protocol):
                 self._linger()
             else:
                 self.close()
+        elif not request.body_complete:
+            if self._discarding:  # the parser stopped: the rest cannot be read
+                self._linger()
+            else:
+                # Answered before its body arrived (413, 405...): the rest is read and
+                # dropped and the connection kept, as a proxy streaming the body
+                # expects; closed if the body does not end soon.
+                self._draining = True
+                linger = min(LINGER_TIME, self.app.request_timeout)
+                self._drain_timer = self.loop.call_later(linger, self._drain_expired)
         elif self._waiting:
             self._start(self._waiting.popleft())
             self._update_reading()
@@ -493,6 +513,10 @@ class Connection(asyncio.Protocol):
             return
         self._discarding = True
         self.app.refused(self.peer, status, code)
+        if self._draining:  # a body already answered: no second answer
+            self._draining = False
+            self._linger()
+            return
         self._refusal = _error_response(status, code, detail)
         if self._parsing is not None:
             self._parsing.fail(ConnectionResetError("the request was refused"))
