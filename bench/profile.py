@@ -51,6 +51,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("delivery: claims, request building", ("outbound/",)),
     ("ingest: hookgate handler", ("inbound/listener.py",)),
     ("writer: group commit, event loop side", ("store/sqlite/writer.py",)),
+    ("ingest: HTTP server (inbound/http1.py)", ("inbound/http1.py",)),
     ("ingest: aiohttp server", ("aiohttp/web_protocol", "aiohttp/http_parser", "aiohttp/web")),
     ("aiosqlite calls, event loop side", ("aiosqlite", "sqlite3")),
 ]
@@ -71,9 +72,10 @@ WAITING = _waiting_line()
 INGEST_STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("verification (providers)", ("hookgate/providers/",)),
     ("commit frame to the daemon, answer frames", ("inbound/processes.py", "hookgate/children.py")),
-    ("hookgate handler: answer (web.Response)", ("_json (", "_error (")),
+    ("hookgate handler: answer (http1.Response)", ("_json (", "_error (")),
     ("hookgate handler: message (JSON, extraction, headers)", ("_message (",)),
     ("hookgate handler: other (head checks, body, routing)", ("inbound/listener.py",)),
+    ("HTTP server (inbound/http1.py)", ("inbound/http1.py",)),
     ("aiohttp server", ("aiohttp/",)),
 ]
 # The daemon's stages when ingest processes serve the ingress.

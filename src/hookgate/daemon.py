@@ -21,6 +21,7 @@ from hookgate import config as config_module
 from hookgate.admin.listener import Admin
 from hookgate.config import Config, parse_listen
 from hookgate.errors import ConfigError, StartupError, StoreError
+from hookgate.inbound import http1
 from hookgate.inbound import processes as ingest_processes
 from hookgate.inbound.listener import KEEPALIVE_TIMEOUT, Ingress, tls_context
 from hookgate.outbound.alerts import Alerter
@@ -51,6 +52,7 @@ class _Running:
     dispatcher: Dispatcher
     alerter: Alerter
     ingress: Ingress | None = None
+    ingress_server: http1.Server | None = None
     ingest: ingest_processes.IngestProcesses | None = None
     admin: Admin | None = None
     runners: list[web.BaseRunner] = field(default_factory=list)
@@ -167,11 +169,8 @@ class Daemon:
     async def _listen_ingress(
         self, running: _Running, ingress: Ingress, tls: ssl.SSLContext | None
     ) -> None:
-        server = self.config.server
-        ingress_runner = web.ServerRunner(ingress.server(), handler_cancellation=False)
-        running.runners.append(
-            await _serve(ingress_runner, server.listen, tls, server.shutdown_grace)
-        )
+        running.ingress_server = ingress.server(tls)
+        await running.ingress_server.listen(*parse_listen(self.config.server.listen))
 
     async def _listen_admin(self, running: _Running, admin: Admin) -> None:
         server = self.config.server
@@ -188,6 +187,8 @@ class Daemon:
         # Ingress first: stop accepting and let in-flight requests reach their commit.
         if running.ingest is not None:
             await running.ingest.close()
+        if running.ingress_server is not None:
+            await running.ingress_server.close(float(grace))
         for runner in running.runners:
             await runner.cleanup()
         await running.dispatcher.stop(grace)

@@ -6,7 +6,6 @@ and JSON error. A 2xx leaves only after the outbox writer's commit returned.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -15,11 +14,11 @@ from typing import Any, Protocol
 
 import orjson
 import structlog
-from aiohttp import web
 
 from hookgate import addresses, filters, metrics, providers, wire
 from hookgate.config import Config, DestinationConfig, SourceConfig
 from hookgate.errors import StartupError, StoreError, VerificationFailed
+from hookgate.inbound import http1
 from hookgate.inbound.routing import Router, request_document
 from hookgate.store import Accepted, NewMessage
 
@@ -44,9 +43,8 @@ _UNSTORED_HEADERS = frozenset(
     }
 )
 _RETRY_AFTER_SECONDS = "5"
-# Idle keep-alive connections are closed after this; aiohttp's default is an hour.
-KEEPALIVE_TIMEOUT = 15.0
-_READ_CHUNK = 65536
+# Idle keep-alive connections are closed after this (or request_timeout, if shorter).
+KEEPALIVE_TIMEOUT = http1.KEEPALIVE_TIMEOUT
 # A webhook relayed through more hookgates than this is taken to be going round a loop.
 MAX_HOPS = 10
 
@@ -244,7 +242,7 @@ class Counts:
 
 
 class Ingress:
-    """The aiohttp application that receives webhooks."""
+    """The application that receives webhooks, served by ``http1.Server``."""
 
     def __init__(self, config: Config, outbox: Outbox, tallies: Tallies | None = None) -> None:
         self.outbox = outbox
@@ -267,24 +265,22 @@ class Ingress:
             for name, source in config.sources.items()
         }
 
-    def server(self) -> web.Server:
-        """A low-level aiohttp server: sources are a dict lookup, no router or middlewares.
+    def server(self, tls: ssl.SSLContext | None = None) -> http1.Server:
+        """The HTTP server for this ingress (not listening yet: ``listen``/``serve_socket``).
 
-        aiohttp closes a connection that has not delivered a whole request head
-        within ``keepalive_timeout`` of connecting (or of its last answer), partial
-        data or not: with ``request_timeout`` there, slow headers meet the same
-        deadline as a slow body. Bodies are never decompressed (see ``_receive``).
+        It closes a connection that has not delivered a whole request head within
+        ``min(KEEPALIVE_TIMEOUT, request_timeout)`` of connecting (or of its last
+        answer), partial data or not: slow headers meet the same deadline as a slow
+        body. Bodies are never decompressed (see ``_receive``).
         """
-        return web.Server(
-            self.handle,
-            access_log=None,
-            keepalive_timeout=min(KEEPALIVE_TIMEOUT, self.request_timeout),
-            # After a 408/413, aiohttp reads and drops the unread body this long.
-            lingering_time=min(1.0, self.request_timeout),
-            auto_decompress=False,
-        )
+        return http1.Server(self, tls)
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    def refused(self, peer: str | None, status: int, code: str) -> None:
+        """A request the HTTP server refused before routing (malformed, over a limit)."""
+        self.tallies.rejected("", code)
+        log.warning("webhook.rejected", source=None, status=status, reason=code, peer=peer)
+
+    async def handle(self, request: http1.Request) -> http1.Response:
         started = time.monotonic()
         route = self.routes.get(request.path)
         try:
@@ -296,8 +292,8 @@ class Ingress:
             return _error(exc)
 
     async def _receive(
-        self, route: Route, request: web.BaseRequest, started: float
-    ) -> web.Response:
+        self, route: Route, request: http1.Request, started: float
+    ) -> http1.Response:
         self._check_request_head(route, request)
         body = await self._read_body(request, started)
         now = time.time()
@@ -322,7 +318,7 @@ class Ingress:
         message = self._message(route, request, body, now)
         return await self._store(route, message)
 
-    def _inbound(self, route: Route, request: web.BaseRequest, body: bytes) -> providers.Request:
+    def _inbound(self, route: Route, request: http1.Request, body: bytes) -> providers.Request:
         """The request as providers see it, at the URL the provider sent it to, its
         query string as sent (signatures cover the bytes, not a re-encoding)."""
         target = request.raw_path
@@ -339,7 +335,7 @@ class Ingress:
         greeters: tuple[tuple[str, providers.Greeter], ...],
         request: providers.Request,
         now: float,
-    ) -> web.Response | None:
+    ) -> http1.Response | None:
         """The answer to a handshake among ``greeters``; None for any other request."""
         try:
             answer = Greeters.first(greeters, request, now)
@@ -351,14 +347,9 @@ class Ingress:
         if answer is None:
             return None
         log.info("handshake.answered", source=route.name, method=request.method)
-        return web.Response(
-            status=answer.status,
-            body=answer.body,
-            content_type=answer.content_type,
-            headers=dict(answer.headers),
-        )
+        return http1.Response(answer.status, answer.body, answer.content_type, answer.headers)
 
-    def _check_request_head(self, route: Route, request: web.BaseRequest) -> None:
+    def _check_request_head(self, route: Route, request: http1.Request) -> None:
         """The checks that need no body: method, loop, client address, encoding."""
         if request.method not in route.methods and request.method not in route.greeters.methods:
             allow = ", ".join(sorted(route.methods))
@@ -373,7 +364,7 @@ class Ingress:
             # Signatures cover the bytes as sent, and a compressed body is a zip-bomb risk.
             raise Rejected(415, "unsupported_encoding", "send the body without Content-Encoding")
 
-    async def _store(self, route: Route, message: NewMessage) -> web.Response:
+    async def _store(self, route: Route, message: NewMessage) -> http1.Response:
         """Commit the message; answer only once the commit returned."""
         try:
             accepted = await self.outbox.accept(message)
@@ -403,39 +394,30 @@ class Ingress:
         )
         return _json(202, {"id": accepted.message_id})
 
-    async def _read_body(self, request: web.BaseRequest, started: float) -> bytes:
+    async def _read_body(self, request: http1.Request, started: float) -> bytes:
+        """The body; the server stops buffering it past the ``max_body`` of its head."""
         length = request.content_length
-        if length is not None and length > self.max_body:
-            raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
-        if request.content.is_eof():
-            # The whole body is already buffered (the common small webhook): no
-            # timer, no awaiting.
-            body = request.content.read_nowait()
-            if len(body) > self.max_body:
-                raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
-            return body
-        remaining = self.request_timeout - (time.monotonic() - started)
         try:
-            async with asyncio.timeout(remaining):
-                return await self._read_limited(request)
+            if length is not None and length > request.limit:
+                raise http1.BodyTooLarge()
+            if request.body_complete:
+                # The whole body is already buffered (the common small webhook): no
+                # timer, no awaiting.
+                return request.body
+            remaining = self.request_timeout - (time.monotonic() - started)
+            return await request.read_body(remaining)
+        except http1.BodyTooLarge:
+            raise Rejected(
+                413, "payload_too_large", f"the body exceeds {request.limit} bytes"
+            ) from None
         except TimeoutError:
             raise Rejected(408, "request_timeout", "the request did not arrive in time") from None
         except ConnectionError:
             # The client (or a proxy that gave up on it) closed mid-body: an answer it
-            # will not read, and a log line instead of aiohttp's traceback.
+            # will not read, and a log line.
             raise Rejected(400, "incomplete_body", "the connection closed mid-body") from None
 
-    async def _read_limited(self, request: web.BaseRequest) -> bytes:
-        body = bytearray()
-        while chunk := await request.content.read(_READ_CHUNK):
-            body += chunk
-            if len(body) > self.max_body:
-                raise Rejected(413, "payload_too_large", f"the body exceeds {self.max_body} bytes")
-        return bytes(body)
-
-    def _message(
-        self, route: Route, request: web.BaseRequest, body: bytes, now: float
-    ) -> NewMessage:
+    def _message(self, route: Route, request: http1.Request, body: bytes, now: float) -> NewMessage:
         document: Any = None
         # Parsed at most once, for the extractions and the content filters alike.
         parsed: Any = filters.MISSING
@@ -473,7 +455,7 @@ class Ingress:
         """Did this relay send it (a destination pointing back here), or too many relays?"""
         return self.own_via in via or via.count(wire.VIA_PREFIX) >= MAX_HOPS
 
-    def client_ip(self, request: web.BaseRequest) -> addresses.IPAddress | None:
+    def client_ip(self, request: http1.Request) -> addresses.IPAddress | None:
         """The client's address; X-Forwarded-For counts only when the peer is a trusted proxy."""
         peer = addresses.parse_address(request.remote)
         if not self.trusted_proxies or not addresses.within(peer, self.trusted_proxies):
@@ -491,7 +473,7 @@ class Ingress:
                 return address
         return client
 
-    def _log_rejected(self, route: Route | None, request: web.BaseRequest, exc: Rejected) -> None:
+    def _log_rejected(self, route: Route | None, request: http1.Request, exc: Rejected) -> None:
         self.tallies.rejected(route.name if route else "", exc.code)
         log.warning(
             "webhook.rejected",
@@ -507,13 +489,12 @@ class Ingress:
 
 def _json(
     status: int, payload: dict[str, Any], headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
-    )
+) -> http1.Response:
+    pairs = tuple(headers.items()) if headers else ()
+    return http1.Response(status, orjson.dumps(payload), "application/json", pairs)
 
 
-def _error(exc: Rejected) -> web.Response:
+def _error(exc: Rejected) -> http1.Response:
     return _json(exc.status, {"error": exc.code, "detail": exc.detail}, exc.headers)
 
 

@@ -1,14 +1,14 @@
 """Ingest processes: the ingress served by child processes, on the machine's other cores.
 
-Per webhook, aiohttp's server (about 40 us of a core) and hookgate's handler (about
-20 us) cost more than the store's writer needs (docs/benchmarks.md), and all of it ran
-on the daemon's one event loop. With ``server.ingest_processes = N`` the daemon binds
-the ingress socket (so a port in use still fails the start) and N children share it:
-each runs the same ``Ingress`` (routing, head checks, body limits and timeouts,
-verification, handshakes, extraction, filters) and, where the daemon would commit,
-sends the ``NewMessage`` to the daemon over a Unix socket. The daemon hands it to the
-store's writer and answers once the commit returned: the child's 2xx still leaves only
-after the commit, and a store error is the same 503 with Retry-After.
+Per webhook, the HTTP server and hookgate's handler cost more than the store's writer
+needs (docs/benchmarks.md), and all of it ran on the daemon's one event loop. With
+``server.ingest_processes = N`` the daemon binds the ingress socket (so a port in use
+still fails the start) and N children share it: each runs the same ``Ingress``
+(routing, head checks, body limits and timeouts, verification, handshakes, extraction,
+filters) and, where the daemon would commit, sends the ``NewMessage`` to the daemon
+over a Unix socket. The daemon hands it to the store's writer and answers once the
+commit returned: the child's 2xx still leaves only after the commit, and a store error
+is the same 503 with Retry-After.
 
 The counts stay whole in the daemon's /metrics and alert rules: the daemon counts
 received and duplicate webhooks from the commits it answers, and a child reports each
@@ -33,7 +33,6 @@ from typing import Any
 
 import msgspec
 import structlog
-from aiohttp import web
 
 from hookgate import children
 from hookgate.config import Config, Duration, Size, parse_listen
@@ -302,14 +301,9 @@ async def serve_child(fd: int, listen_fds: Sequence[int]) -> None:
     ingress = Ingress(config, daemon, daemon)
     server = config.server
     tls = tls_context(server.tls_cert, server.tls_key)
-    runner = web.ServerRunner(ingress.server(), handler_cancellation=False)
-    await runner.setup()
+    http_server = ingress.server(tls)
     for listen_fd in listen_fds:
-        sock = socket.socket(fileno=listen_fd)
-        site = web.SockSite(
-            runner, sock, ssl_context=tls, shutdown_timeout=float(server.shutdown_grace)
-        )
-        await site.start()
+        await http_server.serve_socket(socket.socket(fileno=listen_fd))
     # What start-up made lives as long as the process: out of the collector's way, so
     # that its collections walk only what requests allocate (docs/benchmarks.md:
     # "the group commit drained on the SQLite thread").
@@ -322,7 +316,7 @@ async def serve_child(fd: int, listen_fds: Sequence[int]) -> None:
     if daemon.link.lost.done():
         daemon.fail_waiting()
     # Stop accepting; the requests in flight get their commits' answers.
-    await runner.cleanup()
+    await http_server.close(float(server.shutdown_grace))
     reloads.cancel()
     daemon.link.close()
 

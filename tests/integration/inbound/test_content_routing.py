@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from hookgate import config
 from hookgate.inbound.listener import Ingress
@@ -65,15 +64,14 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[aiohttp.ClientSession, s
     cfg = config.load(path, {})
     store = SQLiteStore(cfg.storage.path)
     await store.open()
-    runner = web.ServerRunner(Ingress(cfg, store).server(), shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, HOST, 0).start()
+    http_server = Ingress(cfg, store).server()
+    await http_server.listen(HOST, 0)
     session = aiohttp.ClientSession()
     try:
-        yield session, f"http://{HOST}:{runner.addresses[0][1]}", store
+        yield session, f"http://{HOST}:{http_server.sockets[0].getsockname()[1]}", store
     finally:
         await session.close()
-        await runner.cleanup()
+        await http_server.close(1.0)
         await store.close()
 
 

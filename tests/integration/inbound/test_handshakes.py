@@ -20,7 +20,6 @@ import aiohttp
 import orjson
 import pytest
 import yarl
-from aiohttp import web
 from nacl.signing import SigningKey
 from twilio.request_validator import RequestValidator
 
@@ -151,16 +150,16 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     store = SQLiteStore(cfg.storage.path)
     await store.open()
     ingress = Ingress(cfg, store)
-    runner = web.ServerRunner(ingress.server(), handler_cancellation=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
+    http_server = ingress.server()
+    await http_server.listen(HOST, 0)
     session = aiohttp.ClientSession()
     try:
-        yield Server(ingress, tmp_path, session, f"http://{HOST}:{runner.addresses[0][1]}")
+        yield Server(
+            ingress, tmp_path, session, f"http://{HOST}:{http_server.sockets[0].getsockname()[1]}"
+        )
     finally:
         await session.close()
-        await runner.cleanup()
+        await http_server.close(1.0)
         await store.close()
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from hookgate import config
 from hookgate.inbound.listener import Ingress
@@ -149,14 +148,10 @@ async def serve(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         await store.open()
         cleanups.append(store.close)
         ingress = Ingress(cfg, store)
-        runner = web.ServerRunner(
-            ingress.server(), handler_cancellation=False, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        cleanups.append(runner.cleanup)
-        site = web.TCPSite(runner, HOST, 0)
-        await site.start()
-        port = runner.addresses[0][1]
+        http_server = ingress.server()
+        await http_server.listen(HOST, 0)
+        cleanups.append(lambda: http_server.close(1.0))
+        port = http_server.sockets[0].getsockname()[1]
         session = aiohttp.ClientSession()
         cleanups.append(session.close)
         return Server(ingress, store, Path(cfg.storage.path), session, f"http://{HOST}:{port}")

@@ -1,7 +1,7 @@
 """Properties of the ingress over real HTTP on 127.0.0.1 with a real SQLite outbox.
 
-The ingress is served as the daemon serves it (``Ingress.server()`` behind an aiohttp
-``ServerRunner``), on its own event loop for the whole module, so Hypothesis can send
+The ingress is served as the daemon serves it (``Ingress.server()`` listening on
+127.0.0.1), on its own event loop for the whole module, so Hypothesis can send
 a hundred requests per property in well under a second each:
 
 - random headers (the verify schemes' own header names among them, with random or
@@ -30,11 +30,11 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookgate import config
+from hookgate.inbound import http1
 from hookgate.inbound.listener import Ingress
 from hookgate.store import parse_message_id
 from hookgate.store.sqlite import SQLiteStore
@@ -123,7 +123,7 @@ class Served:
 
     runner: asyncio.Runner
     store: SQLiteStore
-    site_runner: web.ServerRunner
+    http_server: http1.Server
     session: aiohttp.ClientSession
     base: str
     db_path: Path
@@ -166,20 +166,18 @@ async def _start(folder: Path, runner: asyncio.Runner) -> Served:
     loaded = config.load(write_config(folder))
     store = SQLiteStore(loaded.storage.path, sync=loaded.storage.sync)
     await store.open()
-    site_runner = web.ServerRunner(Ingress(loaded, store).server(), handler_cancellation=False)
-    await site_runner.setup()
-    site = web.TCPSite(site_runner, HOST, 0)
-    await site.start()
-    host, port = site_runner.addresses[0][:2]
+    http_server = Ingress(loaded, store).server()
+    await http_server.listen(HOST, 0)
+    host, port = http_server.sockets[0].getsockname()[:2]
     session = aiohttp.ClientSession(headers={"Content-Type": "application/octet-stream"})
     return Served(
-        runner, store, site_runner, session, f"http://{host}:{port}", folder / "hookgate.db"
+        runner, store, http_server, session, f"http://{host}:{port}", folder / "hookgate.db"
     )
 
 
 async def _stop(served: Served) -> None:
     await served.session.close()
-    await served.site_runner.cleanup()
+    await served.http_server.close(1.0)
     await served.store.close()
 
 

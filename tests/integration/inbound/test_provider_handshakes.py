@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from hookgate import config
 from hookgate.inbound.listener import Ingress
@@ -94,16 +93,14 @@ async def ingress(tmp_path: Path) -> AsyncIterator[Ingested]:
     cfg = config.load(path, {})
     store = SQLiteStore(cfg.storage.path)
     await store.open()
-    runner = web.ServerRunner(Ingress(cfg, store).server(), handler_cancellation=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    http_server = Ingress(cfg, store).server()
+    await http_server.listen("127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as session:
-            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            base = f"http://127.0.0.1:{http_server.sockets[0].getsockname()[1]}"
             yield Ingested(base, session, Path(cfg.storage.path))
     finally:
-        await runner.cleanup()
+        await http_server.close(1.0)
         await store.close()
 
 
