@@ -749,14 +749,19 @@ class DestinationWorker:
         """Wait up to ``grace`` seconds for in-flight requests and the commits of their
         outcomes, then cancel the requests still running.
 
-        An outcome already queued is left to its commit: the store commits what is
-        queued before it closes.
+        A request that ends meanwhile queues its outcome as a new write: waited for
+        too, so that a retry it schedules is known before a reload's new worker
+        claims (this worker's wake-up would reach no one). An outcome still queued
+        past the grace is left to its commit: the store commits what is queued
+        before it closes.
         """
-        waiting: set[asyncio.Future[Any]] = {*self.requests, *self.recording}
-        if not waiting:
-            return
-        _, still_running = await asyncio.wait(waiting, timeout=grace)
-        tasks = [t for t in still_running if t in self.requests]
+        deadline = time.monotonic() + grace
+        while waiting := {*self.requests, *self.recording}:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.wait(waiting, timeout=remaining)
+        tasks = list(self.requests)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -579,6 +579,39 @@ async def test_request_cut_off_by_a_reload_is_attempted_again(
     assert [r.headers.get("X-New") for r in downstream.received] == [None, "1"]
 
 
+async def test_a_retry_scheduled_while_a_reload_drains_is_sent_by_the_new_worker(
+    sqlite_relay: Relay, downstream: Downstream
+) -> None:
+    """The request in flight fails inside the reload's grace: its outcome (a retry) is
+    committed before the new worker's first claim, which then knows when it comes due.
+    Found in review: the drain returned before that commit, the retry's wake-up went to
+    the retired worker, and the new one slept past it."""
+    release = asyncio.Event()
+
+    async def fail_first_slowly(received: Received, number: int) -> web.StreamResponse:
+        if number == 1:
+            await release.wait()
+            return web.Response(status=500)
+        return web.Response(status=200)
+
+    downstream.handler = fail_first_slowly
+    cfg = await sqlite_relay.start(
+        '[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n'
+        'initial_backoff = "10ms"\nmax_backoff = "50ms"\n'
+    )
+    message_id = await sqlite_relay.accept()
+    await wait_for(lambda: downstream.received)
+    dispatcher = sqlite_relay.dispatcher
+    assert dispatcher is not None
+    changed = msgspec.structs.replace(cfg.destinations["orders"], headers={"X-New": "1"})
+    applying = asyncio.create_task(dispatcher.apply([changed], grace=5.0))
+    await wait_for(lambda: "orders" not in dispatcher.workers)  # retired: draining next
+    await asyncio.sleep(0.2)  # nothing observable marks the drain's start
+    release.set()  # the request in flight ends (500) inside the grace
+    await applying
+    assert await sqlite_relay.wait_state(message_id, "delivered") == ("delivered", 2, 200, None)
+
+
 class FailingOutcomeStore(SQLiteStore):
     """The real store, whose first ``failures`` outcome writes fail as a commit would."""
 
