@@ -42,6 +42,7 @@ written in one piece.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import http
 import socket
@@ -69,6 +70,8 @@ LINGER_TIME = 1.0
 CLOSE_TIME = 10.0
 _BACKLOG = 128  # aiohttp's
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# At shutdown, how often connections still closing are looked at again.
+_DRAIN_CHECK = 0.05
 _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 
 
@@ -129,6 +132,7 @@ class Request:
         "path",
         "raw_path",
         "too_large",
+        "version",
     )
 
     def __init__(
@@ -149,6 +153,7 @@ class Request:
         self.content_length: int | None = None
         self.expect_continue = False
         self.keep_alive = True
+        self.version = "1.1"
         self.body_complete = False
         self.too_large = False
         self._chunks: list[bytes] = []
@@ -252,12 +257,13 @@ def _split_target(target: str, method: str) -> tuple[str, str]:
         return path, query
     if method == "CONNECT":
         return "", ""
-    query = target.partition("?")[2].partition("#")[0]
+    target = target.partition("#")[0]  # a fragment is not the server's (aiohttp dropped it)
+    query = target.partition("?")[2]
     try:
         if target.startswith("/"):
             return yarl.URL.build(path=target.partition("?")[0], encoded=True).path, query
         return yarl.URL(target, encoded=True).path, query  # absolute-form, or "*"
-    except ValueError:
+    except (ValueError, IndexError):  # yarl raises IndexError for some malformed hosts
         return target, query
 
 
@@ -287,6 +293,8 @@ class Connection(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._content_length: int | None = None
         self._expect_continue = False
+        # Bytes still to come of a body llhttp skipped (a request offering an Upgrade)
+        self._skipped_body: int | None = None
         # The connection's state
         self._refusal: Response | None = None  # answered once the requests before it are
         self._discarding = False  # nothing more is parsed
@@ -299,6 +307,19 @@ class Connection(asyncio.Protocol):
         self._writing_paused = False
         self._idle_deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Nothing left to answer or to write: closed, or closing with its answers sent."""
+        transport = self.transport
+        if transport is None or self._lost:
+            return True
+        return (
+            self._answering is None
+            and transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        )
 
     @property
     def queued(self) -> int:
@@ -327,6 +348,9 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         self.server.connections.discard(self)
         self.server.check_drained()
 
@@ -345,19 +369,28 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._answering is None and self._waiting and not self._lost:
+            self._start(self._waiting.popleft())  # held back while the client did not read
         self._update_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return
+        if self._skipped_body is not None:
+            self._receive_skipped_body(data)
+            return
         if self._in_head:
             self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # llhttp stops at an Upgrade or CONNECT request: it is answered, then closed.
-            self._discarding = True
-            self._last_request_closes()
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops at an Upgrade or CONNECT request: it is answered (the
+            # Upgrade not taken), then closed.
+            if self._skipped_body is not None:
+                self._receive_skipped_body(data[exc.args[0] :])
+            else:
+                self._discarding = True
+                self._last_request_closes()
         except httptools.HttpParserCallbackError as exc:
             if not isinstance(exc.__context__, _Refused):  # else the callback refused it
                 log.error("ingress.parser_callback_failed", error=repr(exc.__context__))
@@ -407,12 +440,19 @@ class Connection(asyncio.Protocol):
             # Headers are stored and forwarded as UTF-8 text; llhttp lets any byte through.
             self._refuse(400, "bad_request", "a header value is not UTF-8")
             raise _Refused() from None
+        if text and text[-1] in " \t":  # llhttp drops the leading whitespace, not this
+            text = text.rstrip(" \t")
         headers.append((name.decode("latin-1"), text))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         parser = self._parser
+        upgrade = parser.should_upgrade() and parser.get_method() != b"CONNECT"
+        if upgrade and "Transfer-Encoding" in CIMultiDict(self._headers):
+            # llhttp would skip the body (below); a chunked one cannot be read without it.
+            self._refuse(400, "bad_request", "a chunked body with an Upgrade offer is not taken")
+            raise _Refused()
         request = Request(
             self,
             parser.get_method().decode("ascii"),
@@ -423,6 +463,14 @@ class Connection(asyncio.Protocol):
         request.content_length = self._content_length
         request.expect_continue = self._expect_continue and parser.get_http_version() == "1.1"
         request.keep_alive = parser.should_keep_alive()
+        request.version = parser.get_http_version()
+        if upgrade:
+            # A request offering an Upgrade (h2c: curl --http2, Java's client) is answered
+            # in HTTP/1.1, then the connection closes. llhttp skips its body and stops
+            # parsing: the body is read here, by its Content-Length.
+            request.keep_alive = False
+            if self._content_length:
+                self._skipped_body = self._content_length
         self._parsing = request
         if self._answering is None:
             self._start(request)
@@ -437,7 +485,7 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._in_head = True  # what comes next is the next request's head
         request = self._parsing
-        if request is not None:
+        if request is not None and self._skipped_body is None:
             self._parsing = None
             request.finish()
         if self._draining:
@@ -445,6 +493,24 @@ class Connection(asyncio.Protocol):
             if self._drain_timer is not None:
                 self._drain_timer.cancel()
             self._go_idle()
+
+    def _receive_skipped_body(self, data: bytes) -> None:
+        """The body of a request offering an Upgrade, which llhttp skipped; what comes
+        after it is not read (the connection closes after the answer)."""
+        remaining = self._skipped_body or 0
+        request = self._parsing
+        chunk = data[:remaining]
+        if chunk and request is not None:
+            request.receive(chunk)
+        remaining -= len(chunk)
+        if remaining > 0:
+            self._skipped_body = remaining
+            return
+        self._skipped_body = None
+        self._discarding = True
+        if request is not None:
+            self._parsing = None
+            request.finish()
 
     def _drain_expired(self) -> None:
         if self._draining:
@@ -474,8 +540,12 @@ class Connection(asyncio.Protocol):
         if self._lost:
             self.server.check_drained()
             return
+        # A client still waiting for its 100 (Continue) may send the body or not: the
+        # connection cannot tell its next request from that body.
+        waits_for_continue = request.expect_continue and not request.body_complete
         keep = request.keep_alive and not self._closing and not self._eof
-        self.write(_encode(response, keep, request.method != "HEAD"))
+        keep = keep and not waits_for_continue
+        self.write(_encode(response, keep, request.method != "HEAD", request.version))
         if not keep:
             unread = bool(self._waiting) or self._refusal is not None or self._parsing is not None
             self._waiting.clear()
@@ -494,8 +564,11 @@ class Connection(asyncio.Protocol):
                 linger = min(LINGER_TIME, self.app.request_timeout)
                 self._drain_timer = self.loop.call_later(linger, self._drain_expired)
         elif self._waiting:
-            self._start(self._waiting.popleft())
-            self._update_reading()
+            # Started once the client reads its answers (resume_writing): a client that
+            # pipelines without reading gets no answers written past the buffer's limit.
+            if not self._writing_paused:
+                self._start(self._waiting.popleft())
+                self._update_reading()
         elif self._refusal is not None:
             self._send_refusal(self._refusal)
         else:
@@ -524,7 +597,7 @@ class Connection(asyncio.Protocol):
             self._send_refusal(self._refusal)
 
     def _send_refusal(self, refusal: Response) -> None:
-        self.write(_encode(refusal, False, True))
+        self.write(_encode(refusal, False, True, "1.1"))
         self._idle_deadline = None
         self._linger()
 
@@ -590,7 +663,7 @@ class Connection(asyncio.Protocol):
         self._idle_deadline = None
         transport.close()  # after the answer written
         # A peer that reads nothing would keep it open: aborted after a while.
-        self.loop.call_later(CLOSE_TIME, self.abort)
+        self._abort_timer = self.loop.call_later(CLOSE_TIME, self.abort)
 
     def abort(self) -> None:
         if self.transport is not None and not self._lost:
@@ -618,7 +691,7 @@ def _http_date() -> str:
     return _date[1]
 
 
-def _encode(response: Response, keep_alive: bool, with_body: bool) -> bytes:
+def _encode(response: Response, keep_alive: bool, with_body: bool, version: str) -> bytes:
     status = response.status
     body = response.body
     lines = [
@@ -634,6 +707,8 @@ def _encode(response: Response, keep_alive: bool, with_body: bool) -> bytes:
         lines.append(f"{name}: {value}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
+    elif version == "1.0":  # an HTTP/1.0 client asked for keep-alive: say it is kept
+        lines.append("Connection: keep-alive\r\n")
     lines.append("\r\n")
     head = "".join(lines).encode("latin-1", "replace")
     return head + body if with_body and status != 204 else head
@@ -681,15 +756,25 @@ class Server:
         for connection in list(self.connections):
             connection.shut_down()
         self._drained = asyncio.Event()
-        self.check_drained()
-        try:
-            await asyncio.wait_for(self._drained.wait(), grace)
-        except TimeoutError:
-            log.warning(
-                "ingress.shutdown_timeout", connections=len(self.connections), tasks=len(self.tasks)
-            )
+        deadline = self.loop.time() + grace
+        # Woken when a request is answered or a connection closes; looked at again now
+        # and then for connections whose answers are still being written, or whose TLS
+        # close waits for a peer that is not reading (idle pooled connections).
+        while not self._is_drained():
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                log.warning(
+                    "ingress.shutdown_timeout",
+                    connections=len(self.connections),
+                    tasks=len(self.tasks),
+                )
+                break
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), min(remaining, _DRAIN_CHECK))
         for connection in list(self.connections):
-            connection.abort()
+            if not connection.settled:  # a settled one finishes its close on its own
+                connection.abort()
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
@@ -697,5 +782,8 @@ class Server:
             await asyncio.wait(tasks)
 
     def check_drained(self) -> None:
-        if self._drained is not None and not self.connections and not self.tasks:
+        if self._drained is not None and self._is_drained():
             self._drained.set()
+
+    def _is_drained(self) -> bool:
+        return not self.tasks and all(c.settled for c in self.connections)

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import ipaddress
 import socket
+import sqlite3
 import ssl
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -252,7 +253,55 @@ async def test_expect_100_continue_once_the_head_checks_passed(serve: Serve) -> 
     writer.write(b"PUT /hooks/open HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
     answer = await read_answer(reader)
     assert answer.status == 405
-    assert await read_until_closed(reader) == b""  # its body was never sent: closed
+    # The client may send its body or not: the connection could not tell the body from
+    # a next request, so it closes, and says so.
+    assert answer.headers["connection"] == "close"
+    assert await read_until_closed(reader) == b""
+    await hang_up(writer)
+
+
+async def test_a_post_offering_an_upgrade_is_stored_with_its_body(serve: Serve) -> None:
+    """curl --http2 and Java's client offer h2c on plain HTTP; llhttp skips the body of
+    such a request. The offer is not taken: the body is stored, the connection closes."""
+    served = await serve()
+    reader, writer = await connect(served.port)
+    body = b'{"event":"paid"}'
+    offer = ("Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABk")
+    request = post("/hooks/open", body, *offer)
+    writer.write(request[:-5])
+    await asyncio.sleep(0)
+    writer.write(request[-5:])  # the body's end in a later read
+    answer = await read_answer(reader)
+    assert (answer.status, answer.headers["connection"]) == (202, "close")
+    assert await read_until_closed(reader) == b""
+    await hang_up(writer)
+    with contextlib.closing(sqlite3.connect(served.db)) as conn:
+        assert conn.execute("SELECT body FROM messages").fetchall() == [(body,)]
+
+
+async def test_a_chunked_body_offering_an_upgrade_is_refused(serve: Serve) -> None:
+    served = await serve()
+    reader, writer = await connect(served.port)
+    writer.write(
+        b"POST /hooks/open HTTP/1.1\r\nHost: hookgate.test\r\nConnection: Upgrade\r\n"
+        b'Upgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{"n":1}\r\n0\r\n\r\n'
+    )
+    answer = await read_answer(reader)
+    assert (answer.status, answer.json()["error"]) == (400, "bad_request")
+    await hang_up(writer)
+    assert served.stored() == 0
+
+
+async def test_http10_keepalive_is_answered_as_kept(serve: Serve) -> None:
+    served = await serve()
+    reader, writer = await connect(served.port)
+    request = post("/hooks/open").replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    request = request.replace(b"\r\n", b"\r\nConnection: keep-alive\r\n", 1)
+    writer.write(request)
+    answer = await read_answer(reader)
+    assert (answer.status, answer.headers["connection"]) == (202, "keep-alive")
+    writer.write(request)
+    assert (await read_answer(reader)).status == 202
     await hang_up(writer)
 
 
@@ -285,7 +334,8 @@ async def test_a_client_that_never_reads_its_answers_stops_being_read(serve: Ser
         # holding at most its transport's buffer of answers and a read of requests.
         assert not transport.is_reading()
         assert not sending.done()
-        assert transport.get_write_buffer_size() < 1024 * 1024
+        # Answers stop at the transport's high-water mark (64 KiB by default) plus one.
+        assert transport.get_write_buffer_size() < 128 * 1024
         assert connection.queued * len(request) <= 256 * 1024  # uvloop reads 256 KiB at most
     finally:
         sending.cancel()
@@ -415,6 +465,64 @@ async def test_the_request_as_the_application_sees_it(tmp_path: Path, tls: bool)
     }
     assert answer.headers["content-type"] == "application/json"
     assert "date" in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"/hooks/a#frag", "/hooks/a"),
+        (b"/hooks/%61#frag", "/hooks/a"),
+        (b"http://c[F,']@]+@", "http://c[F,']@]+@"),  # yarl raises IndexError on it
+    ],
+)
+async def test_targets_and_header_whitespace_as_aiohttp_read_them(
+    tmp_path: Path, target: bytes, path: str
+) -> None:
+    echo = Echo()
+    server = http1.Server(echo)
+    await server.listen(HOST, 0)
+    try:
+        reader, writer = await connect(server.sockets[0].getsockname()[1])
+        writer.write(
+            b"POST " + target + b" HTTP/1.1\r\nHost: h\r\nX-Twice:   v \t\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        answer = await read_answer(reader)
+        await hang_up(writer)
+    finally:
+        await server.close(1.0)
+    assert answer.status == 200
+    assert (answer.json()["path"], answer.json()["x_twice"]) == (path, ["v"])
+    assert echo.refusals == []
+
+
+async def test_shutdown_does_not_wait_for_an_idle_tls_client(tmp_path: Path) -> None:
+    """Closing TLS waits for the peer's close_notify; an idle pooled client that reads
+    nothing never sends it. Its answers were written: the shutdown does not wait the
+    grace for it (review finding)."""
+    server = http1.Server(Echo(), certificate(tmp_path))
+    await server.listen(HOST, 0)
+    client = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    port = server.sockets[0].getsockname()[1]
+
+    def one_request() -> tuple[ssl.SSLSocket, bytes]:
+        # A blocking socket, off the loop: once answered, nothing reads it any more.
+        sock = client.wrap_socket(
+            socket.create_connection((HOST, port), WAIT), server_hostname=HOST
+        )
+        sock.sendall(ECHOED)
+        answer = b""
+        while b'"body":"body"}' not in answer:
+            answer += sock.recv(65536)
+        return sock, answer
+
+    sock, answer = await asyncio.to_thread(one_request)
+    try:
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        # Kept alive, never read again; the grace is far longer than WAIT.
+        await asyncio.wait_for(server.close(WAIT * 6), WAIT)
+    finally:
+        sock.close()
 
 
 async def test_plain_http_on_the_tls_port_gets_no_answer(tmp_path: Path) -> None:
