@@ -413,8 +413,7 @@ class DestinationWorker:
             if not handed:
                 # Cancelled (a reload or a shutdown past its grace) or crashed: the
                 # deliveries are due again, here or in another process.
-                self._settled(deliveries)
-                self._release_soon([d.id for d in deliveries])
+                self._give_back(deliveries)
 
     def _record_soon(
         self,
@@ -429,11 +428,10 @@ class DestinationWorker:
         yet written.
         """
         try:
-            writes = [self.store.record_attempt(r) for r in records]
+            write = asyncio.ensure_future(self._write_outcomes(records))
         except StoreError as exc:
             self._record_later(deliveries, request, records, str(exc))
             return
-        write = asyncio.ensure_future(writes[0]) if len(writes) == 1 else asyncio.gather(*writes)
         self.recording.add(write)
         write.add_done_callback(functools.partial(self._recorded, deliveries, request, records))
 
@@ -454,8 +452,7 @@ class DestinationWorker:
             return
         if error is not None:  # a bug in the store: as a crashed attempt
             log.error("dispatch.attempt_crashed", destination=self.name, error=repr(error))
-        self._settled(deliveries)
-        self._release_soon([d.id for d in deliveries])
+        self._give_back(deliveries)
 
     def _record_later(
         self,
@@ -491,8 +488,7 @@ class DestinationWorker:
             self._committed(deliveries, request, records)
         finally:
             if not recorded:
-                self._settled(deliveries)
-                self._release_soon([d.id for d in deliveries])
+                self._give_back(deliveries)
 
     def _committed(
         self,
@@ -511,6 +507,11 @@ class DestinationWorker:
         self.unsettled -= 1
         if self.destination.ordered or self.coordination is not None:
             self.wake.set()  # their slot frees only now
+
+    def _give_back(self, deliveries: list[DueDelivery]) -> None:
+        """The attempt ends with no outcome committed: the deliveries are due again."""
+        self._settled(deliveries)
+        self._release_soon([d.id for d in deliveries])
 
     def _release_soon(self, delivery_ids: list[int]) -> None:
         """End leases from code that cannot await (a task being cancelled)."""
@@ -605,14 +606,17 @@ class DestinationWorker:
             )
         ]
 
+    def _write_outcomes(self, records: list[AttemptRecord]) -> Awaitable[Any]:
+        """The outcomes queued for the store's next commit (StoreError if it cannot)."""
+        writes = [self.store.record_attempt(r) for r in records]
+        return writes[0] if len(writes) == 1 else asyncio.gather(*writes)
+
     async def _record(self, records: list[AttemptRecord], delay: float) -> None:
         """Commit the outcomes, retrying with backoff (from ``delay``) while the store
         cannot write. The deliveries stay in flight meanwhile (``_record_soon``)."""
         while True:
             try:
-                committed = [self.store.record_attempt(r) for r in records]
-                write = committed[0] if len(committed) == 1 else asyncio.gather(*committed)
-                await _unless_cancelled_first(write)
+                await _unless_cancelled_first(self._write_outcomes(records))
                 return
             except StoreError as exc:
                 log.error(
