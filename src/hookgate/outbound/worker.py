@@ -170,8 +170,55 @@ class DestinationWorker:
     def work_arrived(self) -> None:
         """Deliveries may have come due (a commit, a retry, a release): claim again."""
         self._changes += 1
-        if not self._claimed_at_once():
+        if not self._taken_from_commit() and not self._claimed_at_once():
             self.wake.set()
+
+    def _taken_from_commit(self) -> bool:
+        """Take the deliveries that the commit being announced brought, from the commit
+        itself, if a claim now would find exactly those: returns whether it did, and
+        the worker may sleep on.
+
+        That holds when the last claim found nothing more due and nothing changed since
+        (``_drained``), the next known delivery is not yet due, and the store can hand
+        them over (SQLite, from a commit's announcement). They start at once in the
+        free slots, or wait in ``ready`` (bounded by a claim's page: what does not fit
+        stays in the store for the next claim). The same conditions as a claim at once
+        otherwise: unordered, one delivery per request, not paused, circuit closed.
+        """
+        drained = self._drained
+        if (
+            drained is None
+            or drained[0] != self._changes - 1
+            or self._stopping
+            or self.coordination is not None
+            or self.destination.ordered
+            or self.destination.batch_max != 1
+            or self.paused
+            or self.circuit.state != "closed"
+        ):
+            return False
+        next_due = drained[1]
+        if next_due is not None and next_due <= time.time():
+            return False
+        # Behind deliveries already waiting in ``ready``: they are older.
+        free = 0 if self.ready else max(self.policy.concurrency - self.sending, 0)
+        room = free + self._page_rows() - len(self.ready)
+        if room <= 0:
+            return False
+        handed = self.store.claim_committed(self.name, room)
+        if handed is None:
+            return False
+        fresh, complete = handed
+        for delivery in fresh[:free]:
+            self._start([delivery])
+        self.ready.extend([d] for d in fresh[free:])
+        if self.ready and self.sending < self.policy.concurrency:
+            self.wake.set()  # a slot is free for what waits
+        if not complete:
+            return False  # the rest are in the store: the worker claims them
+        # Still nothing due but what is leased: the next step claims no more than before.
+        self._drained = (self._changes, next_due)
+        return True
 
     def _claimed_at_once(self) -> bool:
         """Make the worker's next step here and now, if it is a claim the store makes at once.

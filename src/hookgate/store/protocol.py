@@ -149,6 +149,21 @@ class Store(Protocol):
         """
         ...
 
+    def claim_committed(
+        self, destination: str, limit: int
+    ) -> tuple[list[DueDelivery], bool] | None:
+        """From an ``on_commit`` listener: lease up to ``limit`` of the deliveries to
+        ``destination`` that the commit being announced inserted, straight from the
+        commit (the same values a claim would read, no read), oldest first; and whether
+        that was all of them (the rest stay pending for a claim).
+
+        None when the store cannot tell them now: outside an announcement, while a
+        claim of its own might return them too, and always for a store that other
+        processes share. Lets a worker whose last claim found nothing more due start a
+        commit's deliveries without claiming them.
+        """
+        ...
+
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         """Lease those of ``deliveries`` still pending and unleased; in the order given."""
         ...

@@ -448,10 +448,11 @@ async def test_attempt_ending_during_a_claim_is_not_sent_again(
 async def test_a_request_that_ends_claims_nothing_unless_work_may_be_due(
     sqlite_relay: Relay, downstream: Downstream
 ) -> None:
-    """A claim per commit that brought work, not one more per answer or outcome.
+    """No claim per answer or outcome, nor per commit that brought work.
 
     Once a claim found nothing more due, the end of a request frees its slot without
-    a query; a commit, a retry recorded or a release make the next claim look again.
+    a query, and a commit's new deliveries are handed over from the commit itself; a
+    retry recorded or a release make the next claim look again.
     """
     relay = sqlite_relay
     await relay.start('[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\n' + FAST_RETRIES)
@@ -470,14 +471,26 @@ async def test_a_request_that_ends_claims_nothing_unless_work_may_be_due(
         claims.append(now)
         return claim_due_at_once(destination, now, limit)
 
+    handed: list[int] = []
+    claim_committed = relay.store.claim_committed
+
+    def counted_hand_off(destination: str, limit: int) -> tuple[list[DueDelivery], bool] | None:
+        taken = claim_committed(destination, limit)
+        handed.extend(d.id for d in (taken[0] if taken else ()))
+        return taken
+
     relay.store.claim_due = counted  # type: ignore[method-assign]
     relay.store.claim_due_at_once = counted_at_once  # type: ignore[method-assign]
+    relay.store.claim_committed = counted_hand_off  # type: ignore[method-assign]
     await relay.wait_state(await relay.accept(), "delivered")
+    await relay.run_until_idle()
     claims.clear()  # the worker's first look at the store may have come before
+    handed.clear()
     for _ in range(10):
         await relay.wait_state(await relay.accept(), "delivered")
     await relay.run_until_idle()
-    assert len(claims) == 10  # one per commit of a new delivery
+    assert claims == []
+    assert len(handed) == 10  # each commit's delivery, from the commit
 
     # A retry recorded is work: claimed again when due, without a commit to wake it.
     failures = iter([503, 503])
@@ -488,6 +501,7 @@ async def test_a_request_that_ends_claims_nothing_unless_work_may_be_due(
     downstream.handler = flaky
     await relay.wait_state(await relay.accept(), "delivered")
     assert len(downstream.received) == 14
+    assert len(claims) >= 2  # each retry was claimed when it came due
 
 
 async def test_a_commit_starts_its_deliveries_in_its_own_turn_of_the_loop(

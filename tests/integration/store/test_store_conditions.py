@@ -60,7 +60,8 @@ HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
     "claim due": (QUERIES["select_due"], ("orders", 0.0, "[1, 2]", 100)),
     "claim head": (QUERIES["select_head"], ("orders", 100)),
     "next due": (QUERIES["select_next_due"], ("orders", 0.0)),
-    "new deliveries": (QUERIES["insert_deliveries"], ('[[1, "orders", 0.0]]',)),
+    "last delivery id": (QUERIES["select_max_delivery_id"], ()),
+    "new deliveries": (QUERIES["insert_deliveries"], ('[[1000000, 1, "orders", 0.0]]',)),
     "settle": (
         QUERIES["settle_deliveries"],
         (

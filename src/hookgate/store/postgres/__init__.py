@@ -284,6 +284,10 @@ class PostgresStore(AdminQueries):
         """A claim here is a round trip to the server: never at once."""
         return None
 
+    def claim_committed(self, destination: str, limit: int) -> None:
+        """Other processes commit too: only a claim leases deliveries."""
+        return None
+
     async def claim_listed(self, deliveries: Sequence[DueDelivery]) -> list[DueDelivery]:
         if not deliveries:
             return []

@@ -14,6 +14,9 @@ them (database.py: ``Checkpointer``).
 Claims lease deliveries to the process as the ``Store`` protocol says; with one
 process per database, a lease is a set in memory that an outcome or a release
 empties, and that dies with the process: at the next start everything is due again.
+A commit's new deliveries can be leased without a claim: the writer knows them as a
+claim would read them, and hands them to the workers as it announces the commit
+(``claim_committed``); what no worker takes stays pending for the next claim.
 
 One process serves a database: ``<path>.lock`` is held (flock) from before the
 database is opened until the store closes, and records the database's identity, so
@@ -27,6 +30,7 @@ The SQL is in files beside this one: ``queries.sql`` (every query, by name),
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import sqlite3
@@ -97,6 +101,10 @@ class SQLiteStore(AdminQueries):
         self._claims_here: sqlite3.Connection | None = None
         self._read: aiosqlite.Connection | None = None
         self._leased: set[int] = set()
+        # Destinations with a claim on the claims thread: its page was read after its
+        # leased set was sent, so a commit's deliveries are not handed over meanwhile
+        # (that claim may return them too).
+        self._claiming: collections.Counter[str] = collections.Counter()
         # Per destination: the time of its last claim that did not fill its page, and
         # when its next delivery comes due after that (read by that claim).
         self._next_due: dict[str, tuple[float, float | None]] = {}
@@ -267,7 +275,11 @@ class SQLiteStore(AdminQueries):
 
     async def claim_due(self, destination: str, now: float, limit: int) -> list[DueDelivery]:
         claim = self._claim(destination, now, limit)
-        rows, next_due = await self._claims_read(claim, limit)
+        self._claiming[destination] += 1
+        try:
+            rows, next_due = await self._claims_read(claim, limit)
+        finally:
+            self._claiming[destination] -= 1
         if len(rows) < limit:
             self._next_due[destination] = (now, next_due)
         return self._lease(rows, destination)
@@ -283,6 +295,24 @@ class SQLiteStore(AdminQueries):
             return None
         rows, next_due = read
         return self._lease(rows, destination), None if next_due is None else float(next_due)
+
+    def claim_committed(
+        self, destination: str, limit: int
+    ) -> tuple[list[DueDelivery], bool] | None:
+        """Lease up to ``limit`` of the deliveries to ``destination`` that the commit being
+        announced inserted, as a claim would read them, without reading; and whether
+        that was all of them. None outside a commit's announcement, or while a claim
+        for ``destination`` runs on the claims thread: then only a claim finds them."""
+        announced = self._writer.announced
+        if announced is None or self._claiming[destination]:
+            return None
+        new = announced.get(destination)
+        if not new:
+            return [], True
+        taken = new[:limit]
+        del new[:limit]  # handed once, whoever else listens
+        self._leased.update(d.id for d in taken)
+        return taken, not new
 
     def _claim(
         self, destination: str, now: float, limit: int

@@ -47,12 +47,18 @@ ON CONFLICT (destination, state) DO UPDATE SET count = count + excluded.count
 -- only for the keys found (duplicates), never for a new event id.
 SELECT dedup_key, id, received_at FROM messages WHERE source = ? AND dedup_key IN ({keys})
 
+-- select_max_delivery_id --
+-- The writer gives a commit's new deliveries the ids after this one (insert_deliveries).
+SELECT coalesce(max(id), 0) FROM deliveries
+
 -- insert_deliveries --
 -- A commit's new deliveries in one statement (cheaper than binding a row at a time):
--- a JSON array of rows [message_id, destination, received_at].
-INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)
-SELECT json_extract(o.value, '$[0]'), json_extract(o.value, '$[1]'), 'pending',
-    json_extract(o.value, '$[2]'), json_extract(o.value, '$[2]')
+-- a JSON array of rows [id, message_id, destination, received_at]. The ids are the
+-- writer's (select_max_delivery_id), so that it knows the rows without reading them back.
+INSERT INTO deliveries (id, message_id, destination, state, next_attempt_at, updated_at)
+SELECT json_extract(o.value, '$[0]'), json_extract(o.value, '$[1]'),
+    json_extract(o.value, '$[2]'), 'pending', json_extract(o.value, '$[3]'),
+    json_extract(o.value, '$[3]')
 FROM json_each(?) AS o
 
 -- settle_deliveries --

@@ -20,7 +20,7 @@ import contextlib
 import math
 import sqlite3
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ from hookgate.store import (
     Accepted,
     AttemptRecord,
     CommitListener,
+    DueDelivery,
     NewMessage,
     format_message_id,
     new_message_id,
@@ -78,6 +79,15 @@ class _Pending:
         return batch
 
 
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What a commit's inserts made: the answer to each message, and the new deliveries
+    by destination, in id order, as a claim would read them (``Writer.announced``)."""
+
+    accepted: list[Accepted]
+    deliveries: dict[str, list[DueDelivery]]
+
+
 def _move(source: deque[Any], target: deque[Any]) -> None:
     for _ in range(len(source)):
         target.append(source.popleft())
@@ -97,6 +107,10 @@ class Writer:
         self._committing = False
         self._last_id = 0
         self._listeners: list[CommitListener] = []
+        # The new deliveries of the commit whose listeners are being called, by
+        # destination; None at any other time. The store hands them to the workers
+        # (``SQLiteStore.claim_committed``), which then need no claim to find them.
+        self.announced: dict[str, list[DueDelivery]] | None = None
 
     def start(self, conn: aiosqlite.Connection, last_id: int) -> None:
         """Run the writer task on ``conn``; new message ids will be larger than ``last_id``."""
@@ -193,7 +207,7 @@ class Writer:
                 messages = [m for m, _ in batch.messages]
                 ids = [self._next_id(m.received_at) for m in messages]
                 records = [r for r, _ in batch.attempts]
-                accepted = commit_batch(conn, messages, ids, records)
+                inserted = commit_batch(conn, messages, ids, records)
                 # After the commit, before any 2xx: a vanished file means nothing was kept.
                 self._health.check_file()
                 self._health.raise_if_broken()
@@ -201,7 +215,7 @@ class Writer:
                 loop.call_soon_threadsafe(self._commit_failed, batch, exc)
                 return
             took = time.monotonic() - started
-            loop.call_soon_threadsafe(self._committed, batch, accepted, [], took)
+            loop.call_soon_threadsafe(self._committed, batch, inserted, [], took)
 
     async def _commit(self, batch: _Pending) -> None:
         """Commit a batch with write calls, each call in a savepoint of its own."""
@@ -216,7 +230,7 @@ class Writer:
             ids = [self._next_id(m.received_at) for m in messages]
             records = [r for r, _ in batch.attempts]
             await conn.execute("BEGIN IMMEDIATE")
-            accepted = await in_thread(conn, lambda raw: write_batch(raw, messages, ids, records))
+            inserted = await in_thread(conn, lambda raw: write_batch(raw, messages, ids, records))
             results = [await in_savepoint(conn, call) for call, _ in batch.calls]
             await conn.execute("COMMIT")
             # After the commit, before any 2xx: a vanished file means nothing was kept.
@@ -228,33 +242,34 @@ class Writer:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
             return
-        self._committed(batch, accepted, results, time.monotonic() - started)
+        self._committed(batch, inserted, results, time.monotonic() - started)
 
     def _committed(
-        self, batch: _Pending, accepted: list[Accepted], results: list[Any], took: float
+        self, batch: _Pending, inserted: Inserted, results: list[Any], took: float
     ) -> None:
         self._health.committed()
         metrics.commit_seconds.observe(took)
         if batch.messages:
             metrics.commit_size.observe(len(batch.messages))
-        _resolve(batch.futures(), [*accepted, *(None for _ in batch.attempts), *results])
-        self._notify(batch, accepted)
+        values = [*inserted.accepted, *(None for _ in batch.attempts), *results]
+        _resolve(batch.futures(), values)
+        self._notify(inserted.deliveries)
 
     def _commit_failed(self, batch: _Pending, exc: Exception) -> None:
         self._health.commit_failed(exc)
         log.error("store.commit_failed", error=str(exc), batch=len(batch.messages))
         _resolve(batch.futures(), exception=StoreError(f"commit failed: {exc}"))
 
-    def _notify(self, batch: _Pending, accepted: list[Accepted]) -> None:
-        touched = frozenset(
-            d
-            for (m, _), r in zip(batch.messages, accepted, strict=True)
-            if not r.duplicate
-            for d in m.destinations
-        )
-        if touched:
+    def _notify(self, deliveries: dict[str, list[DueDelivery]]) -> None:
+        if not deliveries:
+            return
+        touched = frozenset(deliveries)
+        self.announced = deliveries
+        try:
             for listener in self._listeners:
                 listener(touched)
+        finally:
+            self.announced = None
 
     def _next_id(self, received_at: float) -> int:
         self._last_id = max(new_message_id(received_at), self._last_id + 1)
@@ -266,17 +281,17 @@ def commit_batch(
     messages: list[NewMessage],
     ids: list[int],
     records: list[AttemptRecord],
-) -> list[Accepted]:
+) -> Inserted:
     """One transaction with the batch's messages and outcomes (on the SQLite thread)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        accepted = write_batch(conn, messages, ids, records)
+        inserted = write_batch(conn, messages, ids, records)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return accepted
+    return inserted
 
 
 def write_batch(
@@ -284,16 +299,16 @@ def write_batch(
     messages: list[NewMessage],
     ids: list[int],
     records: list[AttemptRecord],
-) -> list[Accepted]:
+) -> Inserted:
     """Write the messages under ``ids`` and the outcomes, inside the caller's transaction."""
-    accepted = insert_messages(conn, messages, ids)
+    inserted = insert_messages(conn, messages, ids)
     record_attempts(conn, records)
-    return accepted
+    return inserted
 
 
 def insert_messages(
     conn: sqlite3.Connection, messages: list[NewMessage], ids: list[int]
-) -> list[Accepted]:
+) -> Inserted:
     """Insert the messages under ``ids`` and a delivery per destination of each new one,
     and add them to the counts: once per commit, not per row (docs/benchmarks.md).
 
@@ -301,20 +316,26 @@ def insert_messages(
     window, in the database or earlier in the batch: it is answered with that one's
     id and not inserted. What the lookup decided is what is inserted: a conflict
     fails the whole batch rather than answer for a row that was not written.
+
+    The deliveries' ids are given here, after the largest in the table, so that the
+    new deliveries are known as a claim would read them without reading them back.
     """
     if not messages:
-        return []
+        return Inserted([], {})
     holders = live_dedup_holders(conn, messages)
     results: list[Accepted] = []
     new: list[tuple[Any, ...]] = []
-    rows: list[tuple[int, str, float]] = []
+    rows: list[tuple[int, int, str, float]] = []
+    deliveries: dict[str, list[DueDelivery]] = {}
+    delivery_id = conn.execute(QUERIES["select_max_delivery_id"]).fetchone()[0]
     for message_id, m in zip(ids, messages, strict=True):
         if m.event_id is not None:
             owner = holders.setdefault((m.source, m.event_id), message_id)
             if owner != message_id:  # held before, or by an earlier copy in the batch
                 results.append(Accepted(format_message_id(owner), duplicate=True))
                 continue
-        results.append(Accepted(format_message_id(message_id), duplicate=False))
+        formatted = format_message_id(message_id)
+        results.append(Accepted(formatted, duplicate=False))
         new.append(
             (
                 message_id,
@@ -328,17 +349,39 @@ def insert_messages(
                 encode_skipped(m.skipped),
             )
         )
-        rows.extend((message_id, d, m.received_at) for d in m.destinations)
+        for destination in m.destinations:
+            delivery_id += 1
+            rows.append((delivery_id, message_id, destination, m.received_at))
+            deliveries.setdefault(destination, []).append(
+                new_delivery(delivery_id, formatted, destination, m)
+            )
     if new:
         conn.executemany(QUERIES["insert_message"], new)
         conn.execute(QUERIES["add_message_count"], (len(new),))
     if rows:
         conn.execute(QUERIES["insert_deliveries"], (orjson.dumps(rows),))
-        pending = Counter(destination for _, destination, _ in rows)
         conn.executemany(
-            QUERIES["add_delivery_count"], [(d, "pending", n) for d, n in pending.items()]
+            QUERIES["add_delivery_count"], [(d, "pending", len(n)) for d, n in deliveries.items()]
         )
-    return results
+    return Inserted(results, deliveries)
+
+
+def new_delivery(
+    delivery_id: int, message_id: str, destination: str, message: NewMessage
+) -> DueDelivery:
+    """A delivery just inserted for ``message``, as ``select_due`` reads it."""
+    return DueDelivery(
+        id=delivery_id,
+        message_id=message_id,
+        destination=destination,
+        attempts=0,
+        next_attempt_at=message.received_at,
+        received_at=message.received_at,
+        source=message.source,
+        event_type=message.event_type,
+        headers=message.headers,
+        body=message.body,
+    )
 
 
 def live_dedup_holders(
