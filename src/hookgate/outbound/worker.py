@@ -7,7 +7,9 @@ busy poll (with a store that other processes share, it also looks now and then f
 work that no wake-up announced). Once a claim found nothing more due, a request that
 ends claims again only if something may have come due since (``work_arrived``).
 Claims are bounded pages, so the backlog stays in the store, not in memory; a claim
-leases its deliveries to this process. What a
+leases its deliveries to this process. With SQLite, a worker that found nothing more
+due takes a commit's new deliveries from the commit itself (``_taken_from_commit``),
+leased as a claim would lease them, with no claim. What a
 worker claims it starts at once or, with the store to itself (SQLite: leases that
 never expire), keeps as the next page, ready for the slots that free meanwhile, so
 that a slot that frees does not wait for a query; pausing, an open circuit or a stop
