@@ -262,9 +262,11 @@ class DestinationWorker:
         for group in groups[:free]:
             self._start(group)
         self.ready.extend(groups[free:])
-        if len(fresh) == limit or len(groups) > free:
-            return False  # more may be due, or some wait for a slot: the worker goes on
+        if len(fresh) == limit:
+            return False  # more may be due: the worker goes on
         before, self._drained = self._drained, (changes, next_due)
+        if len(groups) > free:
+            return False  # some wait for a slot: the worker goes on
         # The worker sleeps until what its last claim found next: unless that still
         # holds (nothing else happened since), it wakes to work out its sleep again.
         return before == (changes - 1, next_due)
@@ -383,11 +385,16 @@ class DestinationWorker:
             groups = groups[:free]
         if len(fresh) == limit and len(groups) < free:
             return groups, 0  # more may be due beyond this page
-        if len(groups) == free:
+        # A page that is not full found everything due, even when it fills every slot:
+        # until something changes, no claim (and a commit's deliveries are handed over).
+        drained = self.coordination is None and len(fresh) < limit
+        if len(groups) == free and not drained:
             return groups, None
-        next_due = await self.store.next_due_at(self.name, now)
-        if self.coordination is None:
+        next_due = await self.store.next_due_at(self.name, now)  # SQLite: read with the claim
+        if drained:
             self._drained = (changes, next_due)
+        if len(groups) == free:
+            return groups, None  # a slot that frees wakes the worker
         return groups, None if next_due is None else max(0.0, next_due - now)
 
     def _page_rows(self) -> int:

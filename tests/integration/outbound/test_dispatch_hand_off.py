@@ -12,6 +12,7 @@ delivery is sent once.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import msgspec
@@ -21,6 +22,14 @@ from hookgate.outbound.worker import DestinationWorker
 from hookgate.store import DueDelivery
 
 from ..harness import Downstream, Received, Relay, new_message, wait_for
+
+
+class NoJitter(random.Random):
+    """Backoff at its ceiling: a retry comes due exactly when the policy says."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
 
 ORDERS = '[destinations.orders]\nurl = "{url}"\nsources = ["stripe"]\nconcurrency = 1\n'
 
@@ -222,3 +231,33 @@ async def test_a_commit_for_a_worker_whose_circuit_is_open_stays_in_the_store(
     assert len(due) == 3  # pending, unleased
     await sqlite_relay.store.release([d.id for d in due])
     assert len(downstream.received) == 1
+
+
+async def test_a_claim_that_fills_every_slot_and_finds_nothing_more_still_counts_as_drained(
+    sqlite_relay: Relay, downstream: Downstream
+) -> None:
+    """The retry, claimed when due, takes the only slot; its page was not full, so the
+    next commit's delivery is handed over (into ``ready``) rather than claimed."""
+    gate = asyncio.Event()
+
+    async def fail_then_hold(received: Received, number: int) -> web.StreamResponse:
+        if number == 1:
+            return web.Response(status=503)
+        await gate.wait()
+        return web.Response(status=200)
+
+    downstream.handler = fail_then_hold
+    await sqlite_relay.start(ORDERS + 'initial_backoff = "300ms"\n')
+    assert sqlite_relay.dispatcher is not None
+    worker = sqlite_relay.dispatcher.workers["orders"]
+    worker.rng = NoJitter()  # the retry comes due after its commit: the worker's own claim
+    first = await sqlite_relay.accept()
+    await wait_for(lambda: len(downstream.received) == 2)  # the retry, in the only slot
+    spy = Spy(sqlite_relay)
+    second = await sqlite_relay.accept()
+    assert len(spy.handed) == 1
+    assert len(worker.ready) == 1
+    gate.set()
+    await sqlite_relay.run_until_idle()
+    assert spy.claims == 0
+    assert sent_once(downstream, [first, first, second])
