@@ -25,10 +25,12 @@ before and right after what it is compared with, and their mean is the baseline.
 
 Usage: python bench/targets.py [--seconds 10] [--hold 60] [--pending 1000000]
                                [--delivery-processes N] [--ingest-processes N]
-                               [--batch-max N] [--daemon-src DIR]
+                               [--batch-max N] [--daemon-src DIR] [--e2e-rate N]
 --daemon-src runs the daemon from another checkout's src/ (to compare with main).
 --ingest-processes N: every part runs with server.ingest_processes = N, and part 1
 measures ingest alone both with 0 (the daemon serves the ingress) and with N.
+--e2e-rate N: part 5 is wrk paced at about N webhooks/s only, to compare the CPU per
+webhook of two builds at one load (at full speed, the rate and the backlog move too).
 Prints figures; asserts nothing.
 """
 
@@ -334,6 +336,16 @@ def part_1(place: Callable[[str], Path], args: argparse.Namespace) -> None:
 def part_5(place: Callable[[str], Path], args: argparse.Namespace) -> float:
     """End to end with batch_max = 1 (and with --batch-max N); returns the batch_max = 1 rate."""
     print(f"\n== 5. end to end, {args.warmup}s warm-up then a {args.seconds}s window")
+    if args.e2e_rate:
+        # One offered rate for the builds compared: CPU per webhook at the same load.
+        fixed = end_to_end(place("e2e-fixed"), args, args.e2e_rate)
+        print(
+            f"paced at {args.e2e_rate}/s   ingest {fixed['ingest_per_s']:>6.0f}/s, delivered"
+            f" {fixed['delivered_per_s']:>6.0f}/s; backlog {fixed['backlog_start']:.0f} ->"
+            f" {fixed['backlog_end']:.0f}"
+        )
+        report_cpu(fixed)
+        return fixed["delivered_per_s"]
     rates: dict[int, float] = {}
     for batch_max in sorted({1, args.batch_max}):
         print(f"-- destination batch_max = {batch_max}")
@@ -382,6 +394,12 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument(
         "--batch-max", type=int, default=1, help="part 5 also with a destination batching N"
+    )
+    parser.add_argument(
+        "--e2e-rate",
+        type=int,
+        default=None,
+        help="part 5 only, paced at this rate: CPU per webhook of two builds at one load",
     )
     parser.add_argument("--rss-seconds", type=float, default=10.0)
     parser.add_argument("--delivery-processes", type=int, default=None)
@@ -482,6 +500,10 @@ def report_e2e(name: str, figures: dict[str, float], sink_rate: float, bare_rate
         f" backlog {figures['backlog_start']:.0f} -> {figures['backlog_end']:.0f}"
         f" ({'growing' if grew > 0 else 'not growing'})"
     )
+    report_cpu(figures)
+
+
+def report_cpu(figures: dict[str, float]) -> None:
     cpu = {k.removeprefix("us "): v for k, v in figures.items() if k.startswith("us ")}
     total = sum(v for k, v in cpu.items() if k != "daemon loop")
     print(
