@@ -169,11 +169,11 @@ class Histogram(_Family[HistogramValue]):
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        self._bounds = tuple(float(bound) for bound in buckets)
-        if list(self._bounds) != sorted(set(self._bounds)) or math.inf in self._bounds:
+        self.bounds = tuple(float(bound) for bound in buckets)
+        if list(self.bounds) != sorted(set(self.bounds)) or math.inf in self.bounds:
             raise ValueError("buckets: finite bounds in increasing order")
         # The ``le`` labels as prometheus-client writes them (0.005, 1.0, +Inf).
-        go_floats = (floatToGoString(bound) for bound in self._bounds)  # type: ignore[no-untyped-call]
+        go_floats = (floatToGoString(bound) for bound in self.bounds)  # type: ignore[no-untyped-call]
         self._les = [*go_floats, "+Inf"]
         super().__init__(name, documentation, labelnames, registry=registry)
 
@@ -182,7 +182,7 @@ class Histogram(_Family[HistogramValue]):
         self._unlabelled().observe(amount)
 
     def _new_value(self) -> HistogramValue:
-        return HistogramValue(self._bounds)
+        return HistogramValue(self.bounds)
 
     def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
