@@ -295,6 +295,9 @@ def outcome_costs(conn: sqlite3.Connection, ids: Ids, args: argparse.Namespace) 
     variants: list[tuple[str, list[tuple[str, str, str]]]] = [("as is", [])]
     for name in OUTCOME_OBJECTS:
         variants += [(f"- {name}", [objects[name]]), ("as is", [])]
+    if args.only:
+        wanted = set(args.only.split(","))
+        variants = [v for v in variants if v[0] in wanted or v[0].removeprefix("- ") in wanted]
     sizes = sorted({8, 16, args.batch})
     timer = OutcomeTimer()
     writer.record_attempts = timer  # type: ignore[assignment]
