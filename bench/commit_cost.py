@@ -20,9 +20,16 @@ daemon's SQLite thread runs) on a grown database, with no server and no event lo
 CPU is the thread's own (``time.thread_time``: SQLite's work, not the fsync's wait);
 wall is the commit's whole time, fsync included.
 
+--outcomes times only the outcome's write in each of those commits (``record_attempts``:
+the settle ``UPDATE .. FROM json_each`` and the attempt rows, writer.py's Python
+included; not its share of the COMMIT), per delivery settled, for commits of 8, 16 and
+--batch webhooks, the schema as it is and without each index and trigger the settle or
+the attempt rows touch.
+
 Usage: python bench/commit_cost.py [--rows 1000000] [--batch 64] [--batches 300]
                                    [--event-ids] [--page-size N] [--statements]
-                                   [--only NAME,...] [--folder /tmp/hookgate-commit-cost]
+                                   [--outcomes] [--only NAME,...]
+                                   [--folder /tmp/hookgate-commit-cost]
 Prints figures; asserts nothing.
 """
 
@@ -256,6 +263,59 @@ def by_statement(
         print(f"  {'commit_batch, all':<40} {TimedConnection.commits / webhooks * 1e6:6.2f}")
 
 
+# What the outcome's write touches besides the row: the pending-only indexes it moves the
+# row out of, the dead one it may move it into, the count trigger, the attempts' index.
+OUTCOME_OBJECTS = (
+    "deliveries_count_update",
+    "deliveries_due",
+    "deliveries_fifo",
+    "deliveries_dead",
+    "attempts_delivery",
+)
+
+
+class OutcomeTimer:
+    """Wraps writer.record_attempts (which commit_batch calls) to add up its CPU."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.deliveries = 0
+        self.untimed = writer.record_attempts
+
+    def __call__(self, conn: sqlite3.Connection, records: list[AttemptRecord]) -> None:
+        started = time.thread_time()
+        self.untimed(conn, records)
+        self.cpu += time.thread_time() - started
+        self.deliveries += len(records)
+
+
+def outcome_costs(conn: sqlite3.Connection, ids: Ids, args: argparse.Namespace) -> None:
+    """µs of CPU of the outcome's write per delivery, by commit size and variant."""
+    objects = {name: (kind, name, text) for kind, name, text in droppable(conn)}
+    variants: list[tuple[str, list[tuple[str, str, str]]]] = [("as is", [])]
+    for name in OUTCOME_OBJECTS:
+        variants += [(f"- {name}", [objects[name]]), ("as is", [])]
+    if args.only:
+        wanted = set(args.only.split(","))
+        variants = [v for v in variants if v[0] in wanted or v[0].removeprefix("- ") in wanted]
+    sizes = sorted({8, 16, args.batch})
+    timer = OutcomeTimer()
+    writer.record_attempts = timer  # type: ignore[assignment]
+    print(f"µs of CPU per delivery of record_attempts (means over {args.batches} commits)")
+    print(f"{'variant':<40}" + "".join(f"{f'{size} a commit':>14}" for size in sizes))
+    try:
+        for name, objs in variants:
+            figures = []
+            with dropped(conn, objs):
+                for size in sizes:
+                    measure(conn, ids, argparse.Namespace(**{**vars(args), "batch": size}), 1, None)
+                    figures.append(timer.cpu / timer.deliveries * 1e6)
+                    timer.cpu, timer.deliveries = 0.0, 0
+            print(f"{name:<40}" + "".join(f"{f:>14.2f}" for f in figures), flush=True)
+    finally:
+        writer.record_attempts = timer.untimed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -270,6 +330,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated variant names to run")
     parser.add_argument(
         "--statements", action="store_true", help="CPU per statement of the schema as it is"
+    )
+    parser.add_argument(
+        "--outcomes", action="store_true", help="CPU per delivery of the outcome's write"
     )
     args = parser.parse_args()
 
@@ -304,6 +367,9 @@ def main() -> None:
     stream = event_id_stream(f"run{time.time_ns()}") if args.event_ids else None
     if args.statements:
         by_statement(conn, ids, args, stream)
+        return
+    if args.outcomes:
+        outcome_costs(conn, ids, args)
         return
     print(
         f"{args.rows:,} messages grown; batches of {args.batch}, {args.batches} timed commits"

@@ -54,11 +54,16 @@ def exported() -> dict[str, set[str]]:
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
             # (_name, _type, _labelnames: prometheus_client has no public accessor.)
-            for suffix in _SUFFIXES[value._type]:
-                labels = set(value._labelnames)
-                if suffix == "_bucket":
-                    labels.add("le")
-                series[value._name + suffix] = labels
+            name, kind, labelnames = value._name, value._type, value._labelnames
+        elif isinstance(value, metrics.Counter | metrics.Histogram):
+            name, kind, labelnames = value.name, value.describe()[0].type, value.labelnames
+        else:
+            continue
+        for suffix in _SUFFIXES[kind]:
+            labels = set(labelnames)
+            if suffix == "_bucket":
+                labels.add("le")
+            series[name + suffix] = labels
     return series
 
 

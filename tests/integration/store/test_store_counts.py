@@ -16,6 +16,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import msgspec
+
 from hookgate.store import Store
 from hookgate.store.sqlite import SQLiteStore, sql
 
@@ -86,6 +88,43 @@ async def workload(store: Store, backend: Backend) -> None:
 async def test_counts_stay_exact_through_a_workload(any_store: Store, backend: Backend) -> None:
     await workload(any_store, backend)
     assert await any_store.message_count() > 0
+
+
+async def test_one_commit_of_every_kind_of_outcome_writes_each_as_recorded(
+    any_store: Store, backend: Backend
+) -> None:
+    # Delivered (with and without an error), retried and dead outcomes settled by one
+    # commit (one settle statement on SQLite): each row reads as its record says.
+    await asyncio.gather(
+        *(any_store.accept(new_message(destinations=("orders",))) for _ in range(6))
+    )
+    due = await any_store.due_deliveries("orders", time.time(), 10)
+    at = time.time()
+    records = [
+        record(due[0].id, state="delivered", status=200, error=None, next_attempt_at=at + 1),
+        record(due[1].id, state="pending", attempts=2, next_attempt_at=at + 60),
+        record(due[2].id, state="delivered", status=299, error="late", next_attempt_at=at + 2),
+        record(due[3].id, state="dead", attempts=12, next_attempt_at=at + 3),
+        record(
+            due[4].id, state="delivered", attempts=3, status=204, error=None, next_attempt_at=at
+        ),
+    ]
+    records[3] = msgspec.structs.replace(records[3], dead_reason="max_attempts")
+    # Queued in one turn of the loop: one group commit.
+    await asyncio.gather(*(any_store.record_attempt(r) for r in records))
+    rows = backend.rows(
+        "SELECT id, state, attempts, next_attempt_at, last_status, last_error, dead_reason"
+        " FROM deliveries WHERE destination = 'orders' ORDER BY id"
+    )
+    expected = [
+        (r.delivery_id, r.state, r.attempts, r.next_attempt_at, r.status, r.error, r.dead_reason)
+        for r in records
+    ]
+    assert [tuple(row) for row in rows[:5]] == expected
+    assert tuple(rows[5][1:3]) == ("pending", 0)  # not in the commit: untouched
+    attempts = backend.rows("SELECT delivery_id, status, error FROM attempts ORDER BY delivery_id")
+    assert [tuple(a) for a in attempts] == [(r.delivery_id, r.status, r.error) for r in records]
+    await assert_counts_exact(any_store, backend)
 
 
 def old_database(path: Path) -> None:
