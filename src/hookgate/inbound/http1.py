@@ -309,7 +309,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._parsing: Request | None = None  # the request whose body is arriving
         self._answering: Request | None = None
-        # Parsed and not started yet: started at the end of the read that parsed them
+        # Parsed and not started yet: started soon after the read that parsed them
         # (so that what arrived with a head, often the whole body, is buffered), one
         # at a time, in order.
         self._waiting: deque[Request] = deque()
@@ -387,7 +387,7 @@ class Connection(asyncio.Protocol):
         self._eof = True
         if self._parsing is not None:
             self._parsing.fail(ConnectionResetError("the connection closed mid-body"))
-        busy = self._answering is not None or self._refusal is not None
+        busy = self._answering is not None or bool(self._waiting) or self._refusal is not None
         # A client that half-closed after its request still gets the answer (not
         # over TLS, where the close is the whole connection's).
         return busy and self.server.tls is None
@@ -428,7 +428,12 @@ class Connection(asyncio.Protocol):
             self._refuse(400, "bad_request", f"malformed request: {exc}")
         if self._in_head and self._head_bytes > HEAD_BYTES and not self._discarding:
             self._refuse(431, "headers_too_large", f"the request head exceeds {HEAD_BYTES} bytes")
-        self._start_waiting()
+        if self._waiting and self._answering is None:
+            # Started from the loop's ready queue, where a task's first step ran
+            # before: the loop's schedule stays the same (the reads of one poll, then
+            # their handlers), only without the task. Handling them inside the read
+            # measured no better (docs/benchmarks.md, issue 11, session 21).
+            self.loop.call_soon(self._start_waiting)
         self._update_reading()
 
     # -- httptools' callbacks
@@ -562,6 +567,7 @@ class Connection(asyncio.Protocol):
                 self._start(self._waiting.popleft())
         finally:
             self._starting = False
+        self._update_reading()
 
     def _start(self, request: Request) -> None:
         self._answering = request
@@ -718,7 +724,7 @@ class Connection(asyncio.Protocol):
     def shut_down(self) -> None:
         """The server stops: close now if idle, else after the current answer."""
         self._closing = True
-        if self._answering is None:
+        if self._answering is None and not self._waiting:
             self.close()
 
     def close(self) -> None:

@@ -370,3 +370,57 @@ async def test_pipelined_requests_keep_their_order_whichever_path_answers(
     statuses = [(await read_answer(reader)).status for _ in range(many)]
     assert statuses == [404] * many
     writer.close()
+
+
+class RecordingTransport(asyncio.Transport):
+    """A connection's transport that keeps what is written (no socket: the test
+    chooses when each event reaches the connection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_a_request_and_a_half_close_read_together_are_still_answered(
+    serve: Callable[[], Awaitable[Served]],
+) -> None:
+    # The request and the FIN can reach the connection in one poll of the loop,
+    # before the request is started: the half-open connection is kept for its answer.
+    served = await serve()
+    connection = http1.Connection(served.server)
+    transport = RecordingTransport()
+    connection.connection_made(transport)
+    request_head, body = REQUESTS["accepted"](1)
+    connection.data_received(request_head + body)
+    assert connection.eof_received() is True
+    await wait_until(lambda: bool(transport.written))
+    assert transport.written[0].startswith(b"HTTP/1.1 202 Accepted\r\n")
+    assert b"Connection: close\r\n" in transport.written[0]
+    assert transport.closed
+    assert len(served.rows()) == 1
+    connection.connection_lost(None)
