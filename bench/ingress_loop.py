@@ -11,7 +11,8 @@ until the 64 answers are written. No SQLite, no kernel: only the Python and uvlo
 work per webhook of the server and of hookgate's handler.
 
 The baseline, in the same run: the same server with an application that answers 202
-at once (the server alone). Prints µs per webhook and the ratio; asserts nothing.
+at once (the server alone). Prints µs per webhook (this thread's CPU time, so that
+other processes on a shared machine count less) and the ratio; asserts nothing.
 
 Usage: python bench/ingress_loop.py [--waves 2000] [--rounds 5] [--daemon-src DIR]
 --daemon-src imports hookgate from another checkout's src/ (main: before).
@@ -128,7 +129,6 @@ async def waves(app: Any, outbox: WaveOutbox | None, count: int) -> float:
         connection.connection_made(DroppingTransport(written))
         connections.append(connection)
     data = request_bytes()
-    loop = asyncio.get_running_loop()
     started = time.thread_time()
     for _ in range(count):
         target = written[0] + CONNECTIONS
@@ -143,7 +143,6 @@ async def waves(app: Any, outbox: WaveOutbox | None, count: int) -> float:
     for connection in connections:
         connection.transport = None  # nothing to close
         connection.connection_lost(None)
-    del loop
     return elapsed / (count * CONNECTIONS)
 
 
