@@ -6,6 +6,8 @@ and JSON error. A 2xx leaves only after the outbox writer's commit returned.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ssl
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -280,22 +282,42 @@ class Ingress:
         self.tallies.rejected("", code)
         log.warning("webhook.rejected", source=None, status=status, reason=code, peer=peer)
 
-    async def handle(self, request: http1.Request) -> http1.Response:
-        started = time.monotonic()
+    def handle(self, request: http1.Request) -> http1.Answer:
+        """The answer to ``request``: at once when its body is buffered (the common
+        webhook, whose answer then only waits for the commit: ``http1.Deferred``), else
+        a coroutine that waits for the body first. The checks and their order are the
+        same either way."""
         route = self.routes.get(request.path)
         try:
             if route is None:
                 raise Rejected(404, "not_found", "no source is configured at this path")
-            return await self._receive(route, request, started)
+            self._check_request_head(route, request)
+            body = self._buffered_body(request)
+            if body is None:
+                return self._receive_later(route, request, time.monotonic())
+            return self._receive(route, request, body)
         except Rejected as exc:
-            self._log_rejected(route, request, exc)
-            return _error(exc)
+            return self._rejected(route, request, exc)
 
-    async def _receive(
+    async def _receive_later(
         self, route: Route, request: http1.Request, started: float
     ) -> http1.Response:
-        self._check_request_head(route, request)
-        body = await self._read_body(request, started)
+        """``_receive`` once the body arrived (a large or slow one, ``Expect:
+        100-continue``)."""
+        try:
+            body = await self._read_body(request, started)
+            answer = self._receive(route, request, body)
+        except Rejected as exc:
+            return self._rejected(route, request, exc)
+        if isinstance(answer, http1.Deferred):
+            await asyncio.wait((answer.future,))
+            return answer.answer(answer.future)
+        return answer
+
+    def _receive(
+        self, route: Route, request: http1.Request, body: bytes
+    ) -> http1.Response | http1.Deferred:
+        """The checks after the head's, then the commit; raises ``Rejected``."""
         now = time.time()
         inbound = self._inbound(route, request, body)
         answer = self._handshake(route, route.greeters.unsigned, inbound, now)
@@ -316,7 +338,7 @@ class Ingress:
         if answer is not None:
             return answer
         message = self._message(route, request, body, now)
-        return await self._store(route, message)
+        return self._store(route, request, message)
 
     def _inbound(self, route: Route, request: http1.Request, body: bytes) -> providers.Request:
         """The request as providers see it, at the URL the provider sent it to, its
@@ -364,18 +386,30 @@ class Ingress:
             # Signatures cover the bytes as sent, and a compressed body is a zip-bomb risk.
             raise Rejected(415, "unsupported_encoding", "send the body without Content-Encoding")
 
-    async def _store(self, route: Route, message: NewMessage) -> http1.Response:
-        """Commit the message; answer only once the commit returned."""
+    def _store(self, route: Route, request: http1.Request, message: NewMessage) -> http1.Deferred:
+        """Queue the message for commit; it is answered only once the commit returned."""
         try:
-            accepted = await self.outbox.accept(message)
+            committed = self.outbox.accept(message)
         except StoreError as exc:
-            log.error("webhook.not_stored", source=route.name, error=str(exc))
-            raise Rejected(
-                503,
-                "unavailable",
-                "cannot store the webhook now; retry later",
-                **{"Retry-After": _RETRY_AFTER_SECONDS},
-            ) from None
+            raise _not_stored(route, exc) from None
+        if not isinstance(committed, asyncio.Future):
+            committed = asyncio.ensure_future(committed)  # a coroutine: a test's outbox
+        return http1.Deferred(
+            committed, functools.partial(self._committed, route, request, message)
+        )
+
+    def _committed(
+        self,
+        route: Route,
+        request: http1.Request,
+        message: NewMessage,
+        committed: asyncio.Future[Accepted],
+    ) -> http1.Response:
+        """The answer once the commit is done: 2xx if it committed, else 503."""
+        try:
+            accepted = committed.result()
+        except (StoreError, asyncio.CancelledError) as exc:
+            return self._rejected(route, request, _not_stored(route, exc))
         self.tallies.accepted(message, accepted)
         if accepted.duplicate:
             log.debug(
@@ -394,22 +428,27 @@ class Ingress:
         )
         return _json(202, {"id": accepted.message_id})
 
-    async def _read_body(self, request: http1.Request, started: float) -> bytes:
-        """The body; the server stops buffering it past the ``max_body`` of its head."""
+    def _buffered_body(self, request: http1.Request) -> bytes | None:
+        """The body if it is all buffered (the common small webhook); None while it is
+        still arriving. Raises ``Rejected`` (413) past the limit."""
         length = request.content_length
         try:
             if length is not None and length > request.limit:
                 raise http1.BodyTooLarge()
             if request.body_complete:
-                # The whole body is already buffered (the common small webhook): no
-                # timer, no awaiting.
                 return request.body
+        except http1.BodyTooLarge:
+            raise _too_large(request) from None
+        return None
+
+    async def _read_body(self, request: http1.Request, started: float) -> bytes:
+        """The body still arriving, within ``request_timeout`` of ``started``; the
+        server stops buffering it past the ``max_body`` of its head."""
+        try:
             remaining = self.request_timeout - (time.monotonic() - started)
             return await request.read_body(remaining)
         except http1.BodyTooLarge:
-            raise Rejected(
-                413, "payload_too_large", f"the body exceeds {request.limit} bytes"
-            ) from None
+            raise _too_large(request) from None
         except TimeoutError:
             raise Rejected(408, "request_timeout", "the request did not arrive in time") from None
         except ConnectionError:
@@ -473,6 +512,13 @@ class Ingress:
                 return address
         return client
 
+    def _rejected(
+        self, route: Route | None, request: http1.Request, exc: Rejected
+    ) -> http1.Response:
+        """The error answer to a rejected request, counted and logged."""
+        self._log_rejected(route, request, exc)
+        return _error(exc)
+
     def _log_rejected(self, route: Route | None, request: http1.Request, exc: Rejected) -> None:
         self.tallies.rejected(route.name if route else "", exc.code)
         log.warning(
@@ -496,6 +542,21 @@ def _json(
 
 def _error(exc: Rejected) -> http1.Response:
     return _json(exc.status, {"error": exc.code, "detail": exc.detail}, exc.headers)
+
+
+def _too_large(request: http1.Request) -> Rejected:
+    return Rejected(413, "payload_too_large", f"the body exceeds {request.limit} bytes")
+
+
+def _not_stored(route: Route, exc: BaseException) -> Rejected:
+    """A commit that failed (or never ran): 503, and one error line."""
+    log.error("webhook.not_stored", source=route.name, error=str(exc))
+    return Rejected(
+        503,
+        "unavailable",
+        "cannot store the webhook now; retry later",
+        **{"Retry-After": _RETRY_AFTER_SECONDS},
+    )
 
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
