@@ -261,3 +261,31 @@ async def test_a_claim_that_fills_every_slot_and_finds_nothing_more_still_counts
     await sqlite_relay.run_until_idle()
     assert spy.claims == 0
     assert sent_once(downstream, [first, first, second])
+
+
+async def test_a_claim_between_a_commit_and_its_announcement_is_not_handed_over_again(
+    sqlite_relay: Relay, downstream: Downstream
+) -> None:
+    """The commit's rows are readable once the SQLite thread commits, before the loop
+    runs the announcement: a claim in that gap (here: a retry's or a release's
+    ``work_arrived`` queued ahead of the announcement) leases them, and the
+    announcement must not hand the same deliveries over a second time."""
+    await sqlite_relay.start(ORDERS)
+    assert sqlite_relay.dispatcher is not None and sqlite_relay.store is not None
+    worker = sqlite_relay.dispatcher.workers["orders"]
+    first = await sqlite_relay.accept()
+    await sqlite_relay.run_until_idle()
+    writer = sqlite_relay.store._writer
+    announce = writer._committed
+
+    def claim_first(*args: object) -> None:
+        worker.work_arrived()  # claims at once: the committed row is due and unleased
+        announce(*args)  # type: ignore[arg-type]
+
+    writer._committed = claim_first  # type: ignore[method-assign]
+    try:
+        second = await sqlite_relay.accept()
+    finally:
+        writer._committed = announce  # type: ignore[method-assign]
+    await sqlite_relay.run_until_idle()
+    assert sent_once(downstream, [first, second])

@@ -309,9 +309,15 @@ class SQLiteStore(AdminQueries):
         new = announced.get(destination)
         if not new:
             return [], True
+        # A claim made on the loop between the commit (on the SQLite thread) and this
+        # announcement may have leased some of them already: those are its to send.
+        # None of them can have settled since: their outcome commits after this one.
+        leased = self._leased
+        if not leased.isdisjoint(d.id for d in new):
+            new[:] = [d for d in new if d.id not in leased]
         taken = new[:limit]
         del new[:limit]  # handed once, whoever else listens
-        self._leased.update(d.id for d in taken)
+        leased.update(d.id for d in taken)
         return taken, not new
 
     def _claim(
