@@ -508,6 +508,8 @@ class Connection(asyncio.Protocol):
                 self._skipped_body = self._content_length
         self._parsing = request
         self._waiting.append(request)
+        # A request under way: no idle close, even if the deadline passes before it starts.
+        self._idle_deadline = None
 
     def on_body(self, body: bytes) -> None:
         request = self._parsing
@@ -683,7 +685,10 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._lost:
             return
-        pause = (self._writing_paused or bool(self._waiting)) and not self._discarding
+        # Requests waiting behind one being answered hold the reads back (pipelining's
+        # bound); one waiting only for its start (queued by the read) does not.
+        waiting = bool(self._waiting) and self._answering is not None
+        pause = (self._writing_paused or waiting) and not self._discarding
         if pause != self._reading_paused:
             self._reading_paused = pause
             if pause:
