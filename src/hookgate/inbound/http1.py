@@ -559,12 +559,16 @@ class Connection(asyncio.Protocol):
         if self._starting:
             return
         self._starting = True
+        transport = self.transport
         try:
+            # Never once the connection closes: a request stored could not be answered,
+            # and its client would send it again.
             while (
                 self._answering is None
                 and self._waiting
                 and not self._writing_paused
                 and not self._lost
+                and not (transport is None or transport.is_closing())
             ):
                 self._start(self._waiting.popleft())
         finally:

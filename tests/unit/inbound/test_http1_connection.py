@@ -90,3 +90,17 @@ async def test_requests_read_one_at_a_time_never_pause_reading() -> None:
     assert app.handled == 10
     assert transport.written.count(b"HTTP/1.1 202 ") == 10
     assert transport.pauses == 0
+
+
+async def test_a_request_whose_connection_closes_before_it_starts_is_not_handled() -> None:
+    """Closed between the read and the start (a shutdown, an idle close, a drained
+    body's end): handling it would store a webhook whose answer cannot be written."""
+    app = Accepting()
+    connection = http1.Connection(http1.Server(app))
+    transport = Transport()
+    connection.connection_made(transport)
+    connection.data_received(b"POST /h HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}")
+    connection.close()
+    await asyncio.sleep(0)
+    assert app.handled == 0
+    assert transport.written == b""
