@@ -10,7 +10,7 @@ import asyncio
 import functools
 import ssl
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -189,8 +189,9 @@ class Outbox(Protocol):
     identity: str
     """The database's identity (the ``Via`` name that detects loops)."""
 
-    def accept(self, message: NewMessage) -> Awaitable[Accepted]:
-        """Commit ``message`` durably, or raise StoreError."""
+    def accept(self, message: NewMessage) -> asyncio.Future[Accepted]:
+        """Commit ``message`` durably (the future resolves once committed), or raise
+        StoreError."""
         ...
 
 
@@ -392,8 +393,6 @@ class Ingress:
             committed = self.outbox.accept(message)
         except StoreError as exc:
             raise _not_stored(route, exc) from None
-        if not isinstance(committed, asyncio.Future):
-            committed = asyncio.ensure_future(committed)  # a coroutine: a test's outbox
         return http1.Deferred(
             committed, functools.partial(self._committed, route, request, message)
         )

@@ -105,8 +105,8 @@ class Store(Protocol):
 
     # -- ingest and delivery -----------------------------------------------------------
 
-    def accept(self, message: NewMessage) -> Awaitable[Accepted]:
-        """Queue the message and its deliveries for the next group commit; the awaitable
+    def accept(self, message: NewMessage) -> asyncio.Future[Accepted]:
+        """Queue the message and its deliveries for the next group commit; the future
         resolves once committed durably, or raises StoreError. A plain future, not a
         coroutine: an ingest process's commit costs its daemon no task."""
         ...

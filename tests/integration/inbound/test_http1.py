@@ -55,7 +55,10 @@ class GatedOutbox:
         self.gate: asyncio.Event | None = None
         self.arrived = asyncio.Event()
 
-    async def accept(self, message: NewMessage) -> Accepted:
+    def accept(self, message: NewMessage) -> asyncio.Future[Accepted]:
+        return asyncio.ensure_future(self._accept(message))
+
+    async def _accept(self, message: NewMessage) -> Accepted:
         self.arrived.set()
         if self.gate is not None:
             await self.gate.wait()
