@@ -32,6 +32,9 @@ from hookgate.inbound.listener import Ingress
 from hookgate.store import Accepted, NewMessage
 from hookgate.store.sqlite import SQLiteStore
 
+from .test_http1 import Answer
+from .test_http1 import read_answer as read_answer_with_date
+
 HOST = "127.0.0.1"
 WAIT = 10.0  # the most any test waits for something that should happen at once
 SECRET = "s3cret-for-tests"
@@ -175,28 +178,11 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[Served]]
             await cleanup()
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]  # names lower-cased, without Date
-    body: bytes
-
-    def json(self) -> dict[str, Any]:
-        payload: dict[str, Any] = orjson.loads(self.body)
-        return payload
-
-
 async def read_answer(reader: asyncio.StreamReader) -> Answer:
-    async with asyncio.timeout(WAIT):
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-    del headers["date"]
-    return Answer(int(status_line.split(" ")[1]), headers, body)
+    """The next answer, without its Date header (answers are compared whole)."""
+    answer = await read_answer_with_date(reader)
+    del answer.headers["date"]
+    return answer
 
 
 def head(path: str, body: bytes, *headers: str) -> bytes:
