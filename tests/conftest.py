@@ -8,19 +8,11 @@ installed (``.ci/setup`` installs it), the tests that need it skip, saying so.
 
 from __future__ import annotations
 
-import atexit
-import faulthandler
 from collections.abc import Iterator
 
 import pytest
 
 from postgres_server import PostgresServer, find_binaries
-
-# pytest's faulthandler stops at its unconfigure, before the interpreter's own shutdown
-# (threads joined, modules and objects freed): a crash there (seen twice, exit code 139
-# after every test passed) should print every thread's stack, not only "Segmentation
-# fault".
-atexit.register(faulthandler.enable)
 
 
 @pytest.fixture(scope="session")

@@ -103,9 +103,7 @@ def run_program(
         }
     )
     try:
-        outputs: Iterator[Any] = iter(program.input_text(document.decode()))
-        output = next(outputs, _NONE)
-        extra = next(outputs, _NONE)
+        output, extra = _first_two_outputs(program, document.decode())
     except ValueError as exc:
         raise TransformFailed(f"jq: {_jq_message(exc)}") from None
     if output is _NONE:
@@ -116,6 +114,20 @@ def run_program(
 
 
 _NONE = object()
+
+
+def _first_two_outputs(program: Any, document: str) -> tuple[Any, Any]:
+    """The program's first two outputs on ``document`` (``_NONE`` where there is none)."""
+    outputs: Iterator[Any] = iter(program.input_text(document))
+    try:
+        return next(outputs, _NONE), next(outputs, _NONE)
+    finally:
+        # jq's result iterator (jq 1.13) crashes the interpreter (SIGSEGV) when the
+        # garbage collector frees it as part of a cycle (tests/unit/test_transform.py
+        # shows it). A traceback keeps this frame, and a
+        # caller that holds the exception (`except ... as`, pytest.raises) makes a
+        # cycle of it; so the iterator leaves the frame here, freed by its count.
+        del outputs
 
 
 def _request_of(output: Any, max_size: int) -> tuple[bytes | None, tuple[tuple[str, str], ...]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import jq
@@ -101,3 +103,35 @@ def test_compile_errors_are_one_line() -> None:
     assert problem.startswith("jq: error: syntax error")
     assert "\n" not in problem
     assert transform.compile_error("{body: .body}") is None
+
+
+# A failing run whose exception is kept in a cycle (a frame that holds its own
+# exception), then collected: jq's result iterator, if the traceback's frames still
+# held it, would be freed by the garbage collector, and that crashes the interpreter.
+_COLLECTED_FAILURES = """
+import gc
+import jq
+from hookgate import transform
+
+given = transform.TransformInput(b'{"a": 1}', b"{}", "s", None, "m")
+def fail(program):
+    try:
+        transform.run_program(program, given, 1 << 20)
+    except transform.TransformFailed as exc:
+        kept = exc
+        return kept
+gc.disable()
+for program in ['error("no")', ".a, .a", "empty"] * 300:
+    fail(jq.compile(program))
+gc.collect()
+print("collected")
+"""
+
+
+def test_failed_runs_collected_from_a_cycle_do_not_crash_the_interpreter() -> None:
+    # In a process of its own: without the fix, this ends the interpreter with SIGSEGV
+    # (exit code 139 at the end of a test run, after pytest's last gc.collect).
+    ran = subprocess.run(
+        [sys.executable, "-c", _COLLECTED_FAILURES], capture_output=True, text=True, timeout=60
+    )
+    assert (ran.returncode, ran.stdout.strip()) == (0, "collected"), ran.stderr
