@@ -142,17 +142,17 @@ class Proxy:
                 cwd=self.folder,
                 env=dict(self.env) if self.env is not None else None,
             )
-        await wait_for(self._listening, START_TIMEOUT, interval=0.05, message=self._failure)
+        await wait_for(self._listening, START_TIMEOUT, interval=0.05, message=self.failure)
 
     def _listening(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(self._failure())
+            raise AssertionError(self.failure())
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.settimeout(1)
             return sock.connect_ex((HOST, self.port)) == 0
 
-    def _failure(self) -> str:
+    def failure(self) -> str:
         code = None if self.proc is None else self.proc.poll()
         return f"{self.name} is not serving (exit code {code}):\n{self.output()[-4000:]}"
 
@@ -317,6 +317,9 @@ async def proxied(
             proxy,
             ssl.create_default_context(cafile=str(pem.cert)),
         )
+        # A proxy that went away during the test (once, Caddy: "connection refused"
+        # halfway through the oversize loop) is shown with its exit code and its log.
+        assert proxy.proc is not None and proxy.proc.poll() is None, proxy.failure()
     finally:
         proxy.stop()
 
