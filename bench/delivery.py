@@ -55,6 +55,7 @@ def run_sink(port: int, hang: bool) -> None:
 
     stats: dict[str, Any] = {"events": 0, "requests": 0, "first": None, "last": None}
     latencies: list[float] = []
+    sent_times: list[float] = []  # each latency's send time, where the request gave one
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
@@ -67,13 +68,15 @@ def run_sink(port: int, hang: bool) -> None:
         stats["last"] = now
         sent_at = request.headers.get("X-Sent-At")  # bench/delivery.py's paced wrk
         if sent_at is not None:
-            latencies.append(now - float(sent_at))
+            sent_times.append(float(sent_at))
+            latencies.append(now - sent_times[-1])
         elif b'"sent_at"' in body:
-            latencies.append(now - orjson.loads(body)["sent_at"])
+            sent_times.append(orjson.loads(body)["sent_at"])
+            latencies.append(now - sent_times[-1])
         return web.Response(text="ok")
 
     async def report(request: web.Request) -> web.Response:
-        return web.json_response({**stats, "latencies": latencies})
+        return web.json_response({**stats, "latencies": latencies, "sent_times": sent_times})
 
     app = web.Application(client_max_size=64 * 1024**2)
     app.router.add_get("/_stats", report)

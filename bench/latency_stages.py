@@ -16,11 +16,14 @@ daemon itself writes down:
 
 and the window's group commits by duration, from the daemon's own histogram
 ``hookgate_group_commit_seconds`` (GET /metrics before and after the window): a commit
-that stalls (an fsync, a WAL checkpoint) holds every webhook queued behind it.
+that stalls (an fsync, a WAL checkpoint) holds every webhook queued behind it. Last,
+the window's slowest moments: each 100 ms of send times in which a webhook took over
+``--slow-ms`` end to end, with how many did and the slowest, so that a p99 made by one
+stall shows as one slice and a p99 made by a slow path shows as many.
 
 Usage: python bench/latency_stages.py [--rate 700] [--seconds 6] [--warmup 4]
                                       [--delivery-processes N] [--ingest-processes N]
-                                      [--daemon-src DIR]
+                                      [--daemon-src DIR] [--slow-ms 10]
 --daemon-src runs the daemon from another checkout's src/ (to compare with main).
 Prints figures; asserts nothing.
 """
@@ -67,6 +70,24 @@ def commit_histogram(before: dict[float, float], after: dict[float, float]) -> s
             parts.append(f"{label}: {count - below:.0f}")
         below = count
     return ", ".join(parts)
+
+
+def slow_slices(sent_times: list[float], latencies: list[float], slow_ms: float) -> str:
+    """The 100 ms slices of send time with a latency over ``slow_ms``: offset, count, max."""
+    if not sent_times:
+        return "none recorded"
+    start = min(sent_times)
+    slices: dict[int, list[float]] = {}
+    for sent, took in zip(sent_times, latencies, strict=True):
+        if took * 1000 > slow_ms:
+            slices.setdefault(int((sent - start) * 10), []).append(took * 1000)
+    if not slices:
+        return "none"
+    # The epoch time lets these be matched with a log's wall-clock times.
+    return f"from the window's first send (epoch {start:.3f}): " + ", ".join(
+        f"{index / 10:.1f}s: {len(slow)} (max {max(slow):.0f} ms)"
+        for index, slow in sorted(slices.items())
+    )
 
 
 def run(folder: Path, args: argparse.Namespace) -> None:
@@ -121,6 +142,8 @@ def run(folder: Path, args: argparse.Namespace) -> None:
             f"  p99 {percentile(values, 0.99):7.2f}  max {percentile(values, 1.0):7.2f} ms"
         )
     print(f"group commits in the window: {commits}")
+    slow = slow_slices(stats["sent_times"][warm:], stats["latencies"][warm:], args.slow_ms)
+    print(f"100 ms slices of the window with webhooks over {args.slow_ms:g} ms: {slow}")
 
 
 def main() -> None:
@@ -131,6 +154,7 @@ def main() -> None:
     parser.add_argument("--delivery-processes", type=int, default=None)
     parser.add_argument("--ingest-processes", type=int, default=None)
     parser.add_argument("--daemon-src", type=Path, default=None)
+    parser.add_argument("--slow-ms", type=float, default=10.0)
     parser.add_argument(
         "--client",
         dest="latency_client",
