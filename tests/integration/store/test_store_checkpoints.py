@@ -172,3 +172,62 @@ async def test_a_commit_listener_that_fails_keeps_no_answer_waiting(
         assert "listener bug" in failed[0]["error"]
     finally:
         await store.close()
+
+
+async def test_under_steady_commits_the_wal_starts_again_long_before_the_backstop(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Commits back to back, as under load: a new webhook is accepted as soon as one is
+    # answered, 32 in flight, so that the writer never waits for work. Before, the WAL
+    # then started again only when SQLite's backstop (10,000 pages) checkpointed inside
+    # a commit, which stalled that commit for 16-26 ms (docs/benchmarks.md). A lower
+    # RESTART_FRAMES than the daemon's keeps it well clear of the backstop here.
+    monkeypatch.setattr(database, "RESTART_FRAMES", 3_000)
+    store = SQLiteStore(str(db_path))
+    await store.open()
+    try:
+        accepted, restarts, largest = await steady_commits(store, db_path)
+        assert await store.message_count() == accepted
+    finally:
+        await store.close()
+    assert restarts >= 3, (restarts, largest)
+    # Started again near RESTART_FRAMES: a run's worth of frames past it at most.
+    assert largest < database.RESTART_FRAMES + 2 * database.CHECKPOINT_FRAMES, largest
+
+
+async def steady_commits(store: SQLiteStore, db_path: Path) -> tuple[int, int, int]:
+    """Accept webhooks back to back, 32 in flight, until about three backstops' worth
+    of frames: (webhooks accepted, times the WAL started again, its largest size)."""
+    body = b'{"pad":"' + b"x" * 8_000 + b'"}'  # about two pages a webhook
+    total_frames = 3 * database.BACKSTOP_CHECKPOINT_PAGES
+    largest, restarts, previous = 0, 0, 0
+
+    async def one() -> None:
+        nonlocal largest, restarts, previous
+        await store.accept(new_message(body=body))
+        frames = wal_progress(db_path)[0]
+        restarts += frames < previous
+        largest, previous = max(largest, frames), frames
+
+    accepted = 0
+    in_flight: set[asyncio.Task[None]] = set()
+    while accepted * 2 < total_frames:
+        while len(in_flight) < 32:
+            in_flight.add(asyncio.create_task(one()))
+            accepted += 1
+        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    await asyncio.gather(*in_flight)
+    return accepted, restarts, largest
+
+
+def test_a_finishing_checkpoint_that_fails_is_only_given_up(db_path: Path) -> None:
+    # It runs between the writer's commits: an error there must not end the writer's
+    # drain (the Checkpointer's next run asks again; commits report the file's state).
+    health = database.Health(str(db_path))
+    health.wal_restart_due = True
+    closed = sqlite3.connect(db_path)
+    closed.close()
+    database.finish_wal_checkpoint(closed, health)  # sqlite3.ProgrammingError inside
+    assert health.wal_restart_due is False

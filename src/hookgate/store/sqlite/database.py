@@ -32,6 +32,12 @@ CHECKPOINT_FRAMES = 1_000
 # The writer's own automatic checkpoint, inside a COMMIT: only a backstop for a
 # Checkpointer that falls behind (pages of the WAL).
 BACKSTOP_CHECKPOINT_PAGES = 10_000
+# Once the WAL holds this many frames, the writer finishes the Checkpointer's latest
+# run between two commits, so that its next transaction starts the WAL again from its
+# beginning (finish_wal_checkpoint). That pauses the writer for 3-7 ms under load, so
+# rarely: a run ends about every CHECKPOINT_FRAMES, so the WAL starts again before the
+# backstop, with another run's request to spare.
+RESTART_FRAMES = 8_000
 # Where the WAL index (the -shm) keeps mxFrame (the WAL's last frame, in its header) and
 # nBackfill (the frames copied back): native 32-bit integers (sqlite.org/walformat.html).
 _MX_FRAME_AT, _N_BACKFILL_AT = 16, 96
@@ -53,6 +59,8 @@ class Health:
         self._file_id: tuple[int, int] | None = None
         self._wal_index: int | None = None  # the -shm's descriptor: watch_wal_index
         self._after_commit: list[Callable[[], None]] = []
+        # Set by the Checkpointer (event loop), taken by the writer (SQLite thread).
+        self.wal_restart_due = False
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` on the event loop after each good commit."""
@@ -99,22 +107,27 @@ class Health:
             raise StoreError(reason)
 
     def wal_frames_not_copied(self) -> int:
-        """Frames of the WAL not yet copied back into the database, as its index says.
+        """Frames of the WAL not yet copied back into the database, as its index says."""
+        frames, copied = self.wal_progress()
+        return max(0, frames - copied)
+
+    def wal_progress(self) -> tuple[int, int]:
+        """(frames in the WAL, frames of them copied back), as the WAL index says.
 
         Read without a lock, as a hint: a header being rewritten can read wrong, and
         the next commit reads it again.
         """
         if self._wal_index is None:
-            return 0
+            return 0, 0
         try:
             index = os.pread(self._wal_index, _N_BACKFILL_AT + 4, 0)
         except OSError:
-            return 0
+            return 0, 0
         if len(index) < _N_BACKFILL_AT + 4:
-            return 0
+            return 0, 0
         frames: int = struct.unpack_from("=I", index, _MX_FRAME_AT)[0]
         copied: int = struct.unpack_from("=I", index, _N_BACKFILL_AT)[0]
-        return max(0, frames - copied)
+        return frames, copied
 
     def watch_wal_index(self) -> None:
         """Open the ``-shm`` for ``refuse_frozen_files``, once the connections made it.
@@ -195,6 +208,27 @@ async def in_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connecti
     return result
 
 
+def finish_wal_checkpoint(conn: sqlite3.Connection, health: Health) -> None:
+    """On the writer's thread, between two commits, when the Checkpointer asked for it:
+    copy back what was committed since its run, so that the writer's next transaction
+    finds the whole WAL copied and starts it again from its beginning.
+
+    Only the writer adds frames, and it is here, so this copy can reach the WAL's end
+    (a reader's older snapshot can still hold it back; the next run asks again). It
+    copies a few commits' frames, not the thousand of a run, and is PASSIVE: it waits
+    for no reader, and gives up at once while a Checkpointer's run holds the lock.
+    A failure here is the Checkpointer's to report: commits report the file's state.
+    """
+    if not health.wal_restart_due:
+        return
+    health.wal_restart_due = False
+    try:
+        health.refuse_frozen_files()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except (sqlite3.Error, StoreError):
+        return
+
+
 class Checkpointer:
     """Copies the WAL back into the database file beside the writer's commits.
 
@@ -204,9 +238,15 @@ class Checkpointer:
     load (docs/benchmarks.md: "latency at half the end-to-end rate"). Here, once a
     commit leaves as many frames not copied back, a connection of its own, on its own
     thread, runs a PASSIVE checkpoint, which takes no write lock and waits for no reader
-    or writer: commits go on meanwhile. A checkpoint writes no rows; the WAL is
-    restarted by the writer's next transaction once all of it is copied, as with the
-    automatic one. Like it, nothing runs after commits that leave a smaller WAL.
+    or writer: commits go on meanwhile. A checkpoint writes no rows. Like the automatic
+    one, nothing runs after commits that leave a smaller WAL.
+
+    The WAL starts again from its beginning only at a writer's transaction that finds
+    all of it copied back. Under steady commits that never happens by itself, as each
+    commit adds frames while a checkpoint copies, so the WAL grew to the backstop's
+    10,000 pages, whose checkpoint then stalled one commit for 16-26 ms. Once the WAL
+    holds ``RESTART_FRAMES``, a finished run therefore asks the writer to copy the few
+    frames committed since, between two commits (``finish_wal_checkpoint``).
     """
 
     def __init__(self, health: Health) -> None:
@@ -244,6 +284,8 @@ class Checkpointer:
             self._failing = True
         else:
             self._failing = False
+            if self._health.wal_progress()[0] >= RESTART_FRAMES:
+                self._health.wal_restart_due = True
         finally:
             self._running = None
 

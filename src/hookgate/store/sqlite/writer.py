@@ -41,7 +41,7 @@ from hookgate.store import (
     new_message_id,
 )
 from hookgate.store.rows import encode_skipped
-from hookgate.store.sqlite.database import Health, in_thread
+from hookgate.store.sqlite.database import Health, finish_wal_checkpoint, in_thread
 from hookgate.store.sqlite.sql import QUERIES, marks
 
 log = structlog.get_logger("hookgate.store")
@@ -216,6 +216,7 @@ class Writer:
                 return
             took = time.monotonic() - started
             loop.call_soon_threadsafe(self._committed, batch, inserted, [], took)
+            finish_wal_checkpoint(conn, self._health)
 
     async def _commit(self, batch: _Pending) -> None:
         """Commit a batch with write calls, each call in a savepoint of its own."""
