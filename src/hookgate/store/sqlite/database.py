@@ -34,10 +34,11 @@ CHECKPOINT_FRAMES = 1_000
 BACKSTOP_CHECKPOINT_PAGES = 10_000
 # Once the WAL holds this many frames, the writer finishes the Checkpointer's latest
 # run between two commits, so that its next transaction starts the WAL again from its
-# beginning (finish_wal_checkpoint). That pauses the writer for 3-7 ms under load, so
-# rarely: a run ends about every CHECKPOINT_FRAMES, so the WAL starts again before the
-# backstop, with another run's request to spare.
-RESTART_FRAMES = 8_000
+# beginning (finish_wal_checkpoint). That pauses the writer (1-30 ms measured under
+# load, the database file's fsync), so not often; but a run ends about every
+# CHECKPOINT_FRAMES, and a request can be missed (a reader in a transaction stops the
+# restart), so low enough that three or four runs ask before the backstop.
+RESTART_FRAMES = 6_000
 # Where the WAL index (the -shm) keeps mxFrame (the WAL's last frame, in its header) and
 # nBackfill (the frames copied back): native 32-bit integers (sqlite.org/walformat.html).
 _MX_FRAME_AT, _N_BACKFILL_AT = 16, 96
@@ -211,21 +212,28 @@ async def in_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connecti
 def finish_wal_checkpoint(conn: sqlite3.Connection, health: Health) -> None:
     """On the writer's thread, between two commits, when the Checkpointer asked for it:
     copy back what was committed since its run, so that the writer's next transaction
-    finds the whole WAL copied and starts it again from its beginning.
+    can find the whole WAL copied and start it again from its beginning.
 
-    Only the writer adds frames, and it is here, so this copy can reach the WAL's end
-    (a reader's older snapshot can still hold it back; the next run asks again). It
-    copies a few commits' frames, not the thousand of a run, and is PASSIVE: it waits
-    for no reader, and gives up at once while a Checkpointer's run holds the lock.
-    A failure here is the Checkpointer's to report: commits report the file's state.
+    Only the writer adds frames, and it is here, so this copy can reach the WAL's end.
+    A reader's older snapshot can hold the copy back, and a reader's open transaction
+    stops the restart itself (SQLite then just goes on appending); the Checkpointer's
+    next run asks again. It copies a few commits' frames, not the thousand of a run,
+    and is PASSIVE: it waits for no reader, and gives up at once while a Checkpointer's
+    run holds the checkpoint lock. An error gives up too, after marking a damaged file
+    broken; the commits report the file's state.
     """
     if not health.wal_restart_due:
         return
     health.wal_restart_due = False
+    # Asked before an idle spell, the WAL may have started again by itself since.
+    if health.wal_progress()[0] < RESTART_FRAMES:
+        return
     try:
         health.refuse_frozen_files()
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-    except (sqlite3.Error, StoreError):
+    except sqlite3.Error as exc:
+        health.note_error(exc)
+    except StoreError:
         return
 
 
