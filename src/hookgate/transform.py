@@ -124,9 +124,9 @@ def _first_two_outputs(program: Any, document: str) -> tuple[Any, Any]:
     finally:
         # jq's result iterator (jq 1.13) crashes the interpreter (SIGSEGV) when the
         # garbage collector frees it as part of a cycle (tests/unit/test_transform.py
-        # shows it). A traceback keeps this frame, and a
-        # caller that holds the exception (`except ... as`, pytest.raises) makes a
-        # cycle of it; so the iterator leaves the frame here, freed by its count.
+        # shows it). A traceback keeps this frame, and a caller that holds the
+        # exception (`except ... as`, pytest.raises) makes a cycle of it; so the
+        # iterator leaves the frame here, to be freed by its reference count.
         del outputs
 
 
