@@ -437,6 +437,125 @@ INDEX_USED = {
 }
 
 
+# -- the counts: sums of their rows of changes ------------------------------------------------
+
+
+def counted(url: str) -> tuple[dict[tuple[str, str], int], int]:
+    """The counts as the rows themselves give them, by another connection."""
+    by_state = rows(url, "SELECT destination, state, count(*) FROM deliveries GROUP BY 1, 2")
+    return {(d, s): n for d, s, n in by_state}, rows(url, "SELECT count(*) FROM messages")[0][0]
+
+
+async def store_counts(store: PostgresStore) -> tuple[dict[tuple[str, str], int], int]:
+    by_state = await store.delivery_counts()
+    flat = {(d, s): n for d, states in by_state.items() for s, n in states.items()}
+    return flat, await store.message_count()
+
+
+async def test_counts_read_their_changes_not_the_grown_tables(
+    grown: PostgresStore, postgres_url: str
+) -> None:
+    # The 200,000 deliveries went in by one statement each: their counts are rows of
+    # changes already, and a fold leaves one row per destination and state.
+    assert await store_counts(grown) == counted(postgres_url)
+    rows(postgres_url, QUERIES["compact_counts"])
+    groups = len(counted(postgres_url)[0])
+    assert rows(postgres_url, "SELECT count(*) FROM delivery_count_changes")[0][0] == groups
+    assert rows(postgres_url, "SELECT count(*) FROM message_count_changes")[0][0] == 1
+    assert await store_counts(grown) == counted(postgres_url)
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        for name in ("select_delivery_counts", "select_message_count"):
+            cursor = await conn.execute(("EXPLAIN " + QUERIES[name]).encode())
+            plan = "\n".join(row[0] for row in await cursor.fetchall())
+            assert "count_changes" in plan, (name, plan)
+            assert " on deliveries" not in plan, (name, plan)
+            assert " on messages" not in plan, (name, plan)
+
+
+async def test_folds_while_two_processes_commit_keep_the_counts(
+    open_process: Opener, postgres_url: str
+) -> None:
+    a, b = await open_process(), await open_process()
+    folds = 0
+
+    async def commit_and_settle(store: PostgresStore, rounds: int) -> None:
+        for n in range(rounds):
+            await accept_many(store, 5, destinations=("orders", "audit"))
+            await accept_many(store, 2, event_id=f"evt_{n % 3}")  # duplicates too
+            for delivery in await store.claim_due("orders", time.time() + 120, 4):
+                state = ("delivered", "dead", "pending")[delivery.id % 3]
+                await store.record_attempt(record(delivery.id, state=state))
+
+    async def fold_meanwhile(done: asyncio.Event) -> None:
+        nonlocal folds
+        async with contextlib.AsyncExitStack() as stack:
+            connections = [
+                await stack.enter_async_context(
+                    await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+                )
+                for _ in range(2)
+            ]
+            while not done.is_set():
+                # Two at once, as two processes' folds may be: one folds, one finds the lock.
+                await asyncio.gather(
+                    *(conn.execute(QUERIES["compact_counts"].encode()) for conn in connections)
+                )
+                folds += 1
+
+    done = asyncio.Event()
+    folding = asyncio.create_task(fold_meanwhile(done))
+    await asyncio.gather(commit_and_settle(a, 25), commit_and_settle(b, 25))
+    done.set()
+    await folding
+    assert folds > 5
+    assert await store_counts(a) == await store_counts(b) == counted(postgres_url)
+    assert await a.retry_dead("orders", since=None) > 0
+    await a.prune(time.time() + 1, 1000)  # what is not pending goes
+    assert await store_counts(b) == counted(postgres_url)
+
+
+async def test_each_process_folds_the_changes_now_and_then(
+    open_process: Opener, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hookgate.store.postgres, "_COMPACT_COUNTS_EVERY", 0.05)
+    store = await open_process()
+    for _ in range(20):
+        await accept_many(store, 3, destinations=("orders", "audit"))
+    changes = "SELECT count(*) FROM delivery_count_changes"
+    await eventually(
+        lambda: asyncio.to_thread(rows, postgres_url, changes),
+        ok=lambda found: found[0][0] == 2,  # orders and audit, pending
+    )
+    assert await store_counts(store) == counted(postgres_url)
+
+
+async def test_an_upgrade_counts_the_rows_already_there(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(QUERIES["create_schema_table"].encode())
+        for number in range(4):  # the schema before the counts' changes (0005)
+            conn.execute(MIGRATIONS[number].encode())
+            conn.execute(QUERIES["insert_schema_version"].encode(), (number + 1,))
+        conn.execute(
+            b"INSERT INTO messages (id, source, received_at, headers, body)"
+            b" SELECT n, 'stripe', n, '{}', '{}' FROM generate_series(1, 300) AS n"
+        )
+        conn.execute(
+            b"INSERT INTO deliveries (message_id, destination, state, next_attempt_at,"
+            b" updated_at) SELECT n, 'd' || mod(n, 3),"
+            b" (ARRAY['pending', 'delivered', 'dead'])[1 + mod(n, 7) % 3], n, n"
+            b" FROM generate_series(1, 300) AS n"
+        )
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        assert await store_counts(store) == counted(postgres_url)
+        assert (await store_counts(store))[1] == 300
+        await accept_many(store, 3)
+        assert await store_counts(store) == counted(postgres_url)
+    finally:
+        await store.close()
+
+
 async def test_a_pause_reaches_the_workers_of_the_other_processes(
     tmp_path: Path, downstream: Downstream, postgres_url: str
 ) -> None:

@@ -59,6 +59,9 @@ _HEARTBEAT_FRESH = 1.0
 _CONNECT_TIMEOUT = 10.0
 _POOL_SIZE = 10
 _LISTEN_RETRY = 1.0
+# How often each process folds the rows of changes behind the counts (compact_counts):
+# a count then sums at most the changes of this many seconds, of every process.
+_COMPACT_COUNTS_EVERY = 10.0
 
 
 class PostgresStore(AdminQueries):
@@ -109,6 +112,7 @@ class PostgresStore(AdminQueries):
         self._tasks = [
             loop.create_task(self._listen(), name="store-listen"),
             loop.create_task(self._renew_leases(), name="store-leases"),
+            loop.create_task(self._compact_counts(), name="store-counts"),
         ]
         # Listening before the first claim: a commit from then on wakes this process.
         with contextlib.suppress(TimeoutError):
@@ -208,6 +212,15 @@ class PostgresStore(AdminQueries):
                 log.error("store.lease_renewal_failed", error=str(exc))
             if self._coordination is not None:
                 await self._coordination.check_order_locks()
+
+    async def _compact_counts(self) -> None:
+        """Keep the counts' rows of changes few, whatever the rate of commits."""
+        while True:
+            await asyncio.sleep(_COMPACT_COUNTS_EVERY)
+            try:
+                await execute(self._pool, QUERIES["compact_counts"])
+            except StoreError as exc:
+                log.warning("store.count_compaction_failed", error=str(exc))
 
     # -- health -------------------------------------------------------------------
 

@@ -1,0 +1,79 @@
+-- The counts behind /metrics, /readyz, the admin API and the dashboard, kept as the
+-- rows change: counting them (count(*)) read every delivery and every message at each
+-- scrape, a cost that grows with retention. Several processes commit at once, so a
+-- count is not one row that every commit would update (and lock until it commits):
+-- each statement that changes rows adds rows of changes, one per destination and
+-- state it touched, and a reader sums them. compact_counts folds them into one row
+-- per group now and then (PostgresStore), so that the sum stays small.
+CREATE TABLE delivery_count_changes (
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL,
+    change BIGINT NOT NULL
+);
+CREATE TABLE message_count_changes (change BIGINT NOT NULL);
+
+-- Statement triggers with transition tables: one aggregate per statement, not a row
+-- of changes per row. (An UPDATE trigger with transition tables may not name its
+-- columns, so claims and lease renewals run it too: their states do not change and it
+-- adds nothing.)
+CREATE FUNCTION count_inserted_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO delivery_count_changes (destination, state, change)
+    SELECT destination, state, count(*) FROM new_rows GROUP BY destination, state;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION count_updated_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO delivery_count_changes (destination, state, change)
+    SELECT destination, state, sum(change) FROM (
+        SELECT destination, state, -1 AS change FROM old_rows
+        UNION ALL
+        SELECT destination, state, 1 FROM new_rows
+    ) AS moved
+    GROUP BY destination, state HAVING sum(change) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION count_deleted_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO delivery_count_changes (destination, state, change)
+    SELECT destination, state, -count(*) FROM old_rows GROUP BY destination, state;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION count_inserted_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO message_count_changes (change)
+    SELECT count(*) FROM new_rows HAVING count(*) > 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION count_deleted_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO message_count_changes (change)
+    SELECT -count(*) FROM old_rows HAVING count(*) > 0;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_inserted_deliveries();
+CREATE TRIGGER deliveries_count_update AFTER UPDATE ON deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_updated_deliveries();
+CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_deleted_deliveries();
+CREATE TRIGGER messages_count_insert AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_inserted_messages();
+CREATE TRIGGER messages_count_delete AFTER DELETE ON messages
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_deleted_messages();
+
+-- The rows already there. Creating the triggers locked both tables against writes
+-- until this migration commits, so no commit falls between this count and them.
+INSERT INTO delivery_count_changes (destination, state, change)
+SELECT destination, state, count(*) FROM deliveries GROUP BY destination, state;
+INSERT INTO message_count_changes (change) SELECT count(*) FROM messages HAVING count(*) > 0;
