@@ -455,11 +455,17 @@ async def store_counts(store: PostgresStore) -> tuple[dict[tuple[str, str], int]
 async def test_counts_read_their_changes_not_the_grown_tables(
     grown: PostgresStore, postgres_url: str
 ) -> None:
-    # The 200,000 deliveries went in by one statement each: their counts are rows of
-    # changes already, and a fold leaves one row per destination and state.
+    # Statements after the fixture's: each adds rows of changes to the same groups.
+    for first in (1, 2, 3):
+        rows(
+            postgres_url,
+            "UPDATE deliveries SET state = 'dead' WHERE id IN (%s, %s)",
+            (first, first + 20),
+        )
     assert await store_counts(grown) == counted(postgres_url)
-    rows(postgres_url, QUERIES["compact_counts"])
     groups = len(counted(postgres_url)[0])
+    assert rows(postgres_url, "SELECT count(*) FROM delivery_count_changes")[0][0] > groups
+    rows(postgres_url, QUERIES["compact_counts"])
     assert rows(postgres_url, "SELECT count(*) FROM delivery_count_changes")[0][0] == groups
     assert rows(postgres_url, "SELECT count(*) FROM message_count_changes")[0][0] == 1
     assert await store_counts(grown) == counted(postgres_url)
@@ -529,16 +535,61 @@ async def test_each_process_folds_the_changes_now_and_then(
     assert await store_counts(store) == counted(postgres_url)
 
 
-async def test_an_upgrade_counts_the_rows_already_there(postgres_url: str) -> None:
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
+async def test_a_truncate_empties_the_counts(open_process: Opener, postgres_url: str) -> None:
+    store = await open_process()
+    await accept_many(store, 4, destinations=("orders", "audit"))
+    rows(postgres_url, "TRUNCATE messages CASCADE")  # deliveries and attempts with them
+    assert await store_counts(store) == counted(postgres_url) == ({}, 0)
+    await accept_many(store, 2)
+    assert await store_counts(store) == counted(postgres_url) == ({("orders", "pending"): 2}, 2)
+
+
+def schema_4(url: str, messages: int = 0) -> None:
+    """The database as hookgate left it before the counts' changes (migration 0005)."""
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(QUERIES["create_schema_table"].encode())
-        for number in range(4):  # the schema before the counts' changes (0005)
+        for number in range(4):
             conn.execute(MIGRATIONS[number].encode())
             conn.execute(QUERIES["insert_schema_version"].encode(), (number + 1,))
         conn.execute(
             b"INSERT INTO messages (id, source, received_at, headers, body)"
-            b" SELECT n, 'stripe', n, '{}', '{}' FROM generate_series(1, 300) AS n"
+            b" SELECT n, 'stripe', n, '{}', '{}' FROM generate_series(1, %s) AS n",
+            (messages,),
         )
+
+
+async def test_an_upgrade_waits_for_an_older_process_writing_meanwhile(
+    postgres_url: str,
+) -> None:
+    schema_4(postgres_url)
+    async with await psycopg.AsyncConnection.connect(postgres_url) as older:
+        # An older process's writer, mid-transaction: it has expired dedup keys
+        # (messages locked for writing) and will insert a message and its delivery.
+        expiry = {"sources": ["stripe"], "keys": ["evt"], "cutoffs": [0.0]}
+        await older.execute(QUERIES["expire_dedup_keys"].encode(), expiry)
+        store = PostgresStore(postgres_url)
+        opening = asyncio.create_task(store.open())
+        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+        await eventually(
+            lambda: asyncio.to_thread(rows, postgres_url, waiting), lambda r: r[0][0] > 0
+        )
+        inserted = (
+            *([9000], ["stripe"], [1.0], [None], ["evt"], ["evt"], [b"{}"], [b"{}"], [None]),
+            *([9000], ["orders"]),
+        )
+        await older.execute(QUERIES["insert_messages"].encode(), inserted)
+        await older.commit()  # before the upgrade, whose lock it never waited for
+        await opening
+    try:
+        assert rows(postgres_url, "SELECT max(version) FROM hookgate_schema")[0][0] == 5
+        assert await store_counts(store) == counted(postgres_url) == ({("orders", "pending"): 1}, 1)
+    finally:
+        await store.close()
+
+
+async def test_an_upgrade_counts_the_rows_already_there(postgres_url: str) -> None:
+    schema_4(postgres_url, messages=300)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(
             b"INSERT INTO deliveries (message_id, destination, state, next_attempt_at,"
             b" updated_at) SELECT n, 'd' || mod(n, 3),"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,11 @@ from hookgate.errors import StoreError
 from hookgate.store.postgres.sql import MIGRATIONS, QUERIES
 
 log = structlog.get_logger("hookgate.store")
+
+# How long a migration waits for a table's lock before it lets the writers go on and
+# tries again (PostgreSQL's lock_timeout; a text value), and its pauses between tries.
+_MIGRATION_LOCK_TIMEOUT = "2s"
+_MIGRATION_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 Pool = AsyncConnectionPool[Connection]
@@ -38,18 +44,36 @@ async def migrate(conn: Connection) -> None:
     """Run the migrations this database has not had, in one transaction.
 
     The advisory lock makes processes that start together take turns: the first
-    migrates, the others then find nothing left to do.
+    migrates, the others then find nothing left to do. Processes of the older version
+    may still be writing meanwhile (a rolling upgrade): a migration that locks tables
+    waits for their transactions, and every write queues behind it, so it waits for a
+    table only ``_MIGRATION_LOCK_TIMEOUT`` at a time. Its transaction is tried again, after a
+    pause, when that runs out or when PostgreSQL ends it to break a deadlock with a
+    writer (whose own commit is retried too).
     """
-    async with conn.transaction():
-        await conn.execute(QUERIES["lock_migrations"])
-        await conn.execute(QUERIES["create_schema_table"])
-        version = await _scalar(conn, QUERIES["select_schema_version"])
-        if version > len(MIGRATIONS):
-            raise StoreError(f"database schema {version} is newer than this hookgate knows")
-        for number in range(version, len(MIGRATIONS)):
-            await conn.execute(MIGRATIONS[number].encode())
-            await conn.execute(QUERIES["insert_schema_version"], (number + 1,))
-            log.info("store.migrated", version=number + 1)
+    for pause in (*_MIGRATION_PAUSES, None):
+        try:
+            async with conn.transaction():
+                await _migrate(conn)
+            return
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
+            if pause is None:
+                raise StoreError(f"cannot migrate the database while it is busy: {exc}") from None
+            log.warning("store.migration_retried", error=str(exc), retry_in_s=pause)
+            await asyncio.sleep(pause)
+
+
+async def _migrate(conn: Connection) -> None:
+    await conn.execute(QUERIES["lock_migrations"])  # as long as another's migration takes
+    await conn.execute(QUERIES["limit_lock_waits"], (_MIGRATION_LOCK_TIMEOUT,))
+    await conn.execute(QUERIES["create_schema_table"])
+    version = await _scalar(conn, QUERIES["select_schema_version"])
+    if version > len(MIGRATIONS):
+        raise StoreError(f"database schema {version} is newer than this hookgate knows")
+    for number in range(version, len(MIGRATIONS)):
+        await conn.execute(MIGRATIONS[number].encode())
+        await conn.execute(QUERIES["insert_schema_version"], (number + 1,))
+        log.info("store.migrated", version=number + 1)
 
 
 async def fetch(

@@ -13,6 +13,10 @@ CREATE TABLE IF NOT EXISTS hookgate_schema (version INTEGER NOT NULL)
 -- Many processes may start at once: one migrates, the others wait and find it done.
 SELECT pg_advisory_xact_lock(hashtextextended('hookgate:migrations', 0))
 
+-- limit_lock_waits --
+-- For the migrations' transaction only (set_config's "local"): see database.migrate.
+SELECT set_config('lock_timeout', %s, true)
+
 -- select_schema_version --
 SELECT coalesce(max(version), 0) FROM hookgate_schema
 

@@ -5,12 +5,24 @@
 -- each statement that changes rows adds rows of changes, one per destination and
 -- state it touched, and a reader sums them. compact_counts folds them into one row
 -- per group now and then (PostgresStore), so that the sum stays small.
+
+-- Both tables at once, messages first, as the writers' statements take them: the
+-- triggers below lock each table against writes, and taking deliveries' lock before
+-- messages' could deadlock with a writer that holds messages and inserts deliveries.
+LOCK TABLE messages, deliveries IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE delivery_count_changes (
     destination TEXT NOT NULL,
     state TEXT NOT NULL,
     change BIGINT NOT NULL
 );
 CREATE TABLE message_count_changes (change BIGINT NOT NULL);
+-- Each fold leaves every row it read dead: vacuum them by count, not by a share of a
+-- table that a fold keeps small, so that a read never scans many.
+ALTER TABLE delivery_count_changes SET (autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000);
+ALTER TABLE message_count_changes SET (autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000);
 
 -- Statement triggers with transition tables: one aggregate per statement, not a row
 -- of changes per row. (An UPDATE trigger with transition tables may not name its
@@ -72,8 +84,30 @@ CREATE TRIGGER messages_count_delete AFTER DELETE ON messages
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION count_deleted_messages();
 
--- The rows already there. Creating the triggers locked both tables against writes
--- until this migration commits, so no commit falls between this count and them.
+-- TRUNCATE runs no row or statement trigger of the kinds above: it empties the
+-- counts too. After any fold in progress (the fold's lock), so that no sum it writes
+-- outlives the rows it summed.
+CREATE FUNCTION clear_delivery_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('hookgate:counts', 0));
+    DELETE FROM delivery_count_changes;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION clear_message_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('hookgate:counts', 0));
+    DELETE FROM message_count_changes;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER deliveries_count_truncate AFTER TRUNCATE ON deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION clear_delivery_counts();
+CREATE TRIGGER messages_count_truncate AFTER TRUNCATE ON messages
+    FOR EACH STATEMENT EXECUTE FUNCTION clear_message_count();
+
+-- The rows already there. The lock above keeps both tables from writes until this
+-- migration commits, so no commit falls between this count and the triggers.
 INSERT INTO delivery_count_changes (destination, state, change)
 SELECT destination, state, count(*) FROM deliveries GROUP BY destination, state;
 INSERT INTO message_count_changes (change) SELECT count(*) FROM messages HAVING count(*) > 0;
