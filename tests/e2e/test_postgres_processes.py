@@ -21,6 +21,8 @@ import aiohttp
 import psycopg
 import pytest
 
+from hookgate.store.postgres import QUERIES
+
 from .conftest import Daemon, Downstream, post, wait_for
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
@@ -150,6 +152,14 @@ async def test_three_processes_lose_nothing_across_sigkills(
     # Duplicates only from kills: at most what the killed process had in flight.
     assert duplicates <= kills * concurrency
     assert rows(postgres_url, "SELECT count(*) FROM messages")[0][0] == total
+    # The counts (sums of the triggers' rows of changes) are the rows', kills and all,
+    # once the last outcome is committed.
+    pending = "SELECT count(*) FROM deliveries WHERE state = 'pending'"
+    await wait_for(lambda: rows(postgres_url, pending)[0][0] == 0, 60)
+    by_rows = "SELECT destination, state, count(*) FROM deliveries GROUP BY 1, 2"
+    counts = rows(postgres_url, QUERIES["select_delivery_counts"])
+    assert sorted(counts) == sorted(rows(postgres_url, by_rows))
+    assert rows(postgres_url, QUERIES["select_message_count"]) == [(total,)]
     # Every process delivered a share: the claims were shared, not one process's.
     attempted_by = rows(postgres_url, "SELECT count(DISTINCT attempted_by) FROM attempts")
     assert attempted_by[0][0] >= 3

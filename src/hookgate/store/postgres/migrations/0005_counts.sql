@@ -85,26 +85,19 @@ CREATE TRIGGER messages_count_delete AFTER DELETE ON messages
     FOR EACH STATEMENT EXECUTE FUNCTION count_deleted_messages();
 
 -- TRUNCATE runs no row or statement trigger of the kinds above: it empties the
--- counts too. After any fold in progress (the fold's lock), so that no sum it writes
--- outlives the rows it summed.
-CREATE FUNCTION clear_delivery_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+-- counts too (the table of changes named by the trigger). After any fold in progress
+-- (the fold's lock), so that no sum it writes outlives the rows it summed.
+CREATE FUNCTION clear_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('hookgate:counts', 0));
-    DELETE FROM delivery_count_changes;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION clear_message_count() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('hookgate:counts', 0));
-    DELETE FROM message_count_changes;
+    EXECUTE format('DELETE FROM %I', TG_ARGV[0]);
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER deliveries_count_truncate AFTER TRUNCATE ON deliveries
-    FOR EACH STATEMENT EXECUTE FUNCTION clear_delivery_counts();
+    FOR EACH STATEMENT EXECUTE FUNCTION clear_counts('delivery_count_changes');
 CREATE TRIGGER messages_count_truncate AFTER TRUNCATE ON messages
-    FOR EACH STATEMENT EXECUTE FUNCTION clear_message_count();
+    FOR EACH STATEMENT EXECUTE FUNCTION clear_counts('message_count_changes');
 
 -- The rows already there. The lock above keeps both tables from writes until this
 -- migration commits, so no commit falls between this count and the triggers.
