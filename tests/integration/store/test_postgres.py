@@ -544,6 +544,15 @@ async def test_a_truncate_empties_the_counts(open_process: Opener, postgres_url:
     assert await store_counts(store) == counted(postgres_url) == ({("orders", "pending"): 2}, 2)
 
 
+async def lock_awaited(url: str, table: str) -> None:
+    """Return once a transaction of this database waits for a lock on ``table``."""
+    waiting = (
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    await eventually(lambda: asyncio.to_thread(rows, url, waiting, (table,)), lambda r: r[0][0])
+
+
 def schema_4(url: str, messages: int = 0) -> None:
     """The database as hookgate left it before the counts' changes (migration 0005)."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -569,10 +578,7 @@ async def test_an_upgrade_waits_for_an_older_process_writing_meanwhile(
         await older.execute(QUERIES["expire_dedup_keys"].encode(), expiry)
         store = PostgresStore(postgres_url)
         opening = asyncio.create_task(store.open())
-        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
-        await eventually(
-            lambda: asyncio.to_thread(rows, postgres_url, waiting), lambda r: r[0][0] > 0
-        )
+        await lock_awaited(postgres_url, "messages")
         inserted = (
             *([9000], ["stripe"], [1.0], [None], ["evt"], ["evt"], [b"{}"], [b"{}"], [None]),
             *([9000], ["orders"]),
@@ -583,6 +589,31 @@ async def test_an_upgrade_waits_for_an_older_process_writing_meanwhile(
     try:
         assert rows(postgres_url, "SELECT max(version) FROM hookgate_schema")[0][0] == 5
         assert await store_counts(store) == counted(postgres_url) == ({("orders", "pending"): 1}, 1)
+    finally:
+        await store.close()
+
+
+async def test_an_upgrade_that_deadlocks_with_a_writer_tries_again(postgres_url: str) -> None:
+    schema_4(postgres_url, messages=3)
+    rows(
+        postgres_url,
+        "INSERT INTO deliveries (message_id, destination, state, next_attempt_at, updated_at)"
+        " SELECT n, 'orders', 'pending', n, n FROM generate_series(1, 3) AS n",
+    )
+    async with await psycopg.AsyncConnection.connect(postgres_url) as older:
+        # An older process's batch: an outcome settled (deliveries locked for writing),
+        # then a prune (messages), while the upgrade holds messages and waits for
+        # deliveries: PostgreSQL ends the upgrade's transaction, which waited first.
+        await older.execute(b"UPDATE deliveries SET state = 'delivered' WHERE id = 1")
+        store = PostgresStore(postgres_url)
+        opening = asyncio.create_task(store.open())
+        await lock_awaited(postgres_url, "deliveries")
+        await older.execute(b"DELETE FROM messages WHERE id = 1")
+        await older.commit()
+        await opening
+    try:
+        assert rows(postgres_url, "SELECT max(version) FROM hookgate_schema")[0][0] == 5
+        assert await store_counts(store) == counted(postgres_url) == ({("orders", "pending"): 2}, 2)
     finally:
         await store.close()
 

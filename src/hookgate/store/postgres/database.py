@@ -54,7 +54,9 @@ async def migrate(conn: Connection) -> None:
     for pause in (*_MIGRATION_PAUSES, None):
         try:
             async with conn.transaction():
-                await _migrate(conn)
+                applied = await _migrate(conn)
+            for version in applied:  # once committed, not for a try rolled back
+                log.info("store.migrated", version=version)
             return
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
             if pause is None:
@@ -63,17 +65,27 @@ async def migrate(conn: Connection) -> None:
             await asyncio.sleep(pause)
 
 
-async def _migrate(conn: Connection) -> None:
-    await conn.execute(QUERIES["lock_migrations"])  # as long as another's migration takes
+async def _migrate(conn: Connection) -> list[int]:
+    """The migrations' transaction: the versions it applied."""
+    # As long as another process's migration takes, whatever lock_timeout the role or
+    # the URL sets; then at most _MIGRATION_LOCK_TIMEOUT for each table.
+    await conn.execute(QUERIES["limit_lock_waits"], ("0",))
+    await conn.execute(QUERIES["lock_migrations"])
     await conn.execute(QUERIES["limit_lock_waits"], (_MIGRATION_LOCK_TIMEOUT,))
     await conn.execute(QUERIES["create_schema_table"])
     version = await _scalar(conn, QUERIES["select_schema_version"])
     if version > len(MIGRATIONS):
         raise StoreError(f"database schema {version} is newer than this hookgate knows")
+    if 0 < version < len(MIGRATIONS):
+        # Both tables, before any migration locks one of them: one order for every
+        # path of upgrade. Writers take them in either order (an ingest messages
+        # first, a batch that settles then prunes deliveries first), so a deadlock
+        # with one stays possible, and migrate() tries again.
+        await conn.execute(QUERIES["lock_tables_for_migration"])
     for number in range(version, len(MIGRATIONS)):
         await conn.execute(MIGRATIONS[number].encode())
         await conn.execute(QUERIES["insert_schema_version"], (number + 1,))
-        log.info("store.migrated", version=number + 1)
+    return list(range(version + 1, len(MIGRATIONS) + 1))
 
 
 async def fetch(

@@ -17,6 +17,10 @@ SELECT pg_advisory_xact_lock(hashtextextended('hookgate:migrations', 0))
 -- For the migrations' transaction only (set_config's "local"): see database.migrate.
 SELECT set_config('lock_timeout', %s, true)
 
+-- lock_tables_for_migration --
+-- Held to the migrations' commit: writes wait, reads go on (database.migrate).
+LOCK TABLE messages, deliveries IN SHARE ROW EXCLUSIVE MODE
+
 -- select_schema_version --
 SELECT coalesce(max(version), 0) FROM hookgate_schema
 

@@ -6,11 +6,6 @@
 -- state it touched, and a reader sums them. compact_counts folds them into one row
 -- per group now and then (PostgresStore), so that the sum stays small.
 
--- Both tables at once, messages first, as the writers' statements take them: the
--- triggers below lock each table against writes, and taking deliveries' lock before
--- messages' could deadlock with a writer that holds messages and inserts deliveries.
-LOCK TABLE messages, deliveries IN SHARE ROW EXCLUSIVE MODE;
-
 CREATE TABLE delivery_count_changes (
     destination TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -25,17 +20,20 @@ ALTER TABLE message_count_changes SET (autovacuum_vacuum_scale_factor = 0,
     autovacuum_vacuum_threshold = 1000);
 
 -- Statement triggers with transition tables: one aggregate per statement, not a row
--- of changes per row. (An UPDATE trigger with transition tables may not name its
+-- of changes per row. Each function keeps the migration's search_path, so that a
+-- session with another one still finds the tables of changes. (An UPDATE trigger with transition tables may not name its
 -- columns, so claims and lease renewals run it too: their states do not change and it
 -- adds nothing.)
-CREATE FUNCTION count_inserted_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_inserted_deliveries() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO delivery_count_changes (destination, state, change)
     SELECT destination, state, count(*) FROM new_rows GROUP BY destination, state;
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION count_updated_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_updated_deliveries() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO delivery_count_changes (destination, state, change)
     SELECT destination, state, sum(change) FROM (
@@ -47,21 +45,24 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION count_deleted_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_deleted_deliveries() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO delivery_count_changes (destination, state, change)
     SELECT destination, state, -count(*) FROM old_rows GROUP BY destination, state;
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION count_inserted_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_inserted_messages() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO message_count_changes (change)
     SELECT count(*) FROM new_rows HAVING count(*) > 0;
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION count_deleted_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_deleted_messages() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO message_count_changes (change)
     SELECT -count(*) FROM old_rows HAVING count(*) > 0;
@@ -87,7 +88,8 @@ CREATE TRIGGER messages_count_delete AFTER DELETE ON messages
 -- TRUNCATE runs no row or statement trigger of the kinds above: it empties the
 -- counts too (the table of changes named by the trigger). After any fold in progress
 -- (the fold's lock), so that no sum it writes outlives the rows it summed.
-CREATE FUNCTION clear_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION clear_counts() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('hookgate:counts', 0));
     EXECUTE format('DELETE FROM %I', TG_ARGV[0]);
@@ -99,8 +101,8 @@ CREATE TRIGGER deliveries_count_truncate AFTER TRUNCATE ON deliveries
 CREATE TRIGGER messages_count_truncate AFTER TRUNCATE ON messages
     FOR EACH STATEMENT EXECUTE FUNCTION clear_counts('message_count_changes');
 
--- The rows already there. The lock above keeps both tables from writes until this
--- migration commits, so no commit falls between this count and the triggers.
+-- The rows already there. The migration holds both tables against writes until it
+-- commits (database.migrate), so no commit falls between this count and the triggers.
 INSERT INTO delivery_count_changes (destination, state, change)
 SELECT destination, state, count(*) FROM deliveries GROUP BY destination, state;
 INSERT INTO message_count_changes (change) SELECT count(*) FROM messages HAVING count(*) > 0;
