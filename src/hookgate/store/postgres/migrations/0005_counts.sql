@@ -24,11 +24,14 @@ ALTER TABLE message_count_changes SET (autovacuum_vacuum_scale_factor = 0,
 -- session with another one still finds the tables of changes. (An UPDATE trigger with transition tables may not name its
 -- columns, so claims and lease renewals run it too: their states do not change and it
 -- adds nothing.)
-CREATE FUNCTION count_inserted_deliveries() RETURNS trigger LANGUAGE plpgsql
+-- An insert or a delete: the rows it made or removed (changed_rows), each counted as
+-- the trigger's argument (1 or -1).
+CREATE FUNCTION count_changed_deliveries() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO delivery_count_changes (destination, state, change)
-    SELECT destination, state, count(*) FROM new_rows GROUP BY destination, state;
+    SELECT destination, state, TG_ARGV[0]::bigint * count(*) FROM changed_rows
+    GROUP BY destination, state;
     RETURN NULL;
 END $$;
 
@@ -45,45 +48,29 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION count_deleted_deliveries() RETURNS trigger LANGUAGE plpgsql
-    SET search_path FROM CURRENT AS $$
-BEGIN
-    INSERT INTO delivery_count_changes (destination, state, change)
-    SELECT destination, state, -count(*) FROM old_rows GROUP BY destination, state;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION count_inserted_messages() RETURNS trigger LANGUAGE plpgsql
+CREATE FUNCTION count_changed_messages() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO message_count_changes (change)
-    SELECT count(*) FROM new_rows HAVING count(*) > 0;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION count_deleted_messages() RETURNS trigger LANGUAGE plpgsql
-    SET search_path FROM CURRENT AS $$
-BEGIN
-    INSERT INTO message_count_changes (change)
-    SELECT -count(*) FROM old_rows HAVING count(*) > 0;
+    SELECT TG_ARGV[0]::bigint * count(*) FROM changed_rows HAVING count(*) > 0;
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION count_inserted_deliveries();
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_changed_deliveries('1');
 CREATE TRIGGER deliveries_count_update AFTER UPDATE ON deliveries
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION count_updated_deliveries();
 CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION count_deleted_deliveries();
+    REFERENCING OLD TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_changed_deliveries('-1');
 CREATE TRIGGER messages_count_insert AFTER INSERT ON messages
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION count_inserted_messages();
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_changed_messages('1');
 CREATE TRIGGER messages_count_delete AFTER DELETE ON messages
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION count_deleted_messages();
+    REFERENCING OLD TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_changed_messages('-1');
 
 -- TRUNCATE runs no row or statement trigger of the kinds above: it empties the
 -- counts too (the table of changes named by the trigger). After any fold in progress
