@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import yarl
+
 from hookgate import addresses, filters, providers, transform
 from hookgate.config.redact import masked_url
 from hookgate.config.report import Report
@@ -265,10 +267,19 @@ def _check_url(report: Report, url: str, where: str, deny_networks: list[str]) -
     if not re.match(r"^https?://[^/\s]+", url):
         report.error(where, f"expected an http:// or https:// URL, got {masked_url(url)!r}")
         return
+    if re.search(r"\s", url):
+        report.error(where, "expected a URL without spaces (write a space in a path as %20)")
+        return
     try:
-        host = urlsplit(url).hostname or ""
+        # The delivery client's parser (outbound/http1.py: Endpoint.of), so that what
+        # passes here is what it can send to.
+        parsed = yarl.URL(url)
+        host, port = parsed.raw_host or "", parsed.explicit_port
     except ValueError as exc:
         report.error(where, f"expected an http:// or https:// URL: {exc}")
+        return
+    if port == 0:
+        report.error(where, "expected a port from 1 to 65535, got 0")
         return
     address = addresses.parse_address(host)
     if address is None:

@@ -349,6 +349,35 @@ def test_bad_destination_url(tmp_path: Path) -> None:
     assert errors[0].startswith("destinations.y.url: expected an http:// or https:// URL")
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:99999/x", "expected an http:// or https:// URL: Port out of range"),
+        ("http://127.0.0.1:abc/x", "expected an http:// or https:// URL: Invalid URL: port"),
+        ("http://127.0.0.1:0/x", "expected a port from 1 to 65535, got 0"),
+        ("http://exa mple.com/x", "expected a URL without spaces"),
+        ("http://h.example/a b", "expected a URL without spaces"),
+    ],
+)
+def test_destination_url_the_client_could_not_send_to(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    """Each of these passed the check once, then failed the daemon's start with a
+    traceback (or, for port 0, sent to port 80)."""
+    text = MINIMAL_SOURCE + f'[destinations.y]\nurl = "{url}"\nsources = ["x"]\n'
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"destinations.y.url: {expected}"), errors[0]
+    assert errors[0].endswith(f"(line {line_of(text, 'url =')})")
+
+
+def test_alerts_url_is_checked_as_a_destination_url_is(tmp_path: Path) -> None:
+    text = MINIMAL_SOURCE + '[alerts]\nurl = "http://127.0.0.1:70000/alerts"\nsign = "none"\n'
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 1
+    assert errors[0].startswith("alerts.url: expected an http:// or https:// URL: Port out")
+
+
 # -- header names and values (issue 8) ----------------------------------------------------
 
 
