@@ -303,6 +303,36 @@ async def test_errors_are_the_apis_detail_in_one_line(admin: Admin) -> None:
     assert (run.code, run.err) == (1, f"hookgate: {answer['detail']}\n")
 
 
+async def test_every_api_error_is_json_even_from_the_router(
+    admin: Admin, client: aiohttp.ClientSession
+) -> None:
+    """A method a route does not take, a route that does not exist, a time past the year
+    9999: the API's JSON errors (aiohttp answered text, and the times a 500 and a
+    traceback in the log)."""
+    message_id = await accept(admin, client, {"type": "order.created"})
+    url = admin.daemon.admin_url(f"/api/v1/messages/{message_id}")
+    async with client.delete(url, headers={"Authorization": f"Bearer {TOKEN}"}) as answer:
+        assert answer.status == 405
+        assert answer.headers["Allow"] == "GET, HEAD"
+        assert (await answer.json())["error"] == "method_not_allowed"
+    status, answer = await admin.api("POST", "/stats")
+    assert (status, answer["error"]) == (405, "method_not_allowed")
+    for path in ("/nope", "/messages/"):
+        status, answer = await admin.api("GET", path)
+        assert (status, answer["error"]) == (404, "not_found"), path
+    # Without the token, no route is told from one that does not exist.
+    status, answer = await admin.api("GET", "/nope", token="wrong")
+    assert (status, answer["error"]) == (401, "unauthorized")
+    for param in ("since", "until"):
+        status, answer = await admin.api("GET", "/messages", **{param: "99999999999999999999"})
+        assert (status, answer["error"]) == (400, "bad_request")
+        assert answer["detail"] == f"{param}: expected a time before the year 10000"
+    # The last second ISO 8601 writes is still a time.
+    status, _ = await admin.api("GET", "/messages", until="253402300799")
+    assert status == 200
+    assert "Traceback" not in admin.daemon.stderr() + admin.daemon.stdout()
+
+
 async def test_admin_api_not_listening(admin: Admin) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     run = await admin.cli("status", "--admin-url", url)

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler as RequestHandler
 
 from hookgate import __version__, filters
 from hookgate.admin import answers, convert, params, routes
@@ -68,6 +69,39 @@ class AdminApi:
                 return _answer(503, error)
 
         return endpoint
+
+    @web.middleware
+    async def errors(self, request: web.Request, handler: RequestHandler) -> web.StreamResponse:
+        """Errors the routes do not answer themselves: a bug (500 ``internal_error``, one
+        log line, no traceback), and under ``/api/v1`` the router's 404 and 405 as the
+        API's JSON errors, for a caller with the token (without it: 401)."""
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+            if not request.path.startswith(PREFIX + "/"):
+                raise
+            return self._unrouted(request, exc)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.error("admin.failed", path=request.path, error=repr(exc))
+            error = answers.ApiError("internal_error", "the request could not be handled")
+            return _answer(500, error)
+
+    def _unrouted(
+        self, request: web.Request, exc: web.HTTPNotFound | web.HTTPMethodNotAllowed
+    ) -> web.Response:
+        try:
+            self._authorize(request)
+        except Problem as problem:
+            return _answer(problem.status, answers.ApiError(problem.code, problem.detail))
+        if isinstance(exc, web.HTTPNotFound):
+            return _answer(404, answers.ApiError("not_found", "no such route"))
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        detail = f"{request.method} is not one of {allowed}"
+        answer = _answer(405, answers.ApiError("method_not_allowed", detail))
+        answer.headers["Allow"] = allowed
+        return answer
 
     def _authorize(self, request: web.Request) -> None:
         if self._token_digest is None:

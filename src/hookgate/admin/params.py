@@ -89,16 +89,25 @@ def is_whole_number(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
+# 9999-12-31T23:59:59Z, the last time ISO 8601 writes with four digits: a larger number
+# of unix seconds overflowed the store's integer columns (a 500 before).
+_LAST_MOMENT = 253_402_300_799.0
+
+
 def moment(query: Mapping[str, str], param: Param) -> float | None:
     """A time: unix seconds or ISO 8601 (UTC when no offset is given)."""
     value = param.get(query)
     if value is None:
         return None
     try:
-        return float(value) if value.replace(".", "", 1).isdigit() else _iso(value)
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else _iso(value)
     except ValueError:
         detail = f"{param.name}: expected ISO 8601 or unix seconds"
         raise Problem(400, "bad_request", detail) from None
+    if not seconds <= _LAST_MOMENT:
+        detail = f"{param.name}: expected a time before the year 10000"
+        raise Problem(400, "bad_request", detail)
+    return seconds
 
 
 def _iso(value: str) -> float:

@@ -8,6 +8,8 @@ import time
 
 # Ids need not be unguessable, only unique and ordered: a seeded PRNG costs no syscall.
 _id_bits = random.Random()  # noqa: S311
+# The last millisecond an id's 41 bits of time hold (2039-09-07).
+_LAST_MILLISECOND = 2**41 - 1
 
 
 def new_message_id(now: float | None = None) -> int:
@@ -21,8 +23,9 @@ def new_message_id(now: float | None = None) -> int:
 
 
 def message_id_floor(moment: float) -> int:
-    """The smallest message id that can have been received at or after ``moment``."""
-    return int(moment * 1000) << 22
+    """The smallest message id that can have been received at or after ``moment``; past
+    the last millisecond that 41 bits hold (in 2039), the largest id there is."""
+    return min(max(int(moment * 1000), 0), _LAST_MILLISECOND) << 22
 
 
 def format_time(moment: float) -> str:
