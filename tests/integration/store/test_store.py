@@ -18,8 +18,9 @@ from hookgate.store import format_message_id, parse_message_id
 from hookgate.store import sqlite as sqlite_store
 from hookgate.store.sqlite import SQLiteStore
 from hookgate.store.sqlite.database import connect_here
+from hookgate.store.sqlite.writer import commit_batch
 
-from ..harness import db_rows, new_message, query_plan
+from ..harness import db_rows, new_message, query_plan, record
 
 T = TypeVar("T")
 
@@ -170,6 +171,40 @@ def test_message_id_text_form() -> None:
     assert parse_message_id("msg_00000000000000ff") == 255
     for text in ("", "msg_", "msg_zzzzzzzzzzzzzzzz", "evt_0000000000000001", "msg_1"):
         assert parse_message_id(text) is None
+
+
+async def test_a_large_commit_writes_every_row_with_its_own_values(db_path: Path) -> None:
+    """The writer puts many rows in one INSERT (writer.py: insert_rows): 203 messages and
+    then 77 outcomes, counts that need statements of several sizes, each row its own."""
+    opened = SQLiteStore(str(db_path))
+    await opened.open()
+    await opened.close()
+    now = time.time()
+    messages = [new_message(body=b"%d" % n, received_at=now + n) for n in range(203)]
+    with raw(db_path) as conn:
+        conn.isolation_level = None
+        ids = list(range(1000, 1203))
+        inserted = commit_batch(conn, messages, ids, [])
+        delivery_ids = [d.id for d in inserted.deliveries["orders"]]
+        outcomes = [
+            record(delivery_ids[n], state="delivered", status=200 + n, error=None)
+            for n in range(77)
+        ]
+        commit_batch(conn, [], [], outcomes)
+    assert [a.message_id for a in inserted.accepted] == [format_message_id(i) for i in ids]
+    assert db_rows(db_path, "SELECT id, body, received_at FROM messages ORDER BY id") == [
+        (i, b"%d" % n, now + n) for n, i in enumerate(ids)
+    ]
+    assert db_rows(db_path, "SELECT id, message_id FROM deliveries ORDER BY id") == list(
+        zip(delivery_ids, ids, strict=True)
+    )
+    assert db_rows(db_path, "SELECT delivery_id, status FROM attempts ORDER BY id") == [
+        (delivery_ids[n], 200 + n) for n in range(77)
+    ]
+    assert db_rows(db_path, "SELECT state, count(*) FROM deliveries GROUP BY 1") == [
+        ("delivered", 77),
+        ("pending", 126),
+    ]
 
 
 # -- dedup ---------------------------------------------------------------------------------

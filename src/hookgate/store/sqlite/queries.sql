@@ -23,7 +23,8 @@ UPDATE messages SET dedup_key = NULL WHERE source = ? AND dedup_key = ? AND rece
 
 -- insert_message --
 -- Only messages the dedup lookup found new: a conflict fails the commit (nothing is
--- answered for a row that was not written).
+-- answered for a row that was not written). The writer repeats the VALUES row to
+-- insert up to 64 messages in one statement (writer.py: insert_rows).
 INSERT INTO messages (id, source, received_at, event_type, event_id, dedup_key, headers, body,
     skipped)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -75,6 +76,7 @@ FROM json_each(?1) AS o
 WHERE deliveries.id = json_extract(o.value, '$[0]')
 
 -- insert_attempt --
+-- Repeated as insert_message is (writer.py: insert_rows).
 INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_snippet)
 VALUES (?, ?, ?, ?, ?, ?)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import sqlite3
 import time
@@ -50,6 +51,8 @@ WriteCall = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
 # SQLite's limit on bound variables is 32766; stay far below it.
 _LOOKUP_CHUNK = 400
+# The most rows one INSERT statement carries (insert_rows): 64 rows of 9 values.
+_ROWS_PER_INSERT = 64
 
 
 @dataclass(slots=True)
@@ -357,7 +360,7 @@ def insert_messages(
                 new_delivery(delivery_id, formatted, destination, m)
             )
     if new:
-        conn.executemany(QUERIES["insert_message"], new)
+        insert_rows(conn, QUERIES["insert_message"], new)
         conn.execute(QUERIES["add_message_count"], (len(new),))
     if rows:
         conn.execute(QUERIES["insert_deliveries"], (orjson.dumps(rows),))
@@ -455,13 +458,37 @@ def record_attempts(conn: sqlite3.Connection, records: list[AttemptRecord]) -> N
         ]
     )
     conn.execute(QUERIES["settle_deliveries"], (outcomes, time.time()))
-    conn.executemany(
+    insert_rows(
+        conn,
         QUERIES["insert_attempt"],
         [
             (r.delivery_id, r.started_at, r.duration_ms, r.status, r.error, r.response_snippet)
             for r in records
         ],
     )
+
+
+def insert_rows(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
+    """``rows`` by ``query``, an INSERT of one VALUES row, several rows a statement.
+
+    One statement is one step of SQLite, for which the sqlite3 module gives up the GIL
+    and takes it back: a row at a time, the SQLite thread waited for the event loop's
+    GIL once a row (docs/benchmarks.md, "Session 24"). The statements carry 64, 32 ...
+    1 rows, so that the connection's statement cache holds every size there is.
+    """
+    start = 0
+    while start < len(rows):
+        size = min(_ROWS_PER_INSERT, 1 << ((len(rows) - start).bit_length() - 1))
+        chunk = rows[start : start + size]
+        conn.execute(multi_row(query, size), [value for row in chunk for value in row])
+        start += size
+
+
+@functools.cache
+def multi_row(query: str, rows: int) -> str:
+    """``query`` (ending in one ``VALUES (?, ...)`` row) with ``rows`` rows."""
+    row = query[query.rindex("(") :]
+    return query + f", {row}" * (rows - 1)
 
 
 async def in_savepoint(conn: aiosqlite.Connection, call: WriteCall) -> Any:
