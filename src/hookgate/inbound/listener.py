@@ -375,7 +375,7 @@ class Ingress:
     def _check_request_head(self, route: Route, request: http1.Request) -> None:
         """The checks that need no body: method, loop, client address, encoding."""
         if request.method not in route.methods and request.method not in route.greeters.methods:
-            allow = ", ".join(sorted(route.methods))
+            allow = ", ".join(sorted({*route.methods, *route.greeters.methods}))
             raise Rejected(405, "method_not_allowed", f"use {allow}", Allow=allow)
         via = request.headers.getall("Via", None)
         if via is not None and self._is_loop(", ".join(via)):

@@ -193,6 +193,10 @@ async def test_meta_verification_is_answered_only_with_the_verify_token(server: 
     again = await server.request("GET", "/hooks/meta", query=META)
     assert (again.status, again.body) == (200, b"1158201444")
     assert server.stored() == 0
+    # Another method: 405, naming the handshake's method as well as the webhooks'.
+    refused = await server.request("DELETE", "/hooks/meta")
+    error(refused, 405, "method_not_allowed")
+    assert refused.headers["Allow"] == "GET, POST"
 
 
 async def test_meta_events_are_verified_and_stored(server: Server) -> None:

@@ -171,6 +171,8 @@ async def test_trello_signature_covers_the_public_url(ingress: Ingested) -> None
         assert answer.status == 200
     async with ingress.session.get(ingress.base + "/hooks/trello") as answer:
         assert answer.status == 405
+        # The handshake's method is allowed too.
+        assert answer.headers["Allow"] == "HEAD, POST"
     assert ingress.messages() == []
     assert (await ingress.post("/hooks/trello", body, signed(TRELLO_URL + "/x")))[0] == 401
     # The URL hookgate sees is not the one Trello was given.
