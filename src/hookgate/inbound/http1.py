@@ -483,6 +483,10 @@ class Connection(asyncio.Protocol):
         self._in_head = False
         self._head_bytes = 0
         parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.0", "1.1"):  # llhttp takes 0.9 and 2.0 request lines
+            self._refuse(400, "bad_request", f"HTTP/{version} is not taken: use HTTP/1.1")
+            raise _Refused()
         upgrade = parser.should_upgrade() and parser.get_method() != b"CONNECT"
         if upgrade and "Transfer-Encoding" in CIMultiDict(self._headers):
             # llhttp would skip the body (below); a chunked one cannot be read without it.
@@ -496,9 +500,9 @@ class Connection(asyncio.Protocol):
             self.app.max_body,
         )
         request.content_length = self._content_length
-        request.expect_continue = self._expect_continue and parser.get_http_version() == "1.1"
+        request.expect_continue = self._expect_continue and version == "1.1"
         request.keep_alive = parser.should_keep_alive()
-        request.version = parser.get_http_version()
+        request.version = version
         if upgrade:
             # A request offering an Upgrade (h2c: curl --http2, Java's client) is answered
             # in HTTP/1.1, then the connection closes. llhttp skips its body and stops
