@@ -115,7 +115,10 @@ def _signing_options(args: argparse.Namespace) -> config.VerifyConfig:
 
     if args.scheme == "none" and args.secret:
         raise UsageError("--secret needs a --scheme")
-    if providers.get(args.scheme).needs_secret and not args.secret:
+    provider = providers.get(args.scheme)
+    if "public_keys" in provider.verify_keys and not args.key_file:
+        raise UsageError(f"--scheme {args.scheme} needs --key-file (its private key, PEM)")
+    if provider.needs_secret and not args.secret:
         raise UsageError(f"--scheme {args.scheme} needs --secret")
     options = config.VerifyConfig(
         scheme=args.scheme,

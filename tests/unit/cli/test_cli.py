@@ -178,6 +178,8 @@ def test_send_defaults() -> None:
     ("argv", "message"),
     [
         (["--scheme", "github"], "needs --secret"),
+        (["--provider", "discord"], "--scheme discord needs --key-file"),
+        (["--provider", "paypal", "--secret", "s"], "--scheme paypal needs --key-file"),
         (["--secret", "s"], "--secret needs a --scheme"),
         (["--scheme", "hmac", "--secret", "s"], "header"),
         (["--scheme", "standard", "--secret", "whsec_!!"], "whsec_"),
