@@ -305,6 +305,43 @@ async def test_write_call_is_committed_while_webhooks_keep_coming(store: SQLiteS
     assert db_rows(store.path, "SELECT count(*) FROM messages") == [(len(results),)]
 
 
+async def test_a_failed_batch_never_takes_the_answers_of_the_commit_before_it(
+    store: SQLiteStore,
+) -> None:
+    """The SQLite thread hands a commit's answers to the event loop once the next batch's
+    rows are written (writer.py: ``_commit_while_queued``). When that next batch fails, a
+    real SQLite error here, the commit before it still answers its callers, as committed,
+    and only the failed batch's callers get the error; then the writer goes on."""
+
+    async def poison(conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN new.body = x'706f69736f6e'"
+            " BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        )
+
+    await store.write_call(poison)
+    not_taken = store._writer._pending.messages  # what the drain has not taken yet
+
+    async def taken() -> None:
+        while not_taken:
+            await asyncio.sleep(0)
+
+    for _ in range(10):
+        # A large batch, then, once the SQLite thread took it, a poisoned one queued
+        # while the large one's rows are still being written: the next batch.
+        good = [asyncio.ensure_future(store.accept(new_message())) for _ in range(200)]
+        await asyncio.wait_for(taken(), WAIT)
+        poisoned = asyncio.ensure_future(store.accept(new_message(body=b"poison")))
+        with pytest.raises(StoreError, match="poisoned"):
+            await asyncio.wait_for(poisoned, WAIT)
+        accepted = await asyncio.wait_for(asyncio.gather(*good), WAIT)
+        numbers = [parse_message_id(a.message_id) for a in accepted]
+        stored = {row[0] for row in db_rows(store.path, "SELECT id FROM messages")}
+        assert set(numbers) <= stored
+    assert db_rows(store.path, "SELECT count(*) FROM messages") == [(2000,)]
+    assert (await store.accept(new_message())).duplicate is False
+
+
 async def test_replay_of_a_pruned_message_creates_nothing(store: SQLiteStore) -> None:
     accepted = await store.accept(new_message(destinations=()))
     assert await store.prune(time.time() + 1, 10) == 1

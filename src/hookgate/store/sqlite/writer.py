@@ -10,7 +10,9 @@ is queued, hands the results to the event loop, and starts the next commit with 
 was queued meanwhile, without waiting for the loop. Under load, a commit's end used to
 wait for the loop to wake, and the next commit for the SQLite thread to wake; on two
 busy cores those two wake-ups were about a third of a commit (docs/benchmarks.md: "the
-group commit drained on the SQLite thread").
+group commit drained on the SQLite thread"). When more is queued, a commit's results
+are handed over once the next batch's rows are written, so that the loop's answers
+and the next COMMIT's wait for the disk overlap (``Writer._commit_while_queued``).
 """
 
 from __future__ import annotations
@@ -198,28 +200,49 @@ class Writer:
     ) -> None:
         """On the SQLite thread: commit what is queued, batch after batch, handing each
         outcome to the event loop; stop when nothing is queued, when a write call waits
-        (it runs through the loop: ``_commit``) or after a failed commit."""
-        while not self._pending.calls:
-            batch = self._pending.take(calls=False)
-            if not batch:
-                return
-            started = time.monotonic()
-            try:
-                self._health.raise_if_broken()
-                self._health.refuse_frozen_files()
-                messages = [m for m, _ in batch.messages]
-                ids = [self._next_id(m.received_at) for m in messages]
-                records = [r for r, _ in batch.attempts]
-                inserted = commit_batch(conn, messages, ids, records)
-                # After the commit, before any 2xx: a vanished file means nothing was kept.
-                self._health.check_file()
-                self._health.raise_if_broken()
-            except Exception as exc:  # any failure fails this batch, never the writer
-                loop.call_soon_threadsafe(self._commit_failed, batch, exc)
-                return
-            took = time.monotonic() - started
-            loop.call_soon_threadsafe(self._committed, batch, inserted, [], took)
-            finish_wal_checkpoint(conn, self._health)
+        (it runs through the loop: ``_commit``) or after a failed commit.
+
+        A commit's answers are handed over once the next batch's rows are written, just
+        before its COMMIT, when anything was queued meanwhile (at once otherwise): the
+        loop then answers and sends them while that COMMIT waits for the disk without
+        the GIL. Handed over right after their COMMIT, the loop's turn of answers took
+        the GIL from the next batch's rows, which waited for it about as long as they
+        worked (docs/benchmarks.md, "Session 24").
+        """
+        unanswered: tuple[_Pending, Inserted, list[Any], float] | None = None
+
+        def hand_over() -> None:
+            nonlocal unanswered
+            if unanswered is not None:
+                loop.call_soon_threadsafe(self._committed, *unanswered)
+                unanswered = None
+
+        try:
+            while not self._pending.calls:
+                batch = self._pending.take(calls=False)
+                if not batch:
+                    return
+                started = time.monotonic()
+                try:
+                    self._health.raise_if_broken()
+                    self._health.refuse_frozen_files()
+                    messages = [m for m, _ in batch.messages]
+                    ids = [self._next_id(m.received_at) for m in messages]
+                    records = [r for r, _ in batch.attempts]
+                    inserted = commit_batch(conn, messages, ids, records, before_commit=hand_over)
+                    # After the commit, before any 2xx: a vanished file means nothing was kept.
+                    self._health.check_file()
+                    self._health.raise_if_broken()
+                except Exception as exc:  # any failure fails this batch, never the writer
+                    hand_over()
+                    loop.call_soon_threadsafe(self._commit_failed, batch, exc)
+                    return
+                unanswered = (batch, inserted, [], time.monotonic() - started)
+                if self._health.wal_restart_due:
+                    hand_over()  # the checkpoint takes a while: answer first
+                    finish_wal_checkpoint(conn, self._health)
+        finally:
+            hand_over()
 
     async def _commit(self, batch: _Pending) -> None:
         """Commit a batch with write calls, each call in a savepoint of its own."""
@@ -285,11 +308,15 @@ def commit_batch(
     messages: list[NewMessage],
     ids: list[int],
     records: list[AttemptRecord],
+    before_commit: Callable[[], None] | None = None,
 ) -> Inserted:
-    """One transaction with the batch's messages and outcomes (on the SQLite thread)."""
+    """One transaction with the batch's messages and outcomes (on the SQLite thread);
+    ``before_commit`` runs once the rows are written, before the COMMIT."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         inserted = write_batch(conn, messages, ids, records)
+        if before_commit is not None:
+            before_commit()
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
