@@ -207,6 +207,49 @@ async def test_a_large_commit_writes_every_row_with_its_own_values(db_path: Path
     ]
 
 
+async def test_answers_held_for_the_next_commit_never_wait_for_another_writers_lock(
+    db_path: Path,
+) -> None:
+    """The writer answers a commit once the next batch's rows are written (writer.py:
+    ``_commit_while_queued``); while another connection (an operator's ``sqlite3``)
+    holds the write lock, it answers before waiting for that lock, not after it."""
+    opened = SQLiteStore(str(db_path))
+    await opened.open()
+    await opened.close()
+    answered: list[float] = []
+    operator = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    with raw(db_path) as conn, contextlib.closing(operator):
+        conn.isolation_level = None
+        conn.execute("PRAGMA busy_timeout = 5000")
+        operator.execute("BEGIN IMMEDIATE")
+
+        def release_later() -> None:
+            time.sleep(0.5)
+            operator.execute("COMMIT")
+
+        releaser = threading.Thread(target=release_later)
+        releaser.start()
+        started = time.monotonic()
+        try:
+            inserted = commit_batch(
+                conn,
+                [new_message()],
+                [1],
+                [],
+                answer_first=lambda: answered.append(time.monotonic() - started),
+            )
+        finally:
+            releaser.join()
+        waited = time.monotonic() - started
+        # Asked to answer at once (and again before the COMMIT: answering is done only
+        # once by the writer), then the commit waited for the lock and went through.
+        assert answered[0] < 0.4
+        assert waited >= 0.5
+        assert [a.duplicate for a in inserted.accepted] == [False]
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    assert db_rows(db_path, "SELECT count(*) FROM messages") == [(1,)]
+
+
 # -- dedup ---------------------------------------------------------------------------------
 
 

@@ -26,6 +26,8 @@ _CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 T = TypeVar("T")
 
+# How long the write connection waits for a lock another connection holds (ms).
+BUSY_TIMEOUT_MS = 5_000
 # The Checkpointer starts a checkpoint after a commit that leaves at least this many
 # frames of the WAL not yet copied back: SQLite's own automatic limit (pages).
 CHECKPOINT_FRAMES = 1_000
@@ -168,7 +170,7 @@ async def connect(path: str, sync: str) -> aiosqlite.Connection:
     """A connection in autocommit mode with hookgate's settings (WAL, sync, foreign keys)."""
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
-        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await conn.execute("PRAGMA journal_mode = WAL")
         synchronous = "FULL" if sync == "full" else "NORMAL"
         await conn.execute(f"PRAGMA synchronous = {synchronous}")

@@ -44,7 +44,12 @@ from hookgate.store import (
     new_message_id,
 )
 from hookgate.store.rows import encode_skipped
-from hookgate.store.sqlite.database import Health, finish_wal_checkpoint, in_thread
+from hookgate.store.sqlite.database import (
+    BUSY_TIMEOUT_MS,
+    Health,
+    finish_wal_checkpoint,
+    in_thread,
+)
 from hookgate.store.sqlite.sql import QUERIES, marks
 
 log = structlog.get_logger("hookgate.store")
@@ -213,9 +218,18 @@ class Writer:
 
         def hand_over() -> None:
             nonlocal unanswered
-            if unanswered is not None:
-                loop.call_soon_threadsafe(self._committed, *unanswered)
-                unanswered = None
+            if unanswered is None:
+                return
+            held, unanswered = unanswered, None
+            try:
+                # Answered a while after its commit: the file must still be the one it
+                # went into, as right after the commit.
+                self._health.check_file()
+                self._health.raise_if_broken()
+            except StoreError as exc:
+                loop.call_soon_threadsafe(self._commit_failed, held[0], exc)
+                return
+            loop.call_soon_threadsafe(self._committed, *held)
 
         try:
             while not self._pending.calls:
@@ -229,7 +243,7 @@ class Writer:
                     messages = [m for m, _ in batch.messages]
                     ids = [self._next_id(m.received_at) for m in messages]
                     records = [r for r, _ in batch.attempts]
-                    inserted = commit_batch(conn, messages, ids, records, before_commit=hand_over)
+                    inserted = commit_batch(conn, messages, ids, records, answer_first=hand_over)
                     # After the commit, before any 2xx: a vanished file means nothing was kept.
                     self._health.check_file()
                     self._health.raise_if_broken()
@@ -308,21 +322,44 @@ def commit_batch(
     messages: list[NewMessage],
     ids: list[int],
     records: list[AttemptRecord],
-    before_commit: Callable[[], None] | None = None,
+    answer_first: Callable[[], None] | None = None,
 ) -> Inserted:
-    """One transaction with the batch's messages and outcomes (on the SQLite thread);
-    ``before_commit`` runs once the rows are written, before the COMMIT."""
-    conn.execute("BEGIN IMMEDIATE")
+    """One transaction with the batch's messages and outcomes (on the SQLite thread).
+
+    ``answer_first`` runs once the rows are written, before the COMMIT, and also
+    before waiting for the write lock if another connection holds it (an operator's
+    ``sqlite3``, for up to busy_timeout): what it answers never waits for that lock. It
+    may run twice, so it must answer only once.
+    """
+    if answer_first is None:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        begin_or_answer_first(conn, answer_first)
     try:
         inserted = write_batch(conn, messages, ids, records)
-        if before_commit is not None:
-            before_commit()
+        if answer_first is not None:
+            answer_first()
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return inserted
+
+
+def begin_or_answer_first(conn: sqlite3.Connection, answer_first: Callable[[], None]) -> None:
+    """BEGIN IMMEDIATE, running ``answer_first`` before it waits for the write lock."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            raise
+        answer_first()
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def write_batch(
@@ -513,8 +550,8 @@ def insert_rows(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]
 
 @functools.cache
 def multi_row(query: str, rows: int) -> str:
-    """``query`` (ending in one ``VALUES (?, ...)`` row) with ``rows`` rows."""
-    row = query[query.rindex("(") :]
+    """``query`` (ending in ``VALUES`` and one row) with ``rows`` rows."""
+    row = query[query.rindex("VALUES") + len("VALUES") :].strip()
     return query + f", {row}" * (rows - 1)
 
 
