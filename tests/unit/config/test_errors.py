@@ -355,8 +355,9 @@ def test_bad_destination_url(tmp_path: Path) -> None:
         ("http://127.0.0.1:99999/x", "expected an http:// or https:// URL: Port out of range"),
         ("http://127.0.0.1:abc/x", "expected an http:// or https:// URL: Invalid URL: port"),
         ("http://127.0.0.1:0/x", "expected a port from 1 to 65535, got 0"),
-        ("http://exa mple.com/x", "expected a URL without spaces"),
-        ("http://h.example/a b", "expected a URL without spaces"),
+        ("http://exa mple.com/x", "expected a URL without tabs or line breaks, nor spaces"),
+        ("http://h.example:80 /x", "expected a URL without tabs or line breaks, nor spaces"),
+        ("http://h.example/a\tb", "expected a URL without tabs or line breaks, nor spaces"),
     ],
 )
 def test_destination_url_the_client_could_not_send_to(
@@ -369,6 +370,14 @@ def test_destination_url_the_client_could_not_send_to(
     assert len(errors) == 1
     assert errors[0].startswith(f"destinations.y.url: {expected}"), errors[0]
     assert errors[0].endswith(f"(line {line_of(text, 'url =')})")
+
+
+def test_a_space_in_a_destination_urls_path_is_taken(tmp_path: Path) -> None:
+    """The client sends it as %20, as it always did: not an error."""
+    text = (
+        MINIMAL_SOURCE + '[destinations.y]\nurl = "http://h.example/a b?q=c d"\nsources = ["x"]\n'
+    )
+    assert load(tmp_path, text).destinations["y"].url == "http://h.example/a b?q=c d"
 
 
 def test_alerts_url_is_checked_as_a_destination_url_is(tmp_path: Path) -> None:
