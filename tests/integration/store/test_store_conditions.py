@@ -342,6 +342,30 @@ async def test_a_failed_batch_never_takes_the_answers_of_the_commit_before_it(
     assert (await store.accept(new_message())).duplicate is False
 
 
+async def test_writes_wait_for_a_write_lock_another_connection_holds(
+    store: SQLiteStore,
+) -> None:
+    """The write connection's busy_timeout is 0 (the writer waits itself: writer.begin),
+    so a lock held elsewhere, an operator's ``sqlite3`` for a moment, must still be
+    waited for, by a webhook's commit and by a write call, not fail them at once."""
+    operator = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    try:
+        operator.execute("BEGIN IMMEDIATE")
+        timer = threading.Timer(0.5, operator.execute, ("COMMIT",))
+        timer.start()
+        started = time.monotonic()
+        accepted, _ = await asyncio.wait_for(
+            asyncio.gather(store.accept(new_message()), store.set_paused("orders", True)), WAIT
+        )
+        assert time.monotonic() - started >= 0.4
+        timer.join()
+    finally:
+        operator.close()
+    assert accepted.duplicate is False
+    assert await store.paused_destinations() == {"orders"}
+    assert store.failure is None
+
+
 async def test_replay_of_a_pruned_message_creates_nothing(store: SQLiteStore) -> None:
     accepted = await store.accept(new_message(destinations=()))
     assert await store.prune(time.time() + 1, 10) == 1

@@ -139,6 +139,8 @@ class SQLiteStore(AdminQueries):
             )
         self._write = write = await connect(self.path, self.sync)
         await migrate(write, self._health)
+        # From now on only the writer uses it, and waits for a lock itself (writer.begin).
+        await write.execute("PRAGMA busy_timeout = 0")
         self.identity = str(await self._scalar(write, QUERIES["select_identity"]))
         if recorded is not None and recorded != self.identity:
             raise StoreError(

@@ -270,7 +270,7 @@ class Writer:
             messages = [m for m, _ in batch.messages]
             ids = [self._next_id(m.received_at) for m in messages]
             records = [r for r, _ in batch.attempts]
-            await conn.execute("BEGIN IMMEDIATE")
+            await in_thread(conn, begin)
             inserted = await in_thread(conn, lambda raw: write_batch(raw, messages, ids, records))
             results = [await in_savepoint(conn, call) for call, _ in batch.calls]
             await conn.execute("COMMIT")
@@ -331,10 +331,7 @@ def commit_batch(
     ``sqlite3``, for up to busy_timeout): what it answers never waits for that lock. It
     may run twice, so it must answer only once.
     """
-    if answer_first is None:
-        conn.execute("BEGIN IMMEDIATE")
-    else:
-        begin_or_answer_first(conn, answer_first)
+    begin(conn, answer_first)
     try:
         inserted = write_batch(conn, messages, ids, records)
         if answer_first is not None:
@@ -347,19 +344,26 @@ def commit_batch(
     return inserted
 
 
-def begin_or_answer_first(conn: sqlite3.Connection, answer_first: Callable[[], None]) -> None:
-    """BEGIN IMMEDIATE, running ``answer_first`` before it waits for the write lock."""
-    conn.execute("PRAGMA busy_timeout = 0")
+def begin(conn: sqlite3.Connection, answer_first: Callable[[], None] | None = None) -> None:
+    """BEGIN IMMEDIATE on the write connection, waiting up to BUSY_TIMEOUT_MS for a write
+    lock that another connection holds, after running ``answer_first``.
+
+    The write connection's own busy_timeout is 0 (``SQLiteStore``: after migrating), so
+    that a lock held elsewhere is seen before any wait, and costs nothing while free.
+    """
     try:
         conn.execute("BEGIN IMMEDIATE")
+        return
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
             raise
+    if answer_first is not None:
         answer_first()
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
         conn.execute("BEGIN IMMEDIATE")
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 def write_batch(
