@@ -317,7 +317,7 @@ async def test_every_api_error_is_json_even_from_the_router(
         assert (await answer.json())["error"] == "method_not_allowed"
     status, answer = await admin.api("POST", "/stats")
     assert (status, answer["error"]) == (405, "method_not_allowed")
-    for path in ("/nope", "/messages/"):
+    for path in ("", "/", "/nope", "/messages/"):
         status, answer = await admin.api("GET", path)
         assert (status, answer["error"]) == (404, "not_found"), path
     # Without the token, no route is told from one that does not exist.

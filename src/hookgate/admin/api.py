@@ -78,7 +78,7 @@ class AdminApi:
         try:
             return await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
-            if not request.path.startswith(PREFIX + "/"):
+            if request.path != PREFIX and not request.path.startswith(PREFIX + "/"):
                 raise
             return self._unrouted(request, exc)
         except web.HTTPException:
