@@ -539,10 +539,10 @@ def record_attempts(conn: sqlite3.Connection, records: list[AttemptRecord]) -> N
 def insert_rows(conn: sqlite3.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
     """``rows`` by ``query``, an INSERT of one VALUES row, several rows a statement.
 
-    One statement is one step of SQLite, for which the sqlite3 module gives up the GIL
-    and takes it back: a row at a time, the SQLite thread waited for the event loop's
-    GIL once a row (docs/benchmarks.md, "Session 24"). The statements carry 64, 32 ...
-    1 rows, so that the connection's statement cache holds every size there is.
+    One statement is one step of SQLite and one trip out of the GIL and back, where a
+    row at a time cost more CPU: 8.8-9.0 against 7.0-7.4 µs a webhook in commits of 64
+    (docs/benchmarks.md, "Session 24"). The statements carry 64, 32 ... 1 rows, so
+    that the connection's statement cache holds every size there is.
     """
     start = 0
     while start < len(rows):
